@@ -1,0 +1,38 @@
+# Hermod: see README.md. Every target works from a clean clone with Go.
+SHELL := /bin/bash
+MODULES := shared services/api services/router services/deliverer services/agent services/hermod
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/hermodhq/hermod/shared/version.Version=$(VERSION)
+GOFLAGS_TEST ?= -race -count=1 -timeout 25m
+STATICCHECK ?= $(shell go env GOPATH)/bin/staticcheck
+
+.PHONY: build run test test-short lint bench fuzz clean
+
+build:
+	@mkdir -p bin
+	cd services/api && go build -ldflags '$(LDFLAGS)' -o ../../bin/hermod-api ./cmd/hermod-api
+	cd services/router && go build -ldflags '$(LDFLAGS)' -o ../../bin/hermod-router ./cmd/hermod-router
+	cd services/deliverer && go build -ldflags '$(LDFLAGS)' -o ../../bin/hermod-deliverer ./cmd/hermod-deliverer
+	cd services/agent && go build -ldflags '$(LDFLAGS)' -o ../../bin/hermod-agent ./cmd/hermod-agent
+	cd services/hermod && go build -ldflags '$(LDFLAGS)' -o ../../bin/hermod ./cmd/hermod
+
+run: build
+	./bin/hermod
+
+# Every test of every module (the end-to-end tests build the binaries first).
+test: build
+	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && go test $(GOFLAGS_TEST) ./...); done
+
+lint:
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	@set -e; for m in $(MODULES); do (cd $$m && go vet ./... && $(STATICCHECK) ./...); done
+
+bench: build
+	cd services/hermod && go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+
+fuzz:
+	cd shared && go test -run '^$$' -fuzz FuzzDecodeBody -fuzztime 30s ./webhooks
+	cd shared && go test -run '^$$' -fuzz FuzzParseEnvelope -fuzztime 30s ./matching
+
+clean:
+	rm -rf bin data

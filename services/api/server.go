@@ -1,0 +1,203 @@
+// Package api serves Hermod's REST API v1 (section 3 of the SPEC), the
+// OpenAPI document and the health endpoints.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/hermodhq/hermod/shared/catalog"
+	"github.com/hermodhq/hermod/shared/delivery"
+	"github.com/hermodhq/hermod/shared/index"
+	"github.com/hermodhq/hermod/shared/metrics"
+	"github.com/hermodhq/hermod/shared/ops"
+	"github.com/hermodhq/hermod/shared/store"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// Options configure the API.
+type Options struct {
+	AdminKeys     []string
+	MaxEventBytes int64
+	MaxBodyBytes  int64 // other bodies (default 64 KiB)
+	Limits        store.Limits
+	Version       string
+}
+
+// Server is the API server.
+type Server struct {
+	e      *echo.Echo
+	st     *store.Store
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	cat    *catalog.Catalog
+	client *delivery.Client
+	health *ops.Health
+	m      *metrics.Metrics
+	log    zerolog.Logger
+	opts   Options
+	keys   [][]byte
+
+	notifier *index.Notifier
+}
+
+// New builds the API. client makes the test endpoint's request.
+func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index.Notifier, cat *catalog.Catalog,
+	client *delivery.Client, health *ops.Health, m *metrics.Metrics, log zerolog.Logger, opts Options) *Server {
+	if opts.MaxEventBytes <= 0 {
+		opts.MaxEventBytes = 256 << 10
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 64 << 10
+	}
+	s := &Server{st: st, nc: nc, js: js, cat: cat, client: client, health: health, m: m, log: log, opts: opts,
+		notifier: notifier}
+	for _, k := range opts.AdminKeys {
+		s.keys = append(s.keys, []byte(k))
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(s.recoverer)
+	e.GET("/healthz", echo.WrapHandler(http.HandlerFunc(health.Healthz)))
+	e.GET("/readyz", echo.WrapHandler(http.HandlerFunc(health.Readyz)))
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
+	e.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/json", openAPI) })
+	v1 := e.Group("/api/v1", s.auth)
+	v1.POST("/webhooks", s.createWebhook)
+	v1.GET("/webhooks", s.listWebhooks)
+	v1.GET("/webhooks/:id", s.getWebhook)
+	v1.PUT("/webhooks/:id", s.updateWebhook)
+	v1.PATCH("/webhooks/:id", s.updateWebhook)
+	v1.DELETE("/webhooks/:id", s.deleteWebhook)
+	v1.POST("/webhooks/:id/pause", s.pauseWebhook)
+	v1.POST("/webhooks/:id/resume", s.resumeWebhook)
+	v1.POST("/webhooks/:id/test", s.testWebhook)
+	v1.GET("/webhooks/:id/secret", s.getSecret)
+	v1.POST("/webhooks/:id/secret/rotate", s.rotateSecret)
+	v1.GET("/webhooks/:id/stats", s.webhookStats)
+	v1.GET("/webhooks/:id/deliveries", s.listDeliveries)
+	v1.GET("/deliveries/:id", s.getDelivery)
+	v1.POST("/deliveries/:id/retry", s.retryDelivery)
+	v1.GET("/event-types", s.eventTypes)
+	v1.POST("/events", s.publishEvent)
+	// Unknown routes under /api/v1 still need the key (no route probing).
+	v1.Any("/*", func(c echo.Context) error { return notFound("route") })
+	s.e = e
+	return s
+}
+
+// Handler returns the HTTP handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.e }
+
+// Serve serves on l until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{Handler: s.e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		<-done
+		return err
+	case err := <-done:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+func (s *Server) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error().Str("panic", fmt.Sprint(r)).Str("path", c.Path()).Msg("handler panicked")
+				err = apiErr(http.StatusInternalServerError, "internal", "internal error")
+			}
+		}()
+		return next(c)
+	}
+}
+
+// auth checks the Bearer admin key in constant time against every key.
+func (s *Server) auth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get("Authorization")
+		token, ok := strings.CutPrefix(h, "Bearer ")
+		match := 0
+		if ok && token != "" {
+			for _, k := range s.keys {
+				match |= subtle.ConstantTimeCompare([]byte(token), k)
+			}
+		}
+		if match != 1 {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="hermod"`)
+			return apiErr(http.StatusUnauthorized, "unauthorized", "a valid admin key is required (Authorization: Bearer <key>)")
+		}
+		return next(c)
+	}
+}
+
+// readBody reads at most limit bytes of the body; more is 413.
+func readBody(c echo.Context, limit int64) ([]byte, error) {
+	r := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			e := apiErr(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is larger than %d bytes", limit))
+			e.Details["limit_bytes"] = limit
+			return nil, e
+		}
+		return nil, badRequest("could not read the body")
+	}
+	return b, nil
+}
+
+// pageParams reads limit (1-500, default 50) and cursor.
+func pageParams(c echo.Context) (int, string, error) {
+	limit := 50
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, "", badRequest("limit must be an integer")
+		}
+		if n < 1 || n > 500 {
+			return 0, "", invalidField("limit", "must be between 1 and 500")
+		}
+		limit = n
+	}
+	return limit, c.QueryParam("cursor"), nil
+}
+
+func storeErr(err error, what string) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return notFound(what)
+	case errors.Is(err, store.ErrBadCursor):
+		return badRequest("malformed cursor")
+	default:
+		return unavailable("redis", err)
+	}
+}

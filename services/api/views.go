@@ -1,0 +1,133 @@
+package api
+
+import (
+	"encoding/json"
+	"math"
+	"time"
+
+	"github.com/hermodhq/hermod/shared/store"
+	"github.com/hermodhq/hermod/shared/webhooks"
+)
+
+// WebhookView is the webhook object of the API: never the url, auth header
+// or secret.
+type WebhookView struct {
+	ID             string            `json:"id"`
+	Name           string            `json:"name"`
+	Description    string            `json:"description"`
+	URLRedacted    string            `json:"url_redacted"`
+	HasURL         bool              `json:"has_url"`
+	HasAuthHeader  bool              `json:"has_auth_header"`
+	EventTypes     []string          `json:"event_types"`
+	TargetLabels   []string          `json:"target_labels"`
+	Filters        *webhooks.Filters `json:"filters"`
+	Enabled        bool              `json:"enabled"`
+	Status         string            `json:"status"`
+	MaxRetries     int               `json:"max_retries"`
+	TimeoutSeconds int               `json:"timeout_seconds"`
+	TotalDelivered int64             `json:"total_delivered"`
+	TotalFailed    int64             `json:"total_failed"`
+	SuccessRate    *float64          `json:"success_rate"`
+	LastDeliveryAt *string           `json:"last_delivery_at"`
+	CreatedAt      string            `json:"created_at"`
+	UpdatedAt      string            `json:"updated_at"`
+}
+
+func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func tsPtr(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := ts(t)
+	return &s
+}
+
+func webhookView(w *webhooks.Webhook, st store.WebhookStats) WebhookView {
+	v := WebhookView{ID: w.ID, Name: w.Name, Description: w.Description, URLRedacted: webhooks.RedactURL(w.URL),
+		HasURL: w.URL != "", HasAuthHeader: w.AuthHeader != "", EventTypes: w.EventTypes, TargetLabels: w.TargetLabels,
+		Filters: w.Filters, Enabled: w.Enabled, MaxRetries: w.MaxRetries, TimeoutSeconds: w.TimeoutSeconds,
+		TotalDelivered: st.Delivered, TotalFailed: st.Failed, LastDeliveryAt: tsPtr(st.LastDeliveryAt),
+		CreatedAt: ts(w.CreatedAt), UpdatedAt: ts(w.UpdatedAt)}
+	if v.TargetLabels == nil {
+		v.TargetLabels = []string{}
+	}
+	switch {
+	case !w.Enabled:
+		v.Status = "paused"
+	case st.Degraded():
+		v.Status = "degraded"
+	default:
+		v.Status = "active"
+	}
+	if n := st.Delivered + st.Failed; n > 0 {
+		r := math.Round(float64(st.Delivered)/float64(n)*10000) / 100
+		v.SuccessRate = &r
+	}
+	return v
+}
+
+// DeliveryView is the delivery object of the API.
+type DeliveryView struct {
+	ID             string               `json:"id"`
+	WebhookID      string               `json:"webhook_id"`
+	EventID        string               `json:"event_id"`
+	EventType      string               `json:"event_type"`
+	Status         string               `json:"status"`
+	Attempts       int                  `json:"attempts"`
+	NextRetryAt    *string              `json:"next_retry_at"`
+	LastStatusCode *int                 `json:"last_status_code"`
+	LastError      *string              `json:"last_error"`
+	DeadReason     *string              `json:"dead_reason,omitempty"`
+	TargetLabels   []string             `json:"target_labels"`
+	DeliveredBy    *string              `json:"delivered_by"`
+	CreatedAt      string               `json:"created_at"`
+	UpdatedAt      string               `json:"updated_at"`
+	CompletedAt    *string              `json:"completed_at"`
+	PayloadSize    int                  `json:"payload_size"`
+	Payload        json.RawMessage      `json:"payload,omitempty"`
+	AttemptHistory []store.AttemptEntry `json:"attempt_history,omitempty"`
+}
+
+func deliveryView(d *store.Delivery) DeliveryView {
+	v := DeliveryView{ID: d.ID, WebhookID: d.WebhookID, EventID: d.EventID, EventType: d.EventType, Status: d.Status,
+		Attempts: d.Attempts, NextRetryAt: tsPtr(d.NextRetryAt), TargetLabels: d.TargetLabels,
+		CreatedAt: ts(d.CreatedAt), UpdatedAt: ts(d.UpdatedAt), CompletedAt: tsPtr(d.CompletedAt), PayloadSize: d.PayloadSize}
+	if v.TargetLabels == nil {
+		v.TargetLabels = []string{}
+	}
+	if d.LastStatusCode != 0 {
+		c := d.LastStatusCode
+		v.LastStatusCode = &c
+	}
+	if d.LastError != "" {
+		e := d.LastError
+		v.LastError = &e
+	}
+	if d.Reason != "" && d.Status == "dead" {
+		r := d.Reason
+		v.DeadReason = &r
+	}
+	if d.DeliveredBy != "" {
+		b := d.DeliveredBy
+		v.DeliveredBy = &b
+	}
+	return v
+}
+
+// Page is the shape of every list response.
+type Page[T any] struct {
+	Data       []T     `json:"data"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+func page[T any](data []T, next string) Page[T] {
+	if data == nil {
+		data = []T{}
+	}
+	p := Page[T]{Data: data}
+	if next != "" {
+		p.NextCursor = &next
+	}
+	return p
+}

@@ -1,0 +1,35 @@
+// Command hermod-deliverer delivers webhooks from the shared JetStream consumer.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hermodhq/hermod/services/deliverer"
+	"github.com/hermodhq/hermod/shared/envconfig"
+	"github.com/hermodhq/hermod/shared/logging"
+)
+
+func main() {
+	r := envconfig.New()
+	cfg, err := deliverer.LoadConfig(r)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "hermod-deliverer: invalid configuration:\n%v\n", err)
+		os.Exit(2)
+	}
+	log, err := logging.New("hermod-deliverer", cfg.LogLevel, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	logging.Config(log, r.Effective())
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := deliverer.Main(ctx, cfg, log); err != nil {
+		log.Error().Err(err).Msg("hermod-deliverer stopped with an error")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,119 @@
+package deliverer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hermodhq/hermod/shared/catalog"
+	"github.com/hermodhq/hermod/shared/connect"
+	"github.com/hermodhq/hermod/shared/delivery"
+	"github.com/hermodhq/hermod/shared/encryption"
+	"github.com/hermodhq/hermod/shared/envconfig"
+	"github.com/hermodhq/hermod/shared/index"
+	"github.com/hermodhq/hermod/shared/lifecycle"
+	"github.com/hermodhq/hermod/shared/metrics"
+	"github.com/hermodhq/hermod/shared/ops"
+	"github.com/hermodhq/hermod/shared/store"
+	"github.com/hermodhq/hermod/shared/streams"
+	"github.com/hermodhq/hermod/shared/version"
+)
+
+// Config is hermod-deliverer's configuration.
+type Config struct {
+	envconfig.Common
+	OpsAddr         string
+	Concurrency     int
+	WebhookInflight int
+	AllowCIDRs      string
+	Box             *encryption.Box
+}
+
+// LoadConfig reads the configuration from the environment.
+func LoadConfig(r *envconfig.Reader) (Config, error) {
+	c := Config{Common: envconfig.ReadCommon(r, true)}
+	c.OpsAddr = r.String("HERMOD_OPS_ADDR", ":8082")
+	c.Box = envconfig.EncryptionKey(r, true)
+	c.Concurrency = r.Int("HERMOD_DELIVERY_CONCURRENCY", 64, 1, 10000)
+	c.WebhookInflight = r.Int("HERMOD_WEBHOOK_MAX_INFLIGHT", 32, 1, 10000)
+	c.AllowCIDRs, _ = envconfig.AllowCIDRs(r, "")
+	return c, r.Err()
+}
+
+// Options turns the configuration into deliverer options.
+func (c Config) Options() Options {
+	return Options{Concurrency: c.Concurrency, WebhookInflight: c.WebhookInflight, AcquireTTL: c.AcquireTTL, MaxHold: c.MaxHold}
+}
+
+// NewClient builds the guarded HTTP client of the broker deliverers.
+func NewClient(allowCIDRs string, concurrency int) (*delivery.Client, error) {
+	allow, err := delivery.ParseCIDRs(allowCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	return delivery.NewClient(delivery.ClientOptions{Guard: true, Allow: allow, MaxIdlePerHost: max(64, concurrency),
+		UserAgent: version.UserAgent()}), nil
+}
+
+// Main runs a deliverer until ctx ends.
+func Main(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	nc, err := connect.NATS(cfg.NATSURL, "hermod-deliverer")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := connect.JetStream(nc)
+	if err != nil {
+		return err
+	}
+	rdb, err := connect.Redis(ctx, cfg.RedisURL, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	st := store.New(rdb, cfg.Box)
+	if err := st.CheckKey(ctx); err != nil {
+		return err
+	}
+	cat := catalog.New(catalog.Default)
+	if err := streams.EnsureStreams(ctx, js, streams.Settings{DedupWindow: cfg.DedupWindow, Retention: cfg.Retention,
+		AcquireTTL: cfg.AcquireTTL, Subjects: cat.StreamSubjects()}); err != nil {
+		return err
+	}
+	client, err := NewClient(cfg.AllowCIDRs, cfg.Concurrency)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	m := metrics.New()
+	ix := index.New(st, nc, log, index.Options{})
+	d := New(js, ix, client, log, m, cfg.Options())
+	ix.OnChange(d.WebhookChanged)
+	idxCtx, idxCancel := context.WithCancel(context.Background())
+	defer idxCancel()
+	var wg sync.WaitGroup
+	if err := ix.Start(idxCtx, &wg); err != nil {
+		return fmt.Errorf("load webhook index: %w", err)
+	}
+	health := ops.NewHealth(map[string]ops.Check{
+		"nats": func(context.Context) error {
+			if !nc.IsConnected() {
+				return fmt.Errorf("not connected")
+			}
+			return nil
+		},
+		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+	})
+	health.SetReady()
+	log.Info().Str("ops_addr", cfg.OpsAddr).Int("concurrency", cfg.Concurrency).Msg("deliverer ready")
+	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
+		lifecycle.Component{Name: "deliverer", Run: d.Run},
+		lifecycle.Component{Name: "ops", Run: func(ctx context.Context) error { return ops.Serve(ctx, cfg.OpsAddr, health, m.Registry) }},
+	)
+	idxCancel()
+	wg.Wait()
+	return err
+}

@@ -1,0 +1,354 @@
+// Package allinone runs the whole pipeline in one process for development:
+// embedded JetStream with its file store, a Redis whose data lives beside it,
+// keys generated on first start, and the api, router, recorder and deliverer
+// sharing one connection.
+package allinone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/hermodhq/hermod/services/api"
+	"github.com/hermodhq/hermod/services/deliverer"
+	"github.com/hermodhq/hermod/services/router"
+	"github.com/hermodhq/hermod/shared/catalog"
+	"github.com/hermodhq/hermod/shared/connect"
+	"github.com/hermodhq/hermod/shared/encryption"
+	"github.com/hermodhq/hermod/shared/envconfig"
+	"github.com/hermodhq/hermod/shared/index"
+	"github.com/hermodhq/hermod/shared/lifecycle"
+	"github.com/hermodhq/hermod/shared/metrics"
+	"github.com/hermodhq/hermod/shared/ops"
+	"github.com/hermodhq/hermod/shared/recorder"
+	"github.com/hermodhq/hermod/shared/store"
+	"github.com/hermodhq/hermod/shared/streams"
+)
+
+// LoopbackCIDRs is the all-in-one's default delivery allow-list.
+const LoopbackCIDRs = "127.0.0.0/8,::1/128"
+
+// Config is the all-in-one's configuration.
+type Config struct {
+	envconfig.Common
+	DataDir         string
+	APIAddr         string
+	NATSListen      string
+	AdminKeys       []string
+	EncryptionKey   string
+	MaxEventBytes   int64
+	AllowCIDRs      string
+	Concurrency     int
+	WebhookInflight int
+	RouterWorkers   int
+}
+
+// LoadConfig reads the configuration from the environment.
+func LoadConfig(r *envconfig.Reader) (Config, error) {
+	c := Config{Common: envconfig.ReadCommon(r, false)}
+	c.DataDir = r.String("HERMOD_DATA_DIR", "./data")
+	c.APIAddr = r.String("HERMOD_API_ADDR", ":8080")
+	c.NATSListen = r.String("HERMOD_NATS_LISTEN", "")
+	if c.NATSListen != "" {
+		_, _, err := net.SplitHostPort(c.NATSListen)
+		r.Check(err == nil, "HERMOD_NATS_LISTEN", "must be host:port")
+	}
+	c.AdminKeys = api.ParseAdminKeys(r, r.Secret("HERMOD_ADMIN_KEYS", ""))
+	c.EncryptionKey = r.Secret("HERMOD_ENCRYPTION_KEY", "")
+	if c.EncryptionKey != "" {
+		_, err := encryption.ParseKey(c.EncryptionKey)
+		r.Check(err == nil, "HERMOD_ENCRYPTION_KEY", "must be 64 hex characters")
+	}
+	c.MaxEventBytes = int64(r.Int("HERMOD_MAX_EVENT_BYTES", 256<<10, 1024, 8<<20))
+	c.AllowCIDRs, _ = envconfig.AllowCIDRs(r, LoopbackCIDRs)
+	c.Concurrency = r.Int("HERMOD_DELIVERY_CONCURRENCY", 64, 1, 10000)
+	c.WebhookInflight = r.Int("HERMOD_WEBHOOK_MAX_INFLIGHT", 32, 1, 10000)
+	c.RouterWorkers = r.Int("HERMOD_ROUTER_WORKERS", 8, 1, 256)
+	return c, r.Err()
+}
+
+// keyFile returns the value in dir/name, creating it with gen on first use.
+func keyFile(dir, name string, gen func() (string, error)) (string, bool, error) {
+	p := filepath.Join(dir, name)
+	b, err := os.ReadFile(p)
+	if err == nil {
+		return strings.TrimSpace(string(b)), false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", false, fmt.Errorf("read %s: %w", p, err)
+	}
+	v, err := gen()
+	if err != nil {
+		return "", false, err
+	}
+	if err := os.WriteFile(p, []byte(v+"\n"), 0o600); err != nil {
+		return "", false, fmt.Errorf("write %s: %w", p, err)
+	}
+	return v, true, nil
+}
+
+func genAdminKey() (string, error) {
+	k, err := encryption.GenerateKey()
+	if err != nil {
+		return "", err
+	}
+	return "hermod_" + k[:40], nil
+}
+
+// Main runs the all-in-one until ctx ends. out receives the banner.
+func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("HERMOD_DATA_DIR: %w", err)
+	}
+	generatedKey := false
+	if len(cfg.AdminKeys) == 0 {
+		k, created, err := keyFile(cfg.DataDir, "admin_key", genAdminKey)
+		if err != nil {
+			return err
+		}
+		cfg.AdminKeys, generatedKey = []string{k}, created
+	}
+	if cfg.EncryptionKey == "" {
+		k, _, err := keyFile(cfg.DataDir, "encryption_key", encryption.GenerateKey)
+		if err != nil {
+			return err
+		}
+		cfg.EncryptionKey = k
+	}
+	rawKey, err := encryption.ParseKey(cfg.EncryptionKey)
+	if err != nil {
+		return fmt.Errorf("encryption key in %s: %w", cfg.DataDir, err)
+	}
+	box, err := encryption.New(rawKey)
+	if err != nil {
+		return err
+	}
+
+	// NATS: embedded unless HERMOD_NATS_URL is set.
+	var nc *nats.Conn
+	var ns *server.Server
+	if cfg.NATSURL != "" {
+		if nc, err = connect.NATS(cfg.NATSURL, "hermod"); err != nil {
+			return err
+		}
+		log.Info().Str("nats", envconfig.MaskURL(cfg.NATSURL)).Msg("using external NATS")
+	} else {
+		if ns, err = startNATS(cfg); err != nil {
+			return err
+		}
+		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+		if nc, err = connect.NATS("", "hermod", nats.InProcessServer(ns)); err != nil {
+			return err
+		}
+		where := "in-process only"
+		if cfg.NATSListen != "" {
+			where = "listening for agents on " + cfg.NATSListen
+		}
+		log.Info().Str("store", filepath.Join(cfg.DataDir, "jetstream")).Str("nats", where).Msg("embedded JetStream")
+	}
+	defer nc.Close()
+
+	// Redis: HERMOD_REDIS_URL, or a redis-server from PATH with its data in the data dir.
+	redisURL := cfg.RedisURL
+	if redisURL == "" {
+		rs, err := startRedis(filepath.Join(cfg.DataDir, "redis"))
+		if err != nil {
+			return err
+		}
+		defer rs.stop()
+		redisURL = rs.url
+		log.Info().Str("redis", rs.url).Str("data", rs.dir).Msg("started redis-server from PATH (append-only file in the data dir)")
+	} else {
+		log.Info().Str("redis", envconfig.MaskURL(redisURL)).Msg("using external Redis")
+	}
+	rdb, err := connect.Redis(ctx, redisURL, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	st := store.New(rdb, box)
+	if err := st.CheckKey(ctx); err != nil {
+		return err
+	}
+	js, err := connect.JetStream(nc)
+	if err != nil {
+		return err
+	}
+	cat := catalog.New(catalog.Default)
+	if err := streams.EnsureStreams(ctx, js, streams.Settings{DedupWindow: cfg.DedupWindow, Retention: cfg.Retention,
+		AcquireTTL: cfg.AcquireTTL, Subjects: cat.StreamSubjects()}); err != nil {
+		return err
+	}
+
+	m := metrics.New()
+	health := ops.NewHealth(api.Checks(nc, rdb))
+	ix := index.New(st, nc, log, index.Options{})
+	allow := cfg.AllowCIDRs
+	client, err := deliverer.NewClient(allow, cfg.Concurrency)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	dl := deliverer.New(js, ix, client, log.With().Str("component", "deliverer").Logger(), m, deliverer.Options{
+		Concurrency: cfg.Concurrency, WebhookInflight: cfg.WebhookInflight, AcquireTTL: cfg.AcquireTTL, MaxHold: cfg.MaxHold})
+	ix.OnChange(dl.WebhookChanged)
+	idxCtx, idxCancel := context.WithCancel(context.Background())
+	defer idxCancel()
+	var wg sync.WaitGroup
+	if err := ix.Start(idxCtx, &wg); err != nil {
+		return fmt.Errorf("load webhook index: %w", err)
+	}
+	rt := router.New(js, ix, log.With().Str("component", "router").Logger(), m, router.Options{Workers: cfg.RouterWorkers})
+	rec := recorder.New(js, st, log.With().Str("component", "recorder").Logger(), recorder.Options{
+		Limits: router.Limits(cfg.Common), OnError: func(error) { m.RecordErrors.Inc() }})
+	apiCfg := api.Config{Common: cfg.Common, Addr: cfg.APIAddr, AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes,
+		AllowCIDRs: allow, Box: box}
+	srv, err := api.Build(apiCfg, api.Deps{NC: nc, Redis: rdb, Store: st, Health: health, M: m}, log.With().Str("component", "api").Logger())
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("HERMOD_API_ADDR %s: %w", cfg.APIAddr, err)
+	}
+	if allow == "" || allow == "none" {
+		log.Info().Msg("deliveries to loopback and private addresses are refused (HERMOD_DELIVERY_ALLOW_CIDRS=none)")
+	} else {
+		log.Warn().Str("allow", allow).Msg("development mode: deliveries may reach these addresses (HERMOD_DELIVERY_ALLOW_CIDRS)")
+	}
+	health.SetReady()
+	printBanner(out, l.Addr().String(), cfg.AdminKeys[0], generatedKey, cfg.DataDir)
+	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
+		lifecycle.Component{Name: "api", Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
+		lifecycle.Component{Name: "router", Run: rt.Run},
+		lifecycle.Component{Name: "deliverer", Run: dl.Run},
+		lifecycle.Component{Name: "recorder", Run: rec.Run},
+	)
+	idxCancel()
+	wg.Wait()
+	return err
+}
+
+func startNATS(cfg Config) (*server.Server, error) {
+	opts := &server.Options{ServerName: "hermod", JetStream: true, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
+		NoSigs: true, NoLog: true, MaxPayload: 8 << 20}
+	if cfg.NATSListen != "" {
+		host, port, _ := net.SplitHostPort(cfg.NATSListen)
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("HERMOD_NATS_LISTEN: %w", err)
+		}
+		opts.Host, opts.Port = host, p
+	} else {
+		opts.DontListen = true
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded NATS did not start")
+	}
+	return ns, nil
+}
+
+type redisProc struct {
+	cmd *exec.Cmd
+	url string
+	dir string
+}
+
+func startRedis(dir string) (*redisProc, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, errors.New("no redis-server on PATH: install it (Debian: apt-get install redis-server) or set HERMOD_REDIS_URL")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start redis-server: %w", err)
+	}
+	rp := &redisProc{cmd: cmd, url: "redis://127.0.0.1:" + strconv.Itoa(port) + "/0", dir: dir}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
+		err := c.Ping(context.Background()).Err()
+		_ = c.Close()
+		if err == nil {
+			return rp, nil
+		}
+		if time.Now().After(deadline) {
+			rp.stop()
+			return nil, fmt.Errorf("redis-server did not start: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (r *redisProc) stop() {
+	_ = r.cmd.Process.Signal(syscall.SIGTERM) // flushes the append-only file
+	done := make(chan struct{})
+	go func() { _ = r.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = r.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func printBanner(out io.Writer, addr, key string, generated bool, dataDir string) {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "localhost"
+	}
+	base := "http://" + net.JoinHostPort(host, port)
+	keyNote := "(from " + filepath.Join(dataDir, "admin_key") + ")"
+	if generated {
+		keyNote = "(generated now, kept in " + filepath.Join(dataDir, "admin_key") + ")"
+	}
+	fmt.Fprintf(out, `
+Hermod is running: %[1]s
+Admin key %[3]s:
+  %[2]s
+
+Create a webhook (a receiver on 127.0.0.1:9000, e.g. "python3 -m http.server 9000" answers 501; any HTTP server works):
+  curl -s -X POST %[1]s/api/v1/webhooks -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
+    -d '{"name":"demo","url":"http://127.0.0.1:9000/hook","event_types":["deployment.*"]}'
+
+Send an event:
+  curl -s -X POST %[1]s/api/v1/events -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
+    -d '{"event_type":"deployment.applied","data":{"deployment_id":"d-1"}}'
+
+See the webhooks and their deliveries:
+  curl -s %[1]s/api/v1/webhooks -H 'Authorization: Bearer %[2]s'
+
+`, base, key, keyNote)
+}

@@ -1,0 +1,200 @@
+// Package router fans events out to deliveries: it consumes the event
+// stream, matches each event against the in-memory webhook index, enqueues
+// one delivery per matching webhook (idempotently: the delivery id is derived
+// from the event id and webhook id and travels as Nats-Msg-Id), tells the
+// recorder which deliveries exist, and acks the event only after every
+// enqueue was acknowledged.
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/hermodhq/hermod/shared/matching"
+	"github.com/hermodhq/hermod/shared/metrics"
+	"github.com/hermodhq/hermod/shared/streams"
+	"github.com/hermodhq/hermod/shared/webhooks"
+)
+
+// Namespace derives delivery ids: uuid5(Namespace, eventID + "/" + webhookID).
+var Namespace = uuid.MustParse("6f1f4c8e-3a53-4e0e-9a5f-1b9b1c2d7e01")
+
+// DeliveryID is the id of the delivery of event eventID to webhook webhookID.
+func DeliveryID(eventID, webhookID string) string {
+	return uuid.NewSHA1(Namespace, []byte(eventID+"/"+webhookID)).String()
+}
+
+// EventIDFromSeq names an event published without an id, stably.
+func EventIDFromSeq(seq uint64) string {
+	return uuid.NewSHA1(Namespace, []byte("seq/"+strconv.FormatUint(seq, 10))).String()
+}
+
+// Matcher returns the current webhook set; *index.Index implements it.
+type Matcher interface {
+	Set() *matching.Set
+}
+
+// Options tune the router.
+type Options struct {
+	Workers int // events processed at once (default 8)
+}
+
+// Router is the fan-out stage.
+type Router struct {
+	js   jetstream.JetStream
+	ix   Matcher
+	log  zerolog.Logger
+	m    *metrics.Metrics
+	opts Options
+}
+
+// New builds a router.
+func New(js jetstream.JetStream, ix Matcher, log zerolog.Logger, m *metrics.Metrics, opts Options) *Router {
+	if opts.Workers <= 0 {
+		opts.Workers = 8
+	}
+	return &Router{js: js, ix: ix, log: log, m: m, opts: opts}
+}
+
+// Run consumes events until ctx ends, then finishes the events in hand.
+func (r *Router) Run(ctx context.Context) error {
+	cons, err := r.js.CreateOrUpdateConsumer(ctx, streams.EventsStream, streams.RouterConsumerConfig())
+	if err != nil {
+		return fmt.Errorf("router consumer: %w", err)
+	}
+	work := make(chan jetstream.Msg, r.opts.Workers)
+	cc, err := cons.Consume(func(m jetstream.Msg) { work <- m },
+		jetstream.PullMaxMessages(4*r.opts.Workers))
+	if err != nil {
+		return fmt.Errorf("router consume: %w", err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < r.opts.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []*webhooks.Webhook
+			for m := range work {
+				buf = r.handle(m, buf[:0])
+			}
+		}()
+	}
+	<-ctx.Done()
+	cc.Drain()
+	<-cc.Closed()
+	close(work)
+	wg.Wait()
+	return nil
+}
+
+func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.Webhook {
+	body := msg.Data()
+	env, ev, err := matching.ParseEnvelope(body)
+	if err != nil {
+		r.log.Error().Err(err).Str("subject", msg.Subject()).Msg("dropping an event that is not an envelope")
+		_ = msg.Term()
+		return buf
+	}
+	if ev.ID == "" {
+		if id := msg.Headers().Get(streams.HdrMsgID); id != "" {
+			ev.ID = id
+		} else if md, err := msg.Metadata(); err == nil {
+			ev.ID = EventIDFromSeq(md.Sequence.Stream)
+		}
+		env.ID = ev.ID
+		if body, err = json.Marshal(env); err != nil {
+			_ = msg.Term()
+			return buf
+		}
+	}
+	created := time.Now().UnixMilli()
+	matched := r.ix.Set().Match(ev, buf)
+	enq := streams.Enqueued{V: streams.SchemaVersion, EventID: ev.ID, EventType: ev.Type, CreatedAt: created,
+		Payload: body, Deliveries: make([]streams.EnqueuedItem, 0, len(matched))}
+	futures := make([]jetstream.PubAckFuture, 0, len(matched))
+	for _, w := range matched {
+		did := DeliveryID(ev.ID, w.ID)
+		meta := streams.Meta{DeliveryID: did, WebhookID: w.ID, EventID: ev.ID, EventType: ev.Type, CreatedAt: created}
+		subject := streams.SubjectFor(w.ID, w.TargetLabels, w.Enabled)
+		if len(w.TargetLabels) == 0 && !w.Enabled {
+			meta.HeldSince = created
+		}
+		f, err := r.js.PublishMsgAsync(streams.NewMsg(subject, did, meta, body))
+		if err != nil {
+			r.log.Warn().Err(err).Str("event_id", ev.ID).Msg("enqueue failed; the event will be redelivered")
+			_ = msg.NakWithDelay(time.Second)
+			return matched
+		}
+		futures = append(futures, f)
+		enq.Deliveries = append(enq.Deliveries, streams.EnqueuedItem{DeliveryID: did, WebhookID: w.ID, TargetLabels: w.TargetLabels})
+	}
+	if err := waitAll(futures); err != nil {
+		r.log.Warn().Err(err).Str("event_id", ev.ID).Msg("enqueue not acknowledged; the event will be redelivered")
+		_ = msg.NakWithDelay(time.Second)
+		return matched
+	}
+	if len(enq.Deliveries) > 0 {
+		if err := r.publishEnqueued(&enq); err != nil {
+			r.log.Warn().Err(err).Str("event_id", ev.ID).Msg("enqueue record not acknowledged; the event will be redelivered")
+			_ = msg.NakWithDelay(time.Second)
+			return matched
+		}
+	}
+	if err := msg.Ack(); err != nil {
+		r.log.Warn().Err(err).Str("event_id", ev.ID).Msg("event ack failed (redelivery is deduplicated)")
+	}
+	if r.m != nil {
+		r.m.EventsRouted.Inc()
+		r.m.DeliveriesQueued.Add(float64(len(enq.Deliveries)))
+	}
+	return matched
+}
+
+// maxEnqueuedItems keeps one enqueue record well under the NATS payload limit.
+const maxEnqueuedItems = 2000
+
+func (r *Router) publishEnqueued(enq *streams.Enqueued) error {
+	all := enq.Deliveries
+	var futures []jetstream.PubAckFuture
+	for start := 0; start < len(all); start += maxEnqueuedItems {
+		part := *enq
+		part.Deliveries = all[start:min(start+maxEnqueuedItems, len(all))]
+		if start > 0 {
+			part.Payload = nil // stored once
+		}
+		data, err := json.Marshal(&part)
+		if err != nil {
+			return err
+		}
+		f, err := r.js.PublishMsgAsync(&nats.Msg{Subject: streams.EnqueuedSubject, Data: data,
+			Header: nats.Header{streams.HdrMsgID: {"enq:" + enq.EventID + ":" + strconv.Itoa(start)}}})
+		if err != nil {
+			return err
+		}
+		futures = append(futures, f)
+	}
+	return waitAll(futures)
+}
+
+func waitAll(fs []jetstream.PubAckFuture) error {
+	timeout := time.After(30 * time.Second)
+	for _, f := range fs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-timeout:
+			return fmt.Errorf("publish acknowledgement timed out")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,59 @@
+// Package connect opens Hermod's connections to NATS and Redis with the
+// settings every service shares.
+package connect
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+)
+
+// NATS connects to url, retrying the first connection for up to wait.
+func NATS(url, name string, opts ...nats.Option) (*nats.Conn, error) {
+	base := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true), nats.ReconnectBufSize(64 << 20)}
+	nc, err := nats.Connect(url, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	return nc, nil
+}
+
+// JetStream returns a JetStream context with bounded async publishing.
+func JetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192), jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return js, nil
+}
+
+// Redis parses a redis:// URL and pings the server (for up to wait).
+func Redis(ctx context.Context, url string, wait time.Duration) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("HERMOD_REDIS_URL: %w", err)
+	}
+	opt.PoolSize = max(opt.PoolSize, 32)
+	opt.MaxRetries = 2
+	c := redis.NewClient(opt)
+	deadline := time.Now().Add(wait)
+	for {
+		err = c.Ping(ctx).Err()
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("redis at %s: %w", opt.Addr, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,219 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"code.dny.dev/ssrf"
+
+	"github.com/hermodhq/hermod/shared/signing"
+)
+
+// MaxResponseRead is how much of a response body is read (then discarded,
+// except an excerpt), so connections are reused without unbounded reads.
+const MaxResponseRead = 64 << 10
+
+// ExcerptLen is the length of the response excerpt kept for the test endpoint.
+const ExcerptLen = 512
+
+// ParseCIDRs parses a comma-separated allow-list; "" and "none" are empty.
+func ParseCIDRs(s string) ([]netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "none" {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, fmt.Errorf("invalid CIDR %q: %w", part, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// ErrRefusedDestination marks an attempt the SSRF guard stopped.
+var ErrRefusedDestination = errors.New("destination address is not allowed")
+
+// ClientOptions configure a Client.
+type ClientOptions struct {
+	// Guard turns the SSRF guard on (broker deliverers); agents turn it off.
+	Guard bool
+	// Allow lists CIDRs the guard lets through.
+	Allow []netip.Prefix
+	// MaxIdlePerHost sizes the keep-alive pool per host.
+	MaxIdlePerHost int
+	UserAgent      string
+}
+
+// Client sends webhook requests with one shared, tuned transport.
+type Client struct {
+	hc        *http.Client
+	transport *http.Transport
+	userAgent string
+}
+
+// NewClient builds a client. Redirects are never followed; the SSRF guard
+// checks the address actually dialled (after DNS), so no proxy is used.
+func NewClient(o ClientOptions) *Client {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if o.Guard {
+		var v4, v6 []netip.Prefix
+		for _, p := range o.Allow {
+			if p.Addr().Is4() {
+				v4 = append(v4, p)
+			} else {
+				v6 = append(v6, p)
+			}
+		}
+		g := ssrf.New(ssrf.WithAnyPort(), ssrf.WithAllowedV4Prefixes(v4...), ssrf.WithAllowedV6Prefixes(v6...))
+		dialer.Control = func(network, address string, _ syscall.RawConn) error {
+			if err := g.Safe(network, address, nil); err != nil {
+				return fmt.Errorf("%w: %s", ErrRefusedDestination, err.Error())
+			}
+			return nil
+		}
+	}
+	if o.MaxIdlePerHost <= 0 {
+		o.MaxIdlePerHost = 128
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "Hermod/dev"
+	}
+	t := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   o.MaxIdlePerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+		ResponseHeaderTimeout: 0, // the per-request context carries timeout_seconds
+	}
+	return &Client{
+		transport: t,
+		userAgent: o.UserAgent,
+		hc: &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
+	}
+}
+
+// Close drops idle connections.
+func (c *Client) Close() { c.transport.CloseIdleConnections() }
+
+// Request is one attempt to send.
+type Request struct {
+	URL        string
+	AuthHeader string
+	Secrets    []string // current first, then previous during an overlap
+	DeliveryID string   // webhook-id
+	EventType  string
+	Body       []byte
+	Timeout    time.Duration
+	Excerpt    bool // keep a response excerpt (test endpoint)
+}
+
+// Result is what one attempt produced.
+type Result struct {
+	StatusCode int
+	Class      Class
+	Duration   time.Duration
+	RetryAfter time.Duration
+	Err        error
+	Excerpt    string
+}
+
+// Send makes one attempt.
+func (c *Client) Send(ctx context.Context, r Request) Result {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
+	if err != nil {
+		return Result{Class: Terminal, Err: fmt.Errorf("build request: %w", err), Duration: time.Since(start)}
+	}
+	keys := make([][]byte, 0, len(r.Secrets))
+	for _, s := range r.Secrets {
+		k, err := signing.Key(s)
+		if err != nil {
+			return Result{Class: Terminal, Err: fmt.Errorf("signing secret: %w", err), Duration: time.Since(start)}
+		}
+		keys = append(keys, k)
+	}
+	ts := start.Unix()
+	h := req.Header
+	h["Content-Type"] = []string{"application/json"}
+	h["User-Agent"] = []string{c.userAgent}
+	h["X-Hermod-Event-Type"] = []string{r.EventType}
+	h["X-Hermod-Delivery-Id"] = []string{r.DeliveryID}
+	h["Webhook-Id"] = []string{r.DeliveryID}
+	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
+	h["Webhook-Signature"] = []string{signing.NewSigner(keys...).Sign(r.DeliveryID, ts, r.Body)}
+	if r.AuthHeader != "" {
+		h["Authorization"] = []string{r.AuthHeader}
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		res := Result{Class: Retryable, Err: describe(err, r.Timeout), Duration: time.Since(start)}
+		if errors.Is(err, ErrRefusedDestination) {
+			res.Class = Terminal
+		}
+		return res
+	}
+	var excerpt string
+	if r.Excerpt {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, ExcerptLen))
+		excerpt = string(b)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxResponseRead))
+	_ = resp.Body.Close()
+	res := Result{StatusCode: resp.StatusCode, Class: Classify(resp.StatusCode), Duration: time.Since(start), Excerpt: excerpt}
+	if resp.StatusCode == 429 || resp.StatusCode == 503 {
+		res.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	if res.Class != Success {
+		res.Err = fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return res
+}
+
+func describe(err error, timeout time.Duration) error {
+	if errors.Is(err, ErrRefusedDestination) {
+		var b strings.Builder
+		b.WriteString("refused by the SSRF guard: ")
+		msg := err.Error()
+		if i := strings.Index(msg, ErrRefusedDestination.Error()); i >= 0 {
+			msg = msg[i:]
+		}
+		b.WriteString(msg)
+		b.WriteString(" (allow it with HERMOD_DELIVERY_ALLOW_CIDRS)")
+		return fmt.Errorf("%w: %s", ErrRefusedDestination, b.String())
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("timeout after %s", timeout)
+	}
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return fmt.Errorf("connection error: %s", inner.Error())
+		}
+	}
+	return fmt.Errorf("connection error: %s", err.Error())
+}

@@ -1,0 +1,140 @@
+// Package delivery makes webhook HTTP requests and decides what happens to a
+// delivery after an attempt. Both the broker deliverer and the agent use it,
+// so headers, signatures, timeouts and retry policy are the same everywhere.
+package delivery
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Class is the outcome of one HTTP attempt.
+type Class int
+
+// Attempt classes.
+const (
+	Success   Class = iota // 2xx
+	Retryable              // 408, 425, 429, 5xx, 3xx, timeouts, connection errors
+	Terminal               // any other 4xx (or a refused destination): dead at once
+)
+
+func (c Class) String() string {
+	switch c {
+	case Success:
+		return "success"
+	case Retryable:
+		return "retryable"
+	default:
+		return "terminal"
+	}
+}
+
+// Classify maps an HTTP status code (0 = no response) to a class.
+func Classify(status int) Class {
+	switch {
+	case status >= 200 && status < 300:
+		return Success
+	case status == 0:
+		return Retryable
+	case status == 408 || status == 425 || status == 429:
+		return Retryable
+	case status >= 300 && status < 400:
+		return Retryable
+	case status >= 500:
+		return Retryable
+	default:
+		return Terminal
+	}
+}
+
+// Action is what to do with a delivery message after an attempt.
+type Action int
+
+// Actions.
+const (
+	Ack        Action = iota // delivered: record success and ack
+	Retry                    // record failed, republish for later, ack this copy
+	DeadLetter               // record dead, publish to the dead-letter stream, ack
+)
+
+func (a Action) String() string {
+	switch a {
+	case Ack:
+		return "ack"
+	case Retry:
+		return "retry"
+	default:
+		return "dead"
+	}
+}
+
+// Decision is the result of Decide.
+type Decision struct {
+	Action Action
+	Delay  time.Duration // for Retry
+	Reason string        // for DeadLetter: "terminal" or "exhausted"
+}
+
+// MaxRetryAfter caps a Retry-After header.
+const MaxRetryAfter = time.Hour
+
+// Decide is the one place that says what happens after an attempt.
+// failed is the number of failed attempts including this one when it
+// failed; maxAttempts is max(max_retries, 1); retryAfter is a parsed
+// Retry-After (0 when absent); jitter is in [-1, 1].
+func Decide(class Class, status int, failed, maxAttempts int, retryAfter time.Duration, jitter float64) Decision {
+	switch class {
+	case Success:
+		return Decision{Action: Ack}
+	case Terminal:
+		return Decision{Action: DeadLetter, Reason: "terminal"}
+	}
+	if failed >= maxAttempts {
+		return Decision{Action: DeadLetter, Reason: "exhausted"}
+	}
+	d := Backoff(failed, jitter)
+	if retryAfter > 0 && (status == 429 || status == 503) {
+		d = min(retryAfter, MaxRetryAfter)
+	}
+	return Decision{Action: Retry, Delay: d}
+}
+
+// Backoff is 2^n seconds ±10% after the n-th failed attempt; jitter in [-1,1].
+func Backoff(n int, jitter float64) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	if n > 20 {
+		n = 20
+	}
+	base := time.Duration(1<<n) * time.Second
+	return base + time.Duration(float64(base)*0.1*jitter)
+}
+
+// Jitter returns a random value in [-1, 1].
+func Jitter() float64 { return rand.Float64()*2 - 1 }
+
+// ParseRetryAfter reads a Retry-After header (seconds or an HTTP date).
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return min(time.Duration(n)*time.Second, MaxRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		d := t.Sub(now)
+		if d < 0 {
+			return 0
+		}
+		return min(d, MaxRetryAfter)
+	}
+	return 0
+}

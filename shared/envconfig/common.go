@@ -1,0 +1,82 @@
+package envconfig
+
+import (
+	"time"
+
+	"github.com/hermodhq/hermod/shared/delivery"
+	"github.com/hermodhq/hermod/shared/encryption"
+)
+
+// Common holds the settings several services share.
+type Common struct {
+	NATSURL         string
+	RedisURL        string
+	LogLevel        string
+	ShutdownTimeout time.Duration
+	DedupWindow     time.Duration
+	Retention       time.Duration
+	HistoryLimit    int
+	MaxHold         time.Duration
+	AcquireTTL      time.Duration
+}
+
+// ReadCommon reads the shared settings. required says whether the NATS and
+// Redis URLs must be set (the separate binaries: no silent local default).
+func ReadCommon(r *Reader, required bool) Common {
+	var c Common
+	if required {
+		c.NATSURL = r.Required("HERMOD_NATS_URL")
+		c.RedisURL = r.Required("HERMOD_REDIS_URL")
+	} else {
+		c.NATSURL = r.String("HERMOD_NATS_URL", "")
+		c.RedisURL = r.String("HERMOD_REDIS_URL", "")
+	}
+	r.seen["HERMOD_REDIS_URL"] = MaskURL(c.RedisURL)
+	r.seen["HERMOD_NATS_URL"] = MaskURL(c.NATSURL)
+	c.LogLevel = r.String("HERMOD_LOG_LEVEL", "info")
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		r.fail("HERMOD_LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	c.ShutdownTimeout = r.Duration("HERMOD_SHUTDOWN_TIMEOUT", 30*time.Second, time.Second, 10*time.Minute)
+	c.DedupWindow = r.Duration("HERMOD_DEDUP_WINDOW", 30*time.Minute, time.Minute, 24*time.Hour)
+	c.Retention = r.Duration("HERMOD_RETENTION", 72*time.Hour, time.Minute, 365*24*time.Hour)
+	c.HistoryLimit = r.Int("HERMOD_HISTORY_LIMIT", 10000, 1, 10_000_000)
+	c.MaxHold = r.Duration("HERMOD_MAX_HOLD", 7*24*time.Hour, time.Second, 365*24*time.Hour)
+	c.AcquireTTL = r.Duration("HERMOD_ACQUIRE_TTL", 60*time.Second, time.Second, time.Hour)
+	return c
+}
+
+// EncryptionKey reads HERMOD_ENCRYPTION_KEY (64 hex) and returns a Box, or
+// nil when unset and not required.
+func EncryptionKey(r *Reader, required bool) *encryption.Box {
+	v := r.Secret("HERMOD_ENCRYPTION_KEY", "")
+	if v == "" {
+		if required {
+			r.fail("HERMOD_ENCRYPTION_KEY", "is required (64 hex characters)")
+		}
+		return nil
+	}
+	k, err := encryption.ParseKey(v)
+	if err != nil {
+		r.fail("HERMOD_ENCRYPTION_KEY", "%s", err.Error())
+		return nil
+	}
+	box, err := encryption.New(k)
+	if err != nil {
+		r.fail("HERMOD_ENCRYPTION_KEY", "%s", err.Error())
+		return nil
+	}
+	return box
+}
+
+// AllowCIDRs reads HERMOD_DELIVERY_ALLOW_CIDRS.
+func AllowCIDRs(r *Reader, def string) (string, error) {
+	v := r.String("HERMOD_DELIVERY_ALLOW_CIDRS", def)
+	if _, err := delivery.ParseCIDRs(v); err != nil {
+		r.fail("HERMOD_DELIVERY_ALLOW_CIDRS", "%s", err.Error())
+		return v, err
+	}
+	return v, nil
+}

@@ -1,0 +1,242 @@
+// Package hermodtest starts the real parts Hermod's tests talk to: an
+// in-process JetStream server on a free port with its store in a temp dir,
+// and a redis-server process on a free port with a temp dir. Nothing here
+// touches the machine's shared NATS (4222) or Redis (6379).
+package hermodtest
+
+import (
+		"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/redis/go-redis/v9"
+)
+
+// NATS starts an embedded JetStream server for t and returns it.
+func NATS(t testing.TB) *server.Server {
+	t.Helper()
+	ns, err := StartNATS(t.TempDir())
+	if err != nil {
+		t.Fatalf("start nats: %v", err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return ns
+}
+
+// StartNATS starts an embedded JetStream server on a free loopback port.
+func StartNATS(dir string) (*server.Server, error) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+		StoreDir: dir, NoSigs: true, NoLog: true, MaxPayload: 8 << 20})
+	if err != nil {
+		return nil, err
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("nats not ready")
+	}
+	return ns, nil
+}
+
+// Redis is a redis-server process owned by a test.
+type Redis struct {
+	Addr string
+	Dir  string
+	cmd  *exec.Cmd
+	port int
+	mu   sync.Mutex
+}
+
+// URL is the redis:// URL of the server.
+func (r *Redis) URL() string { return "redis://" + r.Addr + "/0" }
+
+// FreePort returns a free TCP port on 127.0.0.1.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartRedis starts redis-server for t on a free port, data in a temp dir.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	port, err := FreePort()
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	r := &Redis{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: t.TempDir(), port: port}
+	if err := r.Start(); err != nil {
+		t.Fatalf("start redis: %v", err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Start runs (or restarts) the server on its port.
+func (r *Redis) Start() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		return nil
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return fmt.Errorf("redis-server not on PATH (install the redis-server package): %w", err)
+	}
+	cmd := exec.Command(bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.Dir,
+		"--save", "", "--appendonly", "yes", "--appendfsync", "no", "--protected-mode", "no", "--daemonize", "no",
+		"--maxmemory", "1gb", "--maxmemory-policy", "noeviction")
+	cmd.Stdout, cmd.Stderr = nil, nil
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	r.cmd = cmd
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c := redis.NewClient(&redis.Options{Addr: r.Addr})
+		err := c.Ping(context.Background()).Err()
+		_ = c.Close()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("redis-server on %s not ready", r.Addr)
+}
+
+// Stop kills the server (its AOF stays in Dir for a restart).
+func (r *Redis) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+}
+
+// Client returns a go-redis client for r, closed at the end of t.
+func (r *Redis) Client(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Received is one request a Sink got.
+type Received struct {
+	At     time.Time
+	Path   string
+	Header http.Header
+	Body   []byte
+}
+
+// Sink is an HTTP server on 127.0.0.1 that records what it receives and
+// answers with a status chosen per request.
+type Sink struct {
+	URL    string
+	srv    *http.Server
+	mu     sync.Mutex
+	got    []Received
+	count  atomic.Int64
+	Answer func(n int, r *http.Request) int // n counts from 1; nil: 200
+}
+
+// NewSink starts a sink for t.
+func NewSink(t testing.TB) *Sink {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("sink listen: %v", err)
+	}
+	s := &Sink{URL: "http://" + l.Addr().String()}
+	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(ctx)
+	})
+	return s
+}
+
+func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	n := int(s.count.Add(1))
+	s.mu.Lock()
+	s.got = append(s.got, Received{At: time.Now(), Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
+	answer := s.Answer
+	s.mu.Unlock()
+	code := 200
+	if answer != nil {
+		code = answer(n, r)
+	}
+	w.WriteHeader(code)
+}
+
+// SetAnswer replaces the answer function.
+func (s *Sink) SetAnswer(f func(n int, r *http.Request) int) {
+	s.mu.Lock()
+	s.Answer = f
+	s.mu.Unlock()
+}
+
+// Count is the number of requests received.
+func (s *Sink) Count() int { return int(s.count.Load()) }
+
+// Received returns a copy of what arrived.
+func (s *Sink) Received() []Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Received(nil), s.got...)
+}
+
+// Eventually polls cond every 10ms until it holds or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// RepoRoot finds the repository root (the directory holding go.work).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("go.work not found above the working directory")
+		}
+		dir = parent
+	}
+}

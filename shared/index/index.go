@@ -1,0 +1,336 @@
+// Package index keeps an in-memory copy of every webhook that follows
+// changes: a change notice over NATS reloads one webhook from Redis, a cheap
+// version poll catches a lost notice, and a periodic full resync is the
+// backstop. Readers never wait for I/O.
+package index
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/hermodhq/hermod/shared/matching"
+	"github.com/hermodhq/hermod/shared/store"
+	"github.com/hermodhq/hermod/shared/streams"
+	"github.com/hermodhq/hermod/shared/webhooks"
+)
+
+// Source loads webhooks; *store.Store implements it.
+type Source interface {
+	GetWebhook(ctx context.Context, id string) (*webhooks.Webhook, error)
+	AllWebhooks(ctx context.Context) ([]*webhooks.Webhook, error)
+	Version(ctx context.Context) (int64, error)
+}
+
+// Options tune the index.
+type Options struct {
+	PollInterval   time.Duration // version poll (default 100ms)
+	ResyncInterval time.Duration // full resync (default 60s)
+}
+
+// Index is the live webhook set.
+type Index struct {
+	src  Source
+	nc   *nats.Conn
+	log  zerolog.Logger
+	opts Options
+
+	set     atomic.Pointer[matching.Set]
+	mu      sync.Mutex
+	byID    map[string]*webhooks.Webhook
+	dirty   chan struct{}
+	version atomic.Int64
+	onChange []func(id string, w *webhooks.Webhook)
+}
+
+// New creates an index; call Start to load it and follow changes.
+func New(src Source, nc *nats.Conn, log zerolog.Logger, opts Options) *Index {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 100 * time.Millisecond
+	}
+	if opts.ResyncInterval <= 0 {
+		opts.ResyncInterval = 60 * time.Second
+	}
+	ix := &Index{src: src, nc: nc, log: log, opts: opts, byID: map[string]*webhooks.Webhook{}, dirty: make(chan struct{}, 1)}
+	ix.set.Store(matching.Build(nil))
+	return ix
+}
+
+// OnChange registers f, called after a webhook changed (w nil: deleted).
+// Register before Start.
+func (ix *Index) OnChange(f func(id string, w *webhooks.Webhook)) { ix.onChange = append(ix.onChange, f) }
+
+// Set returns the current immutable set.
+func (ix *Index) Set() *matching.Set { return ix.set.Load() }
+
+// Get returns a webhook by id from the current set.
+func (ix *Index) Get(id string) (*webhooks.Webhook, bool) { return ix.set.Load().Get(id) }
+
+// Refresh reloads one webhook now (used on an index miss).
+func (ix *Index) Refresh(ctx context.Context, id string) (*webhooks.Webhook, error) {
+	w, err := ix.src.GetWebhook(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		ix.apply(id, nil)
+		ix.rebuildNow()
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ix.apply(id, w)
+	ix.rebuildNow()
+	return w, nil
+}
+
+// Start loads every webhook, then follows changes until ctx ends. It returns
+// once the first load succeeded; the follower runs in the goroutine tracked by wg.
+func (ix *Index) Start(ctx context.Context, wg *sync.WaitGroup) error {
+	if err := ix.resync(ctx); err != nil {
+		return err
+	}
+	notices := make(chan *nats.Msg, 4096)
+	sub, err := ix.nc.Subscribe(streams.ChangesSubject, func(m *nats.Msg) {
+		select {
+		case notices <- m:
+		default: // overflow: the version poll resyncs
+		}
+	})
+	if err != nil {
+		return err
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer func() { _ = sub.Unsubscribe() }()
+		ix.follow(ctx, notices)
+	}()
+	go func() {
+		defer wg.Done()
+		ix.announce(ctx)
+	}()
+	return nil
+}
+
+// announce tells the API that this index exists, so a change waits for it.
+func (ix *Index) announce(ctx context.Context) {
+	id := nats.NewInbox()
+	t := time.NewTicker(AliveInterval)
+	defer t.Stop()
+	for {
+		_ = ix.nc.Publish(AliveSubject, []byte(id))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (ix *Index) follow(ctx context.Context, notices <-chan *nats.Msg) {
+	poll := time.NewTicker(ix.opts.PollInterval)
+	defer poll.Stop()
+	resync := time.NewTicker(ix.opts.ResyncInterval)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-notices:
+			// Take every notice already waiting, rebuild once, then confirm.
+			batch := []*nats.Msg{m}
+			for more := true; more && len(batch) < 1000; {
+				select {
+				case m2 := <-notices:
+					batch = append(batch, m2)
+				default:
+					more = false
+				}
+			}
+			for _, n := range batch {
+				ix.reload(ctx, string(n.Data))
+			}
+			ix.rebuildNow()
+			for _, n := range batch {
+				if n.Reply != "" {
+					_ = n.Respond(nil)
+				}
+			}
+		case <-poll.C:
+			v, err := ix.src.Version(ctx)
+			if err != nil {
+				continue // Redis down: keep serving the last known set
+			}
+			if v != ix.version.Load() {
+				if err := ix.resync(ctx); err != nil {
+					ix.log.Warn().Err(err).Msg("webhook index resync failed")
+				}
+			}
+		case <-resync.C:
+			if err := ix.resync(ctx); err != nil {
+				ix.log.Warn().Err(err).Msg("webhook index resync failed")
+			}
+		}
+	}
+}
+
+func (ix *Index) reload(ctx context.Context, id string) {
+	w, err := ix.src.GetWebhook(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		ix.apply(id, nil)
+		return
+	}
+	if err != nil {
+		ix.log.Warn().Err(err).Str("webhook_id", id).Msg("reload webhook failed; the version poll retries")
+		ix.version.Store(-1)
+		return
+	}
+	ix.apply(id, w)
+}
+
+func (ix *Index) apply(id string, w *webhooks.Webhook) {
+	ix.mu.Lock()
+	old, had := ix.byID[id]
+	if w == nil {
+		delete(ix.byID, id)
+	} else {
+		ix.byID[id] = w
+	}
+	ix.mu.Unlock()
+	if (had && w == nil) || w != nil && (old == nil || !old.UpdatedAt.Equal(w.UpdatedAt)) {
+		for _, f := range ix.onChange {
+			f(id, w)
+		}
+	}
+}
+
+func (ix *Index) rebuildNow() {
+	ix.mu.Lock()
+	ws := make([]*webhooks.Webhook, 0, len(ix.byID))
+	for _, w := range ix.byID {
+		ws = append(ws, w)
+	}
+	ix.mu.Unlock()
+	ix.set.Store(matching.Build(ws))
+}
+
+func (ix *Index) resync(ctx context.Context) error {
+	v, err := ix.src.Version(ctx)
+	if err != nil {
+		return err
+	}
+	all, err := ix.src.AllWebhooks(ctx)
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(all))
+	for _, w := range all {
+		seen[w.ID] = true
+		ix.apply(w.ID, w)
+	}
+	ix.mu.Lock()
+	var gone []string
+	for id := range ix.byID {
+		if !seen[id] {
+			gone = append(gone, id)
+		}
+	}
+	ix.mu.Unlock()
+	for _, id := range gone {
+		ix.apply(id, nil)
+	}
+	ix.rebuildNow()
+	ix.version.Store(v)
+	return nil
+}
+
+// AliveSubject carries the presence of every index (core NATS).
+const AliveSubject = "hermod.changes.alive"
+
+// AliveInterval is how often an index announces itself.
+const AliveInterval = time.Second
+
+// Notifier tells every index about a change and waits until each index it
+// knows of has applied it, so a change applies to every event published
+// after the API answered. It waits at most MaxWait (then the version poll
+// guarantees the change within one poll interval).
+type Notifier struct {
+	nc      *nats.Conn
+	MaxWait time.Duration
+	mu      sync.Mutex
+	alive   map[string]time.Time
+	sub     *nats.Subscription
+}
+
+// NewNotifier starts listening for indexes.
+func NewNotifier(nc *nats.Conn) (*Notifier, error) {
+	n := &Notifier{nc: nc, MaxWait: 250 * time.Millisecond, alive: map[string]time.Time{}}
+	sub, err := nc.Subscribe(AliveSubject, func(m *nats.Msg) {
+		n.mu.Lock()
+		n.alive[string(m.Data)] = time.Now()
+		n.mu.Unlock()
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.sub = sub
+	return n, nil
+}
+
+// Close stops listening.
+func (n *Notifier) Close() { _ = n.sub.Unsubscribe() }
+
+func (n *Notifier) expected() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cut := time.Now().Add(-3 * AliveInterval)
+	c := 0
+	for id, t := range n.alive {
+		if t.Before(cut) {
+			delete(n.alive, id)
+			continue
+		}
+		c++
+	}
+	return c
+}
+
+// Notify publishes a change notice for webhook id and waits for the indexes.
+func (n *Notifier) Notify(ctx context.Context, id string) error {
+	want := n.expected()
+	inbox := nats.NewInbox()
+	replies := make(chan struct{}, 64)
+	sub, err := n.nc.Subscribe(inbox, func(*nats.Msg) {
+		select {
+		case replies <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := n.nc.PublishRequest(streams.ChangesSubject, inbox, []byte(id)); err != nil {
+		return err
+	}
+	if want == 0 {
+		return nil
+	}
+	timeout := time.NewTimer(n.MaxWait)
+	defer timeout.Stop()
+	for got := 0; got < want; {
+		select {
+		case <-replies:
+			got++
+		case <-timeout.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

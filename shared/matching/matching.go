@@ -1,0 +1,172 @@
+// Package matching decides which webhooks an event goes to: event type
+// patterns (exact, "family.*", "*") and the agent_id, stack_id and labels
+// filters. A Set answers in microseconds without any I/O.
+package matching
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/hermodhq/hermod/shared/webhooks"
+)
+
+// Event is what matching needs to know about an event.
+type Event struct {
+	ID      string
+	Type    string
+	AgentID *string
+	StackID *string
+	Labels  map[string]string
+}
+
+// Envelope is the event envelope as published.
+type Envelope struct {
+	ID        string            `json:"id"`
+	EventType string            `json:"event_type"`
+	Timestamp string            `json:"timestamp"`
+	Data      json.RawMessage   `json:"data"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// ParseEnvelope decodes an envelope and extracts the matching fields.
+func ParseEnvelope(body []byte) (*Envelope, *Event, error) {
+	var env Envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, nil, fmt.Errorf("event envelope: %w", err)
+	}
+	if env.EventType == "" {
+		return nil, nil, fmt.Errorf("event envelope: event_type is missing")
+	}
+	ev := &Event{ID: env.ID, Type: env.EventType, Labels: env.Labels}
+	if len(env.Data) > 0 && env.Data[0] == '{' {
+		var d struct {
+			AgentID *json.RawMessage `json:"agent_id"`
+			StackID *json.RawMessage `json:"stack_id"`
+		}
+		if err := json.Unmarshal(env.Data, &d); err == nil {
+			ev.AgentID = scalar(d.AgentID)
+			ev.StackID = scalar(d.StackID)
+		}
+	}
+	return &env, ev, nil
+}
+
+// scalar turns a JSON string or number into its text; null and others are nil.
+func scalar(r *json.RawMessage) *string {
+	if r == nil {
+		return nil
+	}
+	var s string
+	if json.Unmarshal(*r, &s) == nil {
+		return &s
+	}
+	var n json.Number
+	if json.Unmarshal(*r, &n) == nil {
+		v := n.String()
+		return &v
+	}
+	return nil
+}
+
+// TypeMatches reports whether pattern (type, "family.*" or "*") matches t.
+func TypeMatches(pattern, t string) bool {
+	if pattern == "*" || pattern == t {
+		return true
+	}
+	if fam, ok := strings.CutSuffix(pattern, ".*"); ok {
+		return strings.HasPrefix(t, fam+".")
+	}
+	return false
+}
+
+// FiltersMatch reports whether every given filter equals the event's value.
+// A missing or null event field never matches a filter on it.
+func FiltersMatch(f *webhooks.Filters, e *Event) bool {
+	if f == nil {
+		return true
+	}
+	if f.AgentID != nil && (e.AgentID == nil || *e.AgentID != *f.AgentID) {
+		return false
+	}
+	if f.StackID != nil && (e.StackID == nil || *e.StackID != *f.StackID) {
+		return false
+	}
+	for k, v := range f.Labels {
+		ev, ok := e.Labels[k]
+		if !ok || ev != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Set is an immutable index of webhooks by event type pattern.
+type Set struct {
+	exact  map[string][]*webhooks.Webhook
+	family map[string][]*webhooks.Webhook
+	all    []*webhooks.Webhook
+	byID   map[string]*webhooks.Webhook
+}
+
+// Build indexes ws. Each webhook is placed so that it matches a type at most
+// once: "*" wins over a family, a family over its exact types.
+func Build(ws []*webhooks.Webhook) *Set {
+	s := &Set{exact: map[string][]*webhooks.Webhook{}, family: map[string][]*webhooks.Webhook{},
+		byID: make(map[string]*webhooks.Webhook, len(ws))}
+	for _, w := range ws {
+		s.byID[w.ID] = w
+		star := false
+		fams := map[string]bool{}
+		for _, p := range w.EventTypes {
+			if p == "*" {
+				star = true
+			} else if fam, ok := strings.CutSuffix(p, ".*"); ok {
+				fams[fam] = true
+			}
+		}
+		if star {
+			s.all = append(s.all, w)
+			continue
+		}
+		for f := range fams {
+			s.family[f] = append(s.family[f], w)
+		}
+		for _, p := range w.EventTypes {
+			if strings.HasSuffix(p, ".*") {
+				continue
+			}
+			if fam, _, _ := strings.Cut(p, "."); fams[fam] {
+				continue
+			}
+			s.exact[p] = append(s.exact[p], w)
+		}
+	}
+	return s
+}
+
+// Get returns the webhook with id, if indexed.
+func (s *Set) Get(id string) (*webhooks.Webhook, bool) {
+	w, ok := s.byID[id]
+	return w, ok
+}
+
+// Len is the number of webhooks indexed.
+func (s *Set) Len() int { return len(s.byID) }
+
+// Match appends to out the webhooks e goes to and returns it.
+func (s *Set) Match(e *Event, out []*webhooks.Webhook) []*webhooks.Webhook {
+	add := func(ws []*webhooks.Webhook) {
+		for _, w := range ws {
+			if FiltersMatch(w.Filters, e) {
+				out = append(out, w)
+			}
+		}
+	}
+	add(s.exact[e.Type])
+	if fam, _, ok := strings.Cut(e.Type, "."); ok {
+		add(s.family[fam])
+	}
+	add(s.all)
+	return out
+}

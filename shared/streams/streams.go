@@ -1,0 +1,299 @@
+// Package streams names Hermod's JetStream streams, subjects and consumers,
+// creates them, and encodes the delivery messages that travel through them.
+//
+// Hermod's own subjects all live under "hermod.>" so they never collide with
+// platform subjects. See docs/architecture.md for why each setting is what it is.
+package streams
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names.
+const (
+	EventsStream     = "HERMOD_EVENTS"
+	DeliveriesStream = "HERMOD_DELIVERIES"
+	HeldStream       = "HERMOD_HELD"
+	ResultsStream    = "HERMOD_RESULTS"
+	DeadStream       = "HERMOD_DEAD"
+)
+
+// Consumer names (all durable, all created by the control plane).
+const (
+	RouterConsumer    = "router"
+	DelivererConsumer = "deliverer"
+	SchedulerConsumer = "scheduler"
+	RecorderConsumer  = "recorder"
+)
+
+// Subject prefixes. A webhook's id is the last token.
+const (
+	DeliverPrefix = "hermod.dlv."    // ready for a broker deliverer
+	DelayPrefix   = "hermod.delay."  // waiting for a due time (backoff, Retry-After, breaker, saturation)
+	AgentPrefix   = "hermod.agentq." // + <label-set hash>.<webhook id>: for agents (issue 3)
+	HeldPrefix    = "hermod.held."   // parked while the webhook is paused
+	ResultsPrefix = "hermod.results."
+	DeadPrefix    = "hermod.dead."
+	// ChangesSubject carries webhook change notices (core NATS) to the indexes.
+	ChangesSubject = "hermod.changes.webhooks"
+)
+
+// Headers of a delivery message.
+const (
+	HdrMsgID     = "Nats-Msg-Id"
+	HdrVersion   = "Hermod-V"
+	HdrDelivery  = "Hermod-Delivery"
+	HdrWebhook   = "Hermod-Webhook"
+	HdrEvent     = "Hermod-Event"
+	HdrType      = "Hermod-Type"
+	HdrEpoch     = "Hermod-Epoch"
+	HdrAttempts  = "Hermod-Attempts" // failed attempts so far in this epoch
+	HdrLost      = "Hermod-Lost"     // leases expired on earlier copies
+	HdrCreated   = "Hermod-Created"  // unix ms, first enqueue
+	HdrDue       = "Hermod-Due"      // unix ms, for delayed messages
+	HdrHeldSince = "Hermod-Held-Since"
+)
+
+// Settings of the streams and consumers that depend on configuration.
+type Settings struct {
+	DedupWindow time.Duration // Nats-Msg-Id window of events and deliveries
+	AcquireTTL  time.Duration // ack wait of the deliverer consumer
+	Retention   time.Duration // how long dead letters are kept
+	Subjects    []string      // event stream subjects (catalogue families)
+	Replicas    int
+}
+
+func (s Settings) withDefaults() Settings {
+	if s.DedupWindow <= 0 {
+		s.DedupWindow = 30 * time.Minute
+	}
+	if s.AcquireTTL <= 0 {
+		s.AcquireTTL = 60 * time.Second
+	}
+	if s.Retention <= 0 {
+		s.Retention = 72 * time.Hour
+	}
+	if s.Replicas <= 0 {
+		s.Replicas = 1
+	}
+	return s
+}
+
+// EnsureStreams creates or updates every stream. It is idempotent.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Settings) error {
+	s = s.withDefaults()
+	if len(s.Subjects) == 0 {
+		return errors.New("ensure streams: no event subjects")
+	}
+	cfgs := []jetstream.StreamConfig{
+		{Name: EventsStream, Subjects: s.Subjects, Retention: jetstream.WorkQueuePolicy,
+			Duplicates: s.DedupWindow, MaxAge: 7 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: s.Replicas,
+			Description: "platform events, consumed by the router"},
+		{Name: DeliveriesStream, Subjects: []string{DeliverPrefix + ">", DelayPrefix + ">", AgentPrefix + ">"},
+			Retention: jetstream.WorkQueuePolicy, Duplicates: s.DedupWindow, Storage: jetstream.FileStorage, Replicas: s.Replicas,
+			Description: "deliveries ready (dlv), waiting for a due time (delay), for agents (agentq)"},
+		{Name: HeldStream, Subjects: []string{HeldPrefix + ">"}, Retention: jetstream.LimitsPolicy,
+			Storage: jetstream.FileStorage, Replicas: s.Replicas, Duplicates: s.DedupWindow,
+			Description: "deliveries parked while their webhook is paused"},
+		{Name: ResultsStream, Subjects: []string{ResultsPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
+			Storage: jetstream.FileStorage, Replicas: s.Replicas, Duplicates: 2 * time.Minute,
+			Description: "delivery outcomes, consumed by the recorder"},
+		{Name: DeadStream, Subjects: []string{DeadPrefix + ">"}, Retention: jetstream.LimitsPolicy,
+			MaxAge: s.Retention, Storage: jetstream.FileStorage, Replicas: s.Replicas,
+			Description: "dead letters"},
+	}
+	for _, c := range cfgs {
+		if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// RouterConsumerConfig is the router's durable consumer on the event stream.
+func RouterConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{Durable: RouterConsumer, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 30 * time.Second, MaxAckPending: 4096, MaxDeliver: -1,
+		Description: "fans events out to deliveries"}
+}
+
+// DelivererConsumerConfig is the deliverers' shared pull consumer. AckWait
+// is the acquire TTL; no BackOff (it would replace AckWait). MaxDeliver is a
+// safety cap above the 5 lease losses after which Hermod itself dead-letters.
+func DelivererConsumerConfig(ttl time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{Durable: DelivererConsumer, AckPolicy: jetstream.AckExplicitPolicy,
+		FilterSubject: DeliverPrefix + ">", AckWait: ttl, MaxAckPending: 20000, MaxDeliver: 10,
+		Description: "broker deliveries"}
+}
+
+// SchedulerConsumerConfig takes delayed deliveries and republishes them when
+// due; it never makes an HTTP call, so its large ack-pending window blocks nobody.
+func SchedulerConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{Durable: SchedulerConsumer, AckPolicy: jetstream.AckExplicitPolicy,
+		FilterSubject: DelayPrefix + ">", AckWait: 30 * time.Second, MaxAckPending: 1_000_000, MaxDeliver: -1,
+		Description: "releases delayed deliveries when due"}
+}
+
+// RecorderConsumerConfig is the recorder's consumer on the results stream.
+func RecorderConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{Durable: RecorderConsumer, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 30 * time.Second, MaxAckPending: 50000, MaxDeliver: -1,
+		Description: "writes outcomes to Redis"}
+}
+
+// Meta is what a delivery message says about its delivery.
+type Meta struct {
+	DeliveryID string
+	WebhookID  string
+	EventID    string
+	EventType  string
+	Epoch      int
+	Attempts   int   // failed attempts so far in this epoch
+	Lost       int   // leases lost on earlier copies
+	CreatedAt  int64 // unix ms
+	Due        int64 // unix ms; 0 = now
+	HeldSince  int64 // unix ms; 0 = not held
+}
+
+// NewMsg builds a delivery message on subject with msgID as Nats-Msg-Id.
+func NewMsg(subject, msgID string, m Meta, body []byte) *nats.Msg {
+	h := nats.Header{
+		HdrMsgID:    {msgID},
+		HdrVersion:  {"1"},
+		HdrDelivery: {m.DeliveryID},
+		HdrWebhook:  {m.WebhookID},
+		HdrEvent:    {m.EventID},
+		HdrType:     {m.EventType},
+		HdrCreated:  {strconv.FormatInt(m.CreatedAt, 10)},
+	}
+	if m.Epoch != 0 {
+		h[HdrEpoch] = []string{strconv.Itoa(m.Epoch)}
+	}
+	if m.Attempts != 0 {
+		h[HdrAttempts] = []string{strconv.Itoa(m.Attempts)}
+	}
+	if m.Lost != 0 {
+		h[HdrLost] = []string{strconv.Itoa(m.Lost)}
+	}
+	if m.Due != 0 {
+		h[HdrDue] = []string{strconv.FormatInt(m.Due, 10)}
+	}
+	if m.HeldSince != 0 {
+		h[HdrHeldSince] = []string{strconv.FormatInt(m.HeldSince, 10)}
+	}
+	return &nats.Msg{Subject: subject, Header: h, Data: body}
+}
+
+// ParseMeta reads the delivery headers of a message.
+func ParseMeta(h nats.Header) (Meta, error) {
+	var m Meta
+	get := func(k string) string {
+		if v := h[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	num := func(k string) (int64, error) {
+		s := get(k)
+		if s == "" {
+			return 0, nil
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("header %s: %w", k, err)
+		}
+		return n, nil
+	}
+	if v := get(HdrVersion); v != "1" {
+		return m, fmt.Errorf("unsupported delivery schema version %q", v)
+	}
+	m.DeliveryID, m.WebhookID, m.EventID, m.EventType = get(HdrDelivery), get(HdrWebhook), get(HdrEvent), get(HdrType)
+	if m.DeliveryID == "" || m.WebhookID == "" {
+		return m, errors.New("delivery message without delivery or webhook id")
+	}
+	var err error
+	var n int64
+	if n, err = num(HdrEpoch); err != nil {
+		return m, err
+	}
+	m.Epoch = int(n)
+	if n, err = num(HdrAttempts); err != nil {
+		return m, err
+	}
+	m.Attempts = int(n)
+	if n, err = num(HdrLost); err != nil {
+		return m, err
+	}
+	m.Lost = int(n)
+	if m.CreatedAt, err = num(HdrCreated); err != nil {
+		return m, err
+	}
+	if m.Due, err = num(HdrDue); err != nil {
+		return m, err
+	}
+	if m.HeldSince, err = num(HdrHeldSince); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// RetryMsgID is the Nats-Msg-Id of a copy of a delivery republished for a new
+// attempt: distinct per (epoch, attempts, lost, seq) so the dedup window never
+// swallows a legitimate retry, and equal for a replayed republish of one copy.
+func RetryMsgID(m Meta, seq uint64) string {
+	return m.DeliveryID + ":" + strconv.Itoa(m.Epoch) + ":" + strconv.Itoa(m.Attempts) + ":" +
+		strconv.Itoa(m.Lost) + ":" + strconv.FormatUint(seq, 10)
+}
+
+// Subjects of the results stream.
+const (
+	EnqueuedSubject = ResultsPrefix + "enq" // streams.Enqueued
+	OutcomeSubject  = ResultsPrefix + "out" // streams.Outcome
+)
+
+// DeliverSubject is where a broker delivery for webhookID waits.
+func DeliverSubject(webhookID string) string { return DeliverPrefix + webhookID }
+
+// DelaySubject is where a delayed delivery for webhookID waits.
+func DelaySubject(webhookID string) string { return DelayPrefix + webhookID }
+
+// HeldSubject is where a delivery for a paused webhookID is parked.
+func HeldSubject(webhookID string) string { return HeldPrefix + webhookID }
+
+// DeadSubject is the dead-letter subject of webhookID.
+func DeadSubject(webhookID string) string { return DeadPrefix + webhookID }
+
+// LabelSetHash names a canonical (sorted) target label set in subjects, so
+// label text never has to be subject-safe.
+func LabelSetHash(labels []string) string {
+	sum := sha256.Sum256([]byte(strings.Join(labels, "\n")))
+	return hex.EncodeToString(sum[:8])
+}
+
+// AgentSubject is where a delivery for an agent-delivered webhook waits.
+func AgentSubject(labels []string, webhookID string) string {
+	return AgentPrefix + LabelSetHash(labels) + "." + webhookID
+}
+
+// SubjectFor picks the subject of a fresh delivery to w: agents for a
+// webhook with target labels, held while paused, else the broker deliverers.
+func SubjectFor(webhookID string, targetLabels []string, enabled bool) string {
+	switch {
+	case len(targetLabels) > 0:
+		return AgentSubject(targetLabels, webhookID)
+	case !enabled:
+		return HeldSubject(webhookID)
+	default:
+		return DeliverSubject(webhookID)
+	}
+}

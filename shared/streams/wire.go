@@ -1,0 +1,72 @@
+package streams
+
+import "encoding/json"
+
+// SchemaVersion is the version of the messages below. A reader accepts this
+// version and the previous one, so agents of the previous release keep working.
+const SchemaVersion = 1
+
+// Delivery statuses, as the API shows them.
+const (
+	StatusPending  = "pending"
+	StatusAcquired = "acquired"
+	StatusSuccess  = "success"
+	StatusFailed   = "failed"
+	StatusDead     = "dead"
+)
+
+// Reasons a delivery died, in Outcome.Reason.
+const (
+	ReasonExhausted = "exhausted" // max(max_retries,1) failed attempts
+	ReasonTerminal  = "terminal"  // a non-retryable answer (4xx)
+	ReasonAbandoned = "abandoned" // its lease expired 5 times without an outcome
+	ReasonExpired   = "expired"   // held longer than HERMOD_MAX_HOLD
+)
+
+// Outcome is one state change of a delivery, published to the results stream
+// by whoever made it (a deliverer, an agent, the scheduler) and written to
+// Redis by the recorder.
+type Outcome struct {
+	V          int    `json:"v"`
+	DeliveryID string `json:"delivery_id"`
+	WebhookID  string `json:"webhook_id"`
+	EventID    string `json:"event_id"`
+	EventType  string `json:"event_type"`
+	// Epoch counts manual retries of a dead delivery (0 for the first life).
+	Epoch int `json:"epoch"`
+	// Attempt is the number of attempts made in this epoch, this one included.
+	Attempt int `json:"attempt"`
+	// Status is the delivery's status after this outcome.
+	Status string `json:"status"`
+	// AttemptStatus is success or failed when an HTTP attempt was made, else "".
+	AttemptStatus string   `json:"attempt_status,omitempty"`
+	StatusCode    int      `json:"status_code,omitempty"`
+	DurationMs    int64    `json:"duration_ms,omitempty"`
+	Error         string   `json:"error,omitempty"`
+	Reason        string   `json:"reason,omitempty"`
+	By            string   `json:"by,omitempty"`
+	StartedAt     int64    `json:"started_at,omitempty"`  // unix ms
+	FinishedAt    int64    `json:"finished_at,omitempty"` // unix ms
+	NextRetryAt   int64    `json:"next_retry_at,omitempty"`
+	CreatedAt     int64    `json:"created_at"` // unix ms, when the delivery was enqueued
+	PayloadSize   int      `json:"payload_size"`
+	TargetLabels  []string `json:"target_labels,omitempty"`
+}
+
+// Enqueued tells the recorder which deliveries one event produced. The
+// event's envelope travels once, not once per delivery.
+type Enqueued struct {
+	V          int             `json:"v"`
+	EventID    string          `json:"event_id"`
+	EventType  string          `json:"event_type"`
+	CreatedAt  int64           `json:"created_at"`
+	Payload    json.RawMessage `json:"payload,omitempty"`
+	Deliveries []EnqueuedItem  `json:"deliveries"`
+}
+
+// EnqueuedItem is one delivery of an Enqueued message.
+type EnqueuedItem struct {
+	DeliveryID   string   `json:"delivery_id"`
+	WebhookID    string   `json:"webhook_id"`
+	TargetLabels []string `json:"target_labels,omitempty"`
+}

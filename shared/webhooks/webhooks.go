@@ -1,0 +1,429 @@
+// Package webhooks defines a webhook subscription, the rules its fields
+// follow, and how a create or partial-update body is applied to it.
+package webhooks
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hermodhq/hermod/shared/catalog"
+	"github.com/hermodhq/hermod/shared/signing"
+)
+
+// Defaults and limits of section 3 of the SPEC.
+const (
+	DefaultMaxRetries     = 5
+	DefaultTimeoutSeconds = 30
+	MaxURLLength          = 2048
+	MaxAuthHeaderLength   = 8192
+	MaxLabels             = 16
+	MaxEventTypes         = 64
+	MaxDescription        = 2048
+)
+
+// Filters restrict which events reach a webhook. Every given key must equal
+// the event's data.agent_id, data.stack_id and labels.
+type Filters struct {
+	AgentID *string           `json:"agent_id,omitempty"`
+	StackID *string           `json:"stack_id,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+}
+
+// Empty reports whether no filter is set.
+func (f *Filters) Empty() bool {
+	return f == nil || (f.AgentID == nil && f.StackID == nil && len(f.Labels) == 0)
+}
+
+// Webhook is a subscription, with its secrets in plaintext (in memory only).
+type Webhook struct {
+	ID                  string
+	Name                string
+	Description         string
+	URL                 string
+	AuthHeader          string
+	Secret              string
+	PrevSecret          string
+	PrevSecretExpiresAt time.Time
+	EventTypes          []string
+	TargetLabels        []string
+	Filters             *Filters
+	MaxRetries          int
+	TimeoutSeconds      int
+	Enabled             bool
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+}
+
+// MaxAttempts is the number of failed attempts after which a delivery is dead.
+func (w *Webhook) MaxAttempts() int { return max(w.MaxRetries, 1) }
+
+// Secrets returns the secrets that sign a delivery at time now: the current
+// one, then the previous one while its overlap lasts.
+func (w *Webhook) Secrets(now time.Time) []string {
+	out := []string{w.Secret}
+	if w.PrevSecret != "" && now.Before(w.PrevSecretExpiresAt) {
+		out = append(out, w.PrevSecret)
+	}
+	return out
+}
+
+// RedactURL returns scheme://host[:port] of raw, without user info, path or query.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// FieldError is a rule broken by one field; the API answers it with 422.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
+
+func fieldErr(field, format string, a ...any) *FieldError {
+	return &FieldError{Field: field, Message: fmt.Sprintf(format, a...)}
+}
+
+var (
+	labelKeyRe   = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,63}$`)
+	labelValueRe = regexp.MustCompile(`^[A-Za-z0-9._-]{0,63}$`)
+)
+
+// CanonicalLabels validates "key:value" labels and returns them sorted and
+// without duplicates.
+func CanonicalLabels(field string, labels []string) ([]string, error) {
+	if len(labels) > MaxLabels {
+		return nil, fieldErr(field, "at most %d labels", MaxLabels)
+	}
+	seen := map[string]bool{}
+	out := make([]string, 0, len(labels))
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || !labelKeyRe.MatchString(k) || !labelValueRe.MatchString(v) {
+			return nil, fieldErr(field, "label %q must be key:value with key [A-Za-z0-9._/-]{1,63} and value [A-Za-z0-9._-]{0,63}", l)
+		}
+		if !seen[l] {
+			seen[l] = true
+			out = append(out, l)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// ValidateURL checks an absolute http or https URL of at most 2048 bytes.
+func ValidateURL(field, raw string) error {
+	if raw == "" {
+		return fieldErr(field, "must not be empty")
+	}
+	if len(raw) > MaxURLLength {
+		return fieldErr(field, "must be at most %d characters", MaxURLLength)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fieldErr(field, "is not a valid URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fieldErr(field, "must be an absolute http or https URL")
+	}
+	if u.Hostname() == "" {
+		return fieldErr(field, "must have a host")
+	}
+	if strings.ContainsAny(raw, " \r\n\t") {
+		return fieldErr(field, "must not contain whitespace")
+	}
+	return nil
+}
+
+var allowedFields = map[string]bool{
+	"name": true, "description": true, "url": true, "event_types": true,
+	"auth_header": true, "secret": true, "target_labels": true, "filters": true,
+	"max_retries": true, "timeout_seconds": true, "enabled": true,
+}
+
+// DecodeBody decodes a JSON object into raw fields, rejecting unknown ones.
+// A syntax error is returned as is (400); a field error as *FieldError (422).
+func DecodeBody(body []byte) (map[string]json.RawMessage, error) {
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("malformed JSON: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("malformed JSON: trailing data after the object")
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("malformed JSON: body must be an object")
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !allowedFields[k] {
+			return nil, fieldErr(k, "unknown field")
+		}
+	}
+	return raw, nil
+}
+
+func isNull(r json.RawMessage) bool { return string(bytes.TrimSpace(r)) == "null" }
+
+func decodeField(field string, r json.RawMessage, v any, what string) error {
+	if err := json.Unmarshal(r, v); err != nil {
+		return fieldErr(field, "must be %s", what)
+	}
+	return nil
+}
+
+// Apply applies a create (create=true) or partial update body to w. On create,
+// w should hold the defaults; omitted fields stay unchanged; null clears an
+// optional field and is refused for a required one.
+func Apply(w *Webhook, raw map[string]json.RawMessage, create bool, cat *catalog.Catalog) error {
+	if create {
+		for _, f := range []string{"name", "url", "event_types"} {
+			if _, ok := raw[f]; !ok {
+				return fieldErr(f, "is required")
+			}
+		}
+	} else if _, ok := raw["secret"]; ok {
+		return fieldErr("secret", "cannot be changed here: use POST /api/v1/webhooks/{id}/secret/rotate")
+	}
+	// Fields in a fixed order so the first error is deterministic.
+	order := []string{"name", "description", "url", "event_types", "auth_header", "secret",
+		"target_labels", "filters", "max_retries", "timeout_seconds", "enabled"}
+	for _, f := range order {
+		r, ok := raw[f]
+		if !ok {
+			continue
+		}
+		if err := applyField(w, f, r, cat); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyField(w *Webhook, f string, r json.RawMessage, cat *catalog.Catalog) error {
+	null := isNull(r)
+	switch f {
+	case "name":
+		if null {
+			return fieldErr(f, "is required and cannot be null")
+		}
+		var s string
+		if err := decodeField(f, r, &s, "a string"); err != nil {
+			return err
+		}
+		s = strings.TrimSpace(s)
+		if n := utf8.RuneCountInString(s); n < 1 || n > 255 {
+			return fieldErr(f, "must be 1 to 255 characters")
+		}
+		w.Name = s
+	case "description":
+		if null {
+			w.Description = ""
+			return nil
+		}
+		var s string
+		if err := decodeField(f, r, &s, "a string"); err != nil {
+			return err
+		}
+		if utf8.RuneCountInString(s) > MaxDescription {
+			return fieldErr(f, "must be at most %d characters", MaxDescription)
+		}
+		w.Description = s
+	case "url":
+		if null {
+			return fieldErr(f, "is required and cannot be null")
+		}
+		var s string
+		if err := decodeField(f, r, &s, "a string"); err != nil {
+			return err
+		}
+		if err := ValidateURL(f, s); err != nil {
+			return err
+		}
+		w.URL = s
+	case "event_types":
+		if null {
+			return fieldErr(f, "is required and cannot be null")
+		}
+		var ts []string
+		if err := decodeField(f, r, &ts, "an array of strings"); err != nil {
+			return err
+		}
+		if len(ts) == 0 {
+			return fieldErr(f, "must name at least one event type")
+		}
+		if len(ts) > MaxEventTypes {
+			return fieldErr(f, "at most %d entries", MaxEventTypes)
+		}
+		seen := map[string]bool{}
+		out := make([]string, 0, len(ts))
+		for _, t := range ts {
+			if !cat.ValidPattern(t) {
+				return fieldErr(f, "%q is not a catalogue type, family.* or *", t)
+			}
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		}
+		w.EventTypes = out
+	case "auth_header":
+		if null {
+			w.AuthHeader = ""
+			return nil
+		}
+		var s string
+		if err := decodeField(f, r, &s, "a string"); err != nil {
+			return err
+		}
+		if strings.ContainsAny(s, "\r\n\x00") {
+			return fieldErr(f, "must not contain CR, LF or NUL")
+		}
+		if len(s) > MaxAuthHeaderLength {
+			return fieldErr(f, "must be at most %d bytes", MaxAuthHeaderLength)
+		}
+		w.AuthHeader = s
+	case "secret":
+		if null {
+			return nil // generated by the caller when empty
+		}
+		var s string
+		if err := decodeField(f, r, &s, "a string"); err != nil {
+			return err
+		}
+		if _, err := signing.Key(s); err != nil {
+			return fieldErr(f, "%s", err.Error())
+		}
+		w.Secret = s
+	case "target_labels":
+		if null {
+			w.TargetLabels = nil
+			return nil
+		}
+		var ls []string
+		if err := decodeField(f, r, &ls, "an array of \"key:value\" strings"); err != nil {
+			return err
+		}
+		canon, err := CanonicalLabels(f, ls)
+		if err != nil {
+			return err
+		}
+		if len(canon) == 0 {
+			canon = nil
+		}
+		w.TargetLabels = canon
+	case "filters":
+		if null {
+			w.Filters = nil
+			return nil
+		}
+		return applyFilters(w, r)
+	case "max_retries":
+		var n int
+		if null {
+			w.MaxRetries = DefaultMaxRetries
+			return nil
+		}
+		if err := decodeField(f, r, &n, "an integer"); err != nil {
+			return err
+		}
+		if n < 0 || n > 10 {
+			return fieldErr(f, "must be between 0 and 10")
+		}
+		w.MaxRetries = n
+	case "timeout_seconds":
+		var n int
+		if null {
+			w.TimeoutSeconds = DefaultTimeoutSeconds
+			return nil
+		}
+		if err := decodeField(f, r, &n, "an integer"); err != nil {
+			return err
+		}
+		if n < 1 || n > 300 {
+			return fieldErr(f, "must be between 1 and 300")
+		}
+		w.TimeoutSeconds = n
+	case "enabled":
+		if null {
+			return fieldErr(f, "cannot be null")
+		}
+		var b bool
+		if err := decodeField(f, r, &b, "a boolean"); err != nil {
+			return err
+		}
+		w.Enabled = b
+	}
+	return nil
+}
+
+func applyFilters(w *Webhook, r json.RawMessage) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(r, &raw); err != nil || raw == nil {
+		return fieldErr("filters", "must be an object")
+	}
+	f := &Filters{}
+	for k, v := range raw {
+		switch k {
+		case "agent_id", "stack_id":
+			if isNull(v) {
+				continue
+			}
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return fieldErr("filters."+k, "must be a string")
+			}
+			if len(s) > 255 {
+				return fieldErr("filters."+k, "must be at most 255 characters")
+			}
+			if k == "agent_id" {
+				f.AgentID = &s
+			} else {
+				f.StackID = &s
+			}
+		case "labels":
+			if isNull(v) {
+				continue
+			}
+			var m map[string]string
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fieldErr("filters.labels", "must be an object of strings")
+			}
+			if len(m) > MaxLabels {
+				return fieldErr("filters.labels", "at most %d labels", MaxLabels)
+			}
+			for lk, lv := range m {
+				if !labelKeyRe.MatchString(lk) || !labelValueRe.MatchString(lv) {
+					return fieldErr("filters.labels", "label %q=%q breaks the label rules", lk, lv)
+				}
+			}
+			if len(m) > 0 {
+				f.Labels = m
+			}
+		default:
+			return fieldErr("filters."+k, "unknown field")
+		}
+	}
+	if f.Empty() {
+		w.Filters = nil
+	} else {
+		w.Filters = f
+	}
+	return nil
+}
