@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -177,6 +178,9 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 
 // pageParams reads limit (1-500, default 50) and cursor.
 func pageParams(c echo.Context) (int, string, error) {
+	if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
+		return 0, "", badRequest("malformed query string")
+	}
 	limit := 50
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)

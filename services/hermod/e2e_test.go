@@ -1,0 +1,374 @@
+package allinone_test
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hermodhq/hermod/shared/hermodtest"
+)
+
+// proc is a Hermod binary running as a separate process.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func binPath(t *testing.T, name string) string {
+	t.Helper()
+	root, err := hermodtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, "bin", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing: run `make build` (make test does) first", p)
+	}
+	return p
+}
+
+func startProc(t *testing.T, name string, env map[string]string) *proc {
+	t.Helper()
+	cmd := exec.Command(binPath(t, name))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = f.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- %s log ---\n%s", name, tail(string(b), 3000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	port, err := hermodtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(port)
+}
+
+func httpGet(url string) (int, string) {
+	c := &http.Client{Timeout: 3 * time.Second}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func waitReady(t *testing.T, p *proc, url string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if code, _ := httpGet(url); code == 200 {
+			return
+		}
+		select {
+		case <-p.done:
+			b, _ := os.ReadFile(p.log)
+			t.Fatalf("%s exited at start:\n%s", p.name, tail(string(b), 3000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready at %s", p.name, url)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var inFlightRe = regexp.MustCompile(`(?m)^hermod_deliveries_in_flight (\d+)`)
+
+// The binaries as separate processes against one JetStream server and one
+// Redis: kill -9 the deliverer holding a slow request; the other deliverer
+// delivers it after the acquire TTL with the same webhook-id, and nothing is lost.
+func TestE2ESeparateBinariesSurviveKill(t *testing.T) {
+	ns := hermodtest.NATS(t)
+	rd := hermodtest.StartRedis(t)
+	common := map[string]string{
+		"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+		"HERMOD_ACQUIRE_TTL": "2s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_SHUTDOWN_TIMEOUT": "5s",
+	}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range common {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	apiAddr := freeAddr(t)
+	api := startProc(t, "hermod-api", with(map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey}))
+	routerOps := freeAddr(t)
+	router := startProc(t, "hermod-router", with(map[string]string{"HERMOD_OPS_ADDR": routerOps}))
+	var dels []*proc
+	var delOps []string
+	for i := 0; i < 2; i++ {
+		ops := freeAddr(t)
+		delOps = append(delOps, ops)
+		dels = append(dels, startProc(t, "hermod-deliverer", with(map[string]string{"HERMOD_OPS_ADDR": ops, "HERMOD_DELIVERY_CONCURRENCY": "16"})))
+	}
+	waitReady(t, api, "http://"+apiAddr+"/readyz")
+	waitReady(t, router, "http://"+routerOps+"/readyz")
+	for i, d := range dels {
+		waitReady(t, d, "http://"+delOps[i]+"/readyz")
+	}
+	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
+	defer p.hc.CloseIdleConnections()
+
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	slow := hermodtest.NewSink(t)
+	slow.SetAnswer(func(n int, r *http.Request) int {
+		if n == 1 {
+			select { // hold the first request until the test ends
+			case <-release:
+			case <-time.After(60 * time.Second):
+			}
+		}
+		return 200
+	})
+	bulk := hermodtest.NewSink(t)
+	slowID := p.createWebhook(map[string]any{"name": "slow", "url": slow.URL, "event_types": []string{"deployment.applied"}, "secret": testSecret})
+	bulkID := p.createWebhook(map[string]any{"name": "bulk", "url": bulk.URL, "event_types": []string{"instance.*"}, "secret": testSecret})
+
+	p.publish("deployment.applied", map[string]any{"deployment_id": "d-kill"})
+	hermodtest.Eventually(t, 10*time.Second, "the slow request", func() bool { return slow.Count() == 1 })
+	victim := -1
+	hermodtest.Eventually(t, 5*time.Second, "a deliverer with the request in flight", func() bool {
+		for i, ops := range delOps {
+			_, body := httpGet("http://" + ops + "/metrics")
+			if m := inFlightRe.FindStringSubmatch(body); m != nil && m[1] == "1" {
+				victim = i
+				return true
+			}
+		}
+		return false
+	})
+	if err := dels[victim].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-dels[victim].done
+	const bulkN = 30
+	for i := 0; i < bulkN; i++ {
+		p.publish("instance.started", map[string]any{"i": i})
+	}
+	hermodtest.Eventually(t, 20*time.Second, "redelivery by the surviving deliverer", func() bool { return slow.Count() >= 2 })
+	got := slow.Received()
+	if got[0].Header.Get("webhook-id") != got[1].Header.Get("webhook-id") {
+		t.Errorf("redelivery changed webhook-id: %q vs %q", got[0].Header.Get("webhook-id"), got[1].Header.Get("webhook-id"))
+	}
+	verifySig(t, testSecret, got[1])
+	if gap := got[1].At.Sub(got[0].At); gap < 1500*time.Millisecond {
+		t.Errorf("redelivered after %s, before the 2s acquire TTL", gap)
+	}
+	hermodtest.Eventually(t, 20*time.Second, "bulk deliveries", func() bool { return bulk.Count() >= bulkN })
+	ds := p.waitStatus(slowID, "success", 1, 10*time.Second)
+	if ds[0]["delivered_by"] != "broker" {
+		t.Errorf("slow delivery record %v", ds[0])
+	}
+	p.waitStatus(bulkID, "success", bulkN, 20*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if bulk.Count() != bulkN {
+		t.Errorf("bulk sink got %d, want %d", bulk.Count(), bulkN)
+	}
+	once.Do(func() { close(release) })
+}
+
+// `make run` from a clean clone: it starts, prints the key and the curl
+// lines, the curl lines work, and after a restart the webhook is still there.
+func TestMakeRunFromCleanClone(t *testing.T) {
+	root, err := hermodtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"git", "make", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed for this test (.ci/run installs it): %v", tool, err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "hermod")
+	if out, err := exec.Command("git", "clone", "-q", root, dir).CombinedOutput(); err != nil {
+		t.Fatalf("git clone: %v\n%s", err, out)
+	}
+	addr := freeAddr(t)
+	sink := hermodtest.NewSink(t)
+
+	run := func() (banner string, stop func()) {
+		cmd := exec.Command("make", "run")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "HERMOD_API_ADDR="+addr)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		logPath := filepath.Join(t.TempDir(), "stderr.log")
+		ef, _ := os.Create(logPath)
+		cmd.Stderr = ef
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 1000)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		var b strings.Builder
+		timeout := time.After(5 * time.Minute)
+	read:
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					e, _ := os.ReadFile(logPath)
+					t.Fatalf("make run ended before its banner:\n%s\n%s", b.String(), tail(string(e), 3000))
+				}
+				b.WriteString(l + "\n")
+				if strings.HasPrefix(l, "See the webhooks") {
+					for l := range lines { // the curl line after it
+						b.WriteString(l + "\n")
+						if strings.Contains(l, "curl") {
+							break read
+						}
+					}
+				}
+			case <-timeout:
+				t.Fatalf("no banner from make run within 5 minutes:\n%s", b.String())
+			}
+		}
+		go func() {
+			for range lines { // keep draining
+			}
+		}()
+		return b.String(), func() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-done
+			}
+			_ = ef.Close()
+		}
+	}
+
+	banner, stop := run()
+	keyRe := regexp.MustCompile(`(?m)^\s+(hermod_[0-9a-f]+)\s*$`)
+	m := keyRe.FindStringSubmatch(banner)
+	if m == nil {
+		stop()
+		t.Fatalf("no admin key in the banner:\n%s", banner)
+	}
+	key := m[1]
+	cmds := curlCommands(banner)
+	if len(cmds) != 3 {
+		stop()
+		t.Fatalf("want 3 curl commands in the banner, found %d:\n%s", len(cmds), banner)
+	}
+	cmds[0] = strings.ReplaceAll(cmds[0], "http://127.0.0.1:9000/hook", sink.URL+"/hook")
+	var outs []string
+	for _, c := range cmds {
+		out, err := exec.Command("bash", "-c", c).CombinedOutput()
+		if err != nil {
+			stop()
+			t.Fatalf("%s: %v\n%s", c, err, out)
+		}
+		outs = append(outs, string(out))
+	}
+	if !strings.Contains(outs[0], `"url_redacted"`) || !strings.Contains(outs[1], `"duplicate":false`) {
+		stop()
+		t.Fatalf("curl answers: %v", outs)
+	}
+	hermodtest.Eventually(t, 15*time.Second, "the quickstart event at the sink", func() bool { return sink.Count() == 1 })
+	stop()
+
+	banner2, stop2 := run()
+	defer stop2()
+	if !strings.Contains(banner2, key) {
+		t.Errorf("admin key changed after restart:\n%s", banner2)
+	}
+	out, err := exec.Command("bash", "-c", curlCommands(banner2)[2]).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), sink.URL) && !strings.Contains(string(out), strings.TrimPrefix(sink.URL, "http://")) {
+		t.Errorf("webhook gone after restart: %v %s", err, out)
+	}
+	if !strings.Contains(string(out), `"total_delivered":1`) {
+		t.Errorf("statistics lost after restart: %s", out)
+	}
+}
+
+// curlCommands joins the banner's curl lines and their continuations.
+func curlCommands(banner string) []string {
+	var out []string
+	var cur string
+	for _, l := range strings.Split(banner, "\n") {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, "curl "):
+			cur = t
+		case cur != "":
+			cur += " " + t
+		default:
+			continue
+		}
+		if strings.HasSuffix(cur, "\\") {
+			cur = strings.TrimSuffix(cur, "\\")
+			continue
+		}
+		out = append(out, cur)
+		cur = ""
+	}
+	return out
+}

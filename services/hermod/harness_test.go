@@ -1,0 +1,249 @@
+package allinone_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	allinone "github.com/hermodhq/hermod/services/hermod"
+	"github.com/hermodhq/hermod/shared/envconfig"
+	"github.com/hermodhq/hermod/shared/hermodtest"
+)
+
+const (
+	testAdminKey = "test-admin-key-0123456789"
+	testEncKey   = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+)
+
+// lockedBuffer collects the pipeline's log lines for inspection.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// pipeline is the all-in-one running in the test process against a real
+// embedded JetStream server and a real redis-server.
+type pipeline struct {
+	t      *testing.T
+	NS     *server.Server
+	Redis  *hermodtest.Redis
+	Base   string
+	Logs   *lockedBuffer
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	cancel context.CancelFunc
+	done   chan error
+	hc     *http.Client
+}
+
+func startPipeline(t *testing.T, mod func(c *allinone.Config)) *pipeline {
+	t.Helper()
+	ns := hermodtest.NATS(t)
+	rd := hermodtest.StartRedis(t)
+	port, err := hermodtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := envconfig.NewFrom(func(string) (string, bool) { return "", false })
+	cfg, err := allinone.LoadConfig(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NATSURL = ns.ClientURL()
+	cfg.RedisURL = rd.URL()
+	cfg.DataDir = t.TempDir()
+	cfg.APIAddr = "127.0.0.1:" + strconv.Itoa(port)
+	cfg.AdminKeys = []string{testAdminKey}
+	cfg.EncryptionKey = testEncKey
+	cfg.ShutdownTimeout = 15 * time.Second
+	cfg.LogLevel = "debug"
+	if mod != nil {
+		mod(&cfg)
+	}
+	logs := &lockedBuffer{}
+	log := zerolog.New(logs).With().Timestamp().Logger()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pipeline{t: t, NS: ns, Redis: rd, Base: "http://" + cfg.APIAddr, Logs: logs, cancel: cancel,
+		done: make(chan error, 1), hc: &http.Client{Timeout: 30 * time.Second}}
+	go func() { p.done <- allinone.Main(ctx, cfg, log, io.Discard) }()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.NC = nc
+	if p.JS, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := p.hc.Get(p.Base + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("pipeline exited at start: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pipeline not ready\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p
+}
+
+func (p *pipeline) stop() {
+	if p.cancel == nil {
+		return
+	}
+	p.cancel()
+	p.cancel = nil
+	select {
+	case err := <-p.done:
+		if err != nil {
+			p.t.Errorf("pipeline stopped with error: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		p.t.Errorf("pipeline did not stop")
+	}
+	p.NC.Close()
+	p.hc.CloseIdleConnections()
+}
+
+// do sends an API request with the admin key; body may be nil, a string or a value to encode.
+func (p *pipeline) do(method, path string, body any) (int, []byte) {
+	p.t.Helper()
+	return p.doKey(method, path, body, testAdminKey)
+}
+
+func (p *pipeline) doKey(method, path string, body any, key string) (int, []byte) {
+	p.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, p.Base+path, rd)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// must asserts the status and decodes the body into a map.
+func (p *pipeline) must(want int, method, path string, body any) map[string]any {
+	p.t.Helper()
+	code, out := p.do(method, path, body)
+	if code != want {
+		p.t.Fatalf("%s %s: status %d, want %d: %s", method, path, code, want, out)
+	}
+	var m map[string]any
+	if len(out) > 0 {
+		if err := json.Unmarshal(out, &m); err != nil {
+			p.t.Fatalf("%s %s: body is not a JSON object: %s", method, path, out)
+		}
+	}
+	return m
+}
+
+func (p *pipeline) createWebhook(body map[string]any) string {
+	p.t.Helper()
+	return p.must(201, "POST", "/api/v1/webhooks", body)["id"].(string)
+}
+
+func (p *pipeline) publish(eventType string, data any) string {
+	p.t.Helper()
+	return p.must(202, "POST", "/api/v1/events", map[string]any{"event_type": eventType, "data": data})["id"].(string)
+}
+
+// deliveries lists a webhook's deliveries (optionally by status).
+func (p *pipeline) deliveries(webhookID, status string) []map[string]any {
+	p.t.Helper()
+	path := "/api/v1/webhooks/" + webhookID + "/deliveries?limit=500"
+	if status != "" {
+		path += "&status=" + status
+	}
+	m := p.must(200, "GET", path, nil)
+	var out []map[string]any
+	for _, d := range m["data"].([]any) {
+		out = append(out, d.(map[string]any))
+	}
+	return out
+}
+
+// waitStatus polls until the webhook has n deliveries in status.
+func (p *pipeline) waitStatus(webhookID, status string, n int, timeout time.Duration) []map[string]any {
+	p.t.Helper()
+	var ds []map[string]any
+	hermodtest.Eventually(p.t, timeout, strconv.Itoa(n)+" "+status+" deliveries", func() bool {
+		ds = p.deliveries(webhookID, status)
+		return len(ds) >= n
+	})
+	return ds
+}
+
+// streamMsgs counts the messages of stream on subject.
+func (p *pipeline) streamMsgs(stream, subject string) uint64 {
+	p.t.Helper()
+	s, err := p.JS.Stream(context.Background(), stream)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n
+}

@@ -1,0 +1,15 @@
+package allinone_test
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// redis-server processes' Wait goroutines and go-redis pool reapers end with their tests;
+		// these are the long-lived runtime helpers of the embedded NATS server's file store.
+		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*fileStore).flushStreamStateLoop"),
+	)
+}
