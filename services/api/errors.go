@@ -31,7 +31,9 @@ func invalidField(field, msg string) *APIError {
 	return e
 }
 
-func notFound(what string) *APIError { return apiErr(http.StatusNotFound, "not_found", what+" not found") }
+func notFound(what string) *APIError {
+	return apiErr(http.StatusNotFound, "not_found", what+" not found")
+}
 
 func conflict(msg string) *APIError { return apiErr(http.StatusConflict, "conflict", msg) }
 

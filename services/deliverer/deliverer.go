@@ -129,12 +129,12 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		return fmt.Errorf("held stream: %w", err)
 	}
 	work := make(chan jetstream.Msg, d.opts.Concurrency)
-	cc, err := cons.Consume(func(m jetstream.Msg) { work <- m }, jetstream.PullMaxMessages(d.opts.Concurrency))
+	cc, err := cons.Consume(func(m jetstream.Msg) { work <- m }, jetstream.PullMaxMessages(d.opts.Concurrency), streams.PullExpiry, streams.PullHeartbeat)
 	if err != nil {
 		return fmt.Errorf("deliverer consume: %w", err)
 	}
 	delayed := make(chan jetstream.Msg, 256)
-	sc, err := sched.Consume(func(m jetstream.Msg) { delayed <- m }, jetstream.PullMaxMessages(256))
+	sc, err := sched.Consume(func(m jetstream.Msg) { delayed <- m }, jetstream.PullMaxMessages(256), streams.PullExpiry, streams.PullHeartbeat)
 	if err != nil {
 		cc.Stop()
 		return fmt.Errorf("scheduler consume: %w", err)

@@ -73,7 +73,7 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	work := make(chan jetstream.Msg, r.opts.Workers)
 	cc, err := cons.Consume(func(m jetstream.Msg) { work <- m },
-		jetstream.PullMaxMessages(4*r.opts.Workers))
+		jetstream.PullMaxMessages(4*r.opts.Workers), streams.PullExpiry, streams.PullHeartbeat)
 	if err != nil {
 		return fmt.Errorf("router consume: %w", err)
 	}

@@ -5,7 +5,7 @@
 package hermodtest
 
 import (
-		"context"
+	"context"
 	"fmt"
 	"io"
 	"net"

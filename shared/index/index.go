@@ -40,11 +40,11 @@ type Index struct {
 	log  zerolog.Logger
 	opts Options
 
-	set     atomic.Pointer[matching.Set]
-	mu      sync.Mutex
-	byID    map[string]*webhooks.Webhook
-	dirty   chan struct{}
-	version atomic.Int64
+	set      atomic.Pointer[matching.Set]
+	mu       sync.Mutex
+	byID     map[string]*webhooks.Webhook
+	dirty    chan struct{}
+	version  atomic.Int64
 	onChange []func(id string, w *webhooks.Webhook)
 }
 
@@ -63,7 +63,9 @@ func New(src Source, nc *nats.Conn, log zerolog.Logger, opts Options) *Index {
 
 // OnChange registers f, called after a webhook changed (w nil: deleted).
 // Register before Start.
-func (ix *Index) OnChange(f func(id string, w *webhooks.Webhook)) { ix.onChange = append(ix.onChange, f) }
+func (ix *Index) OnChange(f func(id string, w *webhooks.Webhook)) {
+	ix.onChange = append(ix.onChange, f)
+}
 
 // Set returns the current immutable set.
 func (ix *Index) Set() *matching.Set { return ix.set.Load() }

@@ -3,6 +3,7 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Metrics of one process. Each service registers them on its registry.
@@ -44,6 +45,6 @@ func New() *Metrics {
 			Help: "HTTP attempts running in this process."}),
 	}
 	r.MustRegister(m.Attempts, m.AttemptDuration, m.EndToEnd, m.EventsRouted, m.DeliveriesQueued,
-		m.DeadLetters, m.RecordErrors, m.Parked, m.InFlight, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		m.DeadLetters, m.RecordErrors, m.Parked, m.InFlight, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

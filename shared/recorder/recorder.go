@@ -64,7 +64,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 	}
 	msgs := make(chan jetstream.Msg, r.opts.BatchSize)
 	cc, err := cons.Consume(func(m jetstream.Msg) { msgs <- m },
-		jetstream.PullMaxMessages(r.opts.BatchSize), jetstream.PullExpiry(2*time.Second))
+		jetstream.PullMaxMessages(r.opts.BatchSize), streams.PullExpiry, streams.PullHeartbeat)
 	if err != nil {
 		return fmt.Errorf("recorder consume: %w", err)
 	}

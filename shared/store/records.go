@@ -463,7 +463,7 @@ func (s *Store) SweepIndexes(ctx context.Context, retention time.Duration) error
 	cutoff := strconv.FormatInt(time.Now().Add(-retention).UnixMilli(), 10)
 	for _, wh := range ids {
 		all := keyWebhookDlv + wh
-		old, err := s.rdb.ZRangeByScore(ctx, all, &redis.ZRangeBy{Min: "-inf", Max: cutoff, Count: 5000}).Result()
+		old, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: all, Start: "-inf", Stop: cutoff, ByScore: true, Count: 5000}).Result()
 		if err != nil {
 			return fmt.Errorf("sweep %s: %w", wh, err)
 		}

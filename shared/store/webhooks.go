@@ -84,22 +84,22 @@ func (s *Store) CheckKey(ctx context.Context) error {
 }
 
 type storedWebhook struct {
-	ID             string             `json:"id"`
-	Name           string             `json:"name"`
-	Description    string             `json:"description,omitempty"`
-	URL            string             `json:"url_enc"`
-	AuthHeader     string             `json:"auth_enc,omitempty"`
-	Secret         string             `json:"secret_enc"`
-	PrevSecret     string             `json:"prev_secret_enc,omitempty"`
-	PrevExpires    int64              `json:"prev_expires,omitempty"`
-	EventTypes     []string           `json:"event_types"`
-	TargetLabels   []string           `json:"target_labels,omitempty"`
+	ID             string            `json:"id"`
+	Name           string            `json:"name"`
+	Description    string            `json:"description,omitempty"`
+	URL            string            `json:"url_enc"`
+	AuthHeader     string            `json:"auth_enc,omitempty"`
+	Secret         string            `json:"secret_enc"`
+	PrevSecret     string            `json:"prev_secret_enc,omitempty"`
+	PrevExpires    int64             `json:"prev_expires,omitempty"`
+	EventTypes     []string          `json:"event_types"`
+	TargetLabels   []string          `json:"target_labels,omitempty"`
 	Filters        *webhooks.Filters `json:"filters,omitempty"`
-	MaxRetries     int                `json:"max_retries"`
-	TimeoutSeconds int                `json:"timeout_seconds"`
-	Enabled        bool               `json:"enabled"`
-	CreatedAt      int64              `json:"created_at"` // unix micro
-	UpdatedAt      int64              `json:"updated_at"`
+	MaxRetries     int               `json:"max_retries"`
+	TimeoutSeconds int               `json:"timeout_seconds"`
+	Enabled        bool              `json:"enabled"`
+	CreatedAt      int64             `json:"created_at"` // unix micro
+	UpdatedAt      int64             `json:"updated_at"`
 }
 
 func (s *Store) seal(w *webhooks.Webhook) ([]byte, error) {

@@ -297,3 +297,11 @@ func SubjectFor(webhookID string, targetLabels []string, enabled bool) string {
 		return DeliverSubject(webhookID)
 	}
 }
+
+// Pull options every consumer uses: short pull requests with frequent
+// heartbeats, so a pull lost under load (a starved process, a reconnect) is
+// replaced within seconds instead of after the 30 s default expiry.
+var (
+	PullExpiry    = jetstream.PullExpiry(5 * time.Second)
+	PullHeartbeat = jetstream.PullHeartbeat(1 * time.Second)
+)

@@ -1,0 +1,217 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/hermodhq/hermod/shared/encryption"
+	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/streams"
+	"github.com/hermodhq/hermod/shared/webhooks"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var lim = Limits{Retention: time.Hour, HistoryLimit: 100, PayloadTTL: 2 * time.Hour}
+
+func newStore(t *testing.T) (*Store, *hermodtest.Redis) {
+	t.Helper()
+	rd := hermodtest.StartRedis(t)
+	key, _ := encryption.ParseKey(strings.Repeat("ab", 32))
+	box, err := encryption.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(rd.Client(t), box), rd
+}
+
+func outcome(did string, epoch, attempt int, status, attemptStatus string, code int) streams.Outcome {
+	return streams.Outcome{V: 1, DeliveryID: did, WebhookID: "wh-1", EventID: "ev-1", EventType: "alert.triggered",
+		Epoch: epoch, Attempt: attempt, Status: status, AttemptStatus: attemptStatus, StatusCode: code, DurationMs: 12,
+		By: "broker", StartedAt: time.Now().UnixMilli(), FinishedAt: time.Now().UnixMilli(), CreatedAt: time.Now().UnixMilli(),
+		PayloadSize: 42}
+}
+
+func enqueued(did string) streams.Enqueued {
+	return streams.Enqueued{V: 1, EventID: "ev-1", EventType: "alert.triggered", CreatedAt: time.Now().UnixMilli(),
+		Payload: []byte(`{"id":"ev-1"}`), Deliveries: []streams.EnqueuedItem{{DeliveryID: did, WebhookID: "wh-1"}}}
+}
+
+func apply(t *testing.T, s *Store, outs []streams.Outcome, enq ...streams.Enqueued) {
+	t.Helper()
+	if err := s.ApplyOutcomes(context.Background(), outs, enq, lim); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Records only move forward: any arrival order of the same outcomes, and
+// duplicates, give the same record, history and counters.
+func TestMergeOrderAndDuplicates(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	failed := outcome("d-1", 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
+	success := outcome("d-1", 0, 2, streams.StatusSuccess, streams.StatusSuccess, 200)
+	// Success first, then the older failure, then the pending record, then all again.
+	apply(t, s, []streams.Outcome{success})
+	apply(t, s, []streams.Outcome{failed})
+	apply(t, s, nil, enqueued("d-1"))
+	apply(t, s, []streams.Outcome{success, failed}, enqueued("d-1"))
+	d, hist, payload, err := s.GetDelivery(ctx, "d-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status != streams.StatusSuccess || d.Attempts != 2 || d.LastStatusCode != 200 || d.DeliveredBy != "broker" {
+		t.Errorf("record %+v", d)
+	}
+	if len(hist) != 2 || hist[0].StatusCode != 503 || hist[1].StatusCode != 200 {
+		t.Errorf("history %+v", hist)
+	}
+	if string(payload) != `{"id":"ev-1"}` {
+		t.Errorf("payload %s", payload)
+	}
+	st, err := s.Stats(ctx, []string{"wh-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st["wh-1"].Delivered != 1 || st["wh-1"].Failed != 0 || st["wh-1"].Last3 != "S" {
+		t.Errorf("stats %+v", st["wh-1"])
+	}
+	buckets, err := s.MinuteStats(ctx, "wh-1", 2*time.Minute, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var succ, fail int64
+	for _, b := range buckets {
+		succ += b.Success
+		fail += b.Failed
+	}
+	if succ != 1 || fail != 1 {
+		t.Errorf("minute stats success=%d failed=%d, want 1 and 1", succ, fail)
+	}
+	for _, st := range []string{"pending", "failed", "dead"} {
+		if ds, _, _ := s.ListDeliveries(ctx, "wh-1", st, 10, ""); len(ds) != 0 {
+			t.Errorf("listed as %s too", st)
+		}
+	}
+	if ds, _, _ := s.ListDeliveries(ctx, "wh-1", "success", 10, ""); len(ds) != 1 {
+		t.Errorf("not listed as success")
+	}
+}
+
+// A dead delivery retried with a new epoch moves forward again; both ends count.
+func TestMergeDeadThenRetried(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	dead := outcome("d-2", 0, 1, streams.StatusDead, streams.StatusFailed, 404)
+	dead.Reason = streams.ReasonTerminal
+	apply(t, s, []streams.Outcome{dead}, enqueued("d-2"))
+	d, _, _, _ := s.GetDelivery(ctx, "d-2")
+	if d.Status != streams.StatusDead || d.Reason != streams.ReasonTerminal {
+		t.Fatalf("record %+v", d)
+	}
+	if ttl := s.rdb.TTL(ctx, keyDelivery+"d-2").Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("finished record TTL %s, want the retention", ttl)
+	}
+	if err := s.Requeue(ctx, d, lim); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := s.rdb.TTL(ctx, keyDelivery+"d-2").Val(); ttl != -1 {
+		t.Errorf("requeued record still expires (%s)", ttl)
+	}
+	ok := outcome("d-2", 1, 1, streams.StatusSuccess, streams.StatusSuccess, 200)
+	apply(t, s, []streams.Outcome{ok, dead}) // the old dead outcome replayed changes nothing
+	d, hist, _, _ := s.GetDelivery(ctx, "d-2")
+	if d.Status != streams.StatusSuccess || d.Epoch != 1 || len(hist) != 2 {
+		t.Errorf("record %+v history %d", d, len(hist))
+	}
+	st, _ := s.Stats(ctx, []string{"wh-1"})
+	if st["wh-1"].Delivered != 1 || st["wh-1"].Failed != 1 {
+		t.Errorf("stats %+v", st["wh-1"])
+	}
+}
+
+// Three dead in a row is degraded; the history limit keeps the newest.
+func TestDegradedAndHistoryLimit(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	small := Limits{Retention: time.Hour, HistoryLimit: 3, PayloadTTL: time.Hour}
+	for i, id := range []string{"a", "b", "c", "d", "e"} {
+		o := outcome(id, 0, 1, streams.StatusDead, streams.StatusFailed, 410)
+		o.CreatedAt = int64(1_700_000_000_000 + i)
+		if err := s.ApplyOutcomes(ctx, []streams.Outcome{o}, nil, small); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _ := s.Stats(ctx, []string{"wh-1"})
+	if !st["wh-1"].Degraded() || st["wh-1"].Failed != 5 {
+		t.Errorf("stats %+v", st["wh-1"])
+	}
+	ds, _, err := s.ListDeliveries(ctx, "wh-1", "", 10, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range ds {
+		ids = append(ids, d.ID)
+	}
+	if strings.Join(ids, ",") != "e,d,c" {
+		t.Errorf("kept %v, want the 3 newest", ids)
+	}
+	if _, _, _, err := s.GetDelivery(ctx, "a"); err != ErrNotFound {
+		t.Errorf("trimmed record still readable: %v", err)
+	}
+	if n := s.rdb.ZCard(ctx, keyWebhookDlv+"wh-1:dead").Val(); n != 3 {
+		t.Errorf("status index holds %d", n)
+	}
+}
+
+// Webhooks are sealed at rest; a wrong key is refused; a store without a
+// key (the router) reads everything but the secrets.
+func TestWebhooksSealedAtRest(t *testing.T) {
+	s, rd := newStore(t)
+	ctx := context.Background()
+	if err := s.CheckKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	w := &webhooks.Webhook{ID: "11111111-1111-1111-1111-111111111111", Name: "n", URL: "https://example.test/p4th?tok=q",
+		AuthHeader: "Bearer a-secret", Secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", EventTypes: []string{"*"},
+		MaxRetries: 5, TimeoutSeconds: 30, Enabled: true, CreatedAt: now, UpdatedAt: now}
+	if err := s.PutWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	raw := s.rdb.Get(ctx, keyWebhook+w.ID).Val()
+	for _, plain := range []string{"p4th", "a-secret", "c2VjcmV0c2VjcmV0"} {
+		if strings.Contains(raw, plain) {
+			t.Errorf("stored value contains %q", plain)
+		}
+	}
+	got, err := s.GetWebhook(ctx, w.ID)
+	if err != nil || got.URL != w.URL || got.AuthHeader != w.AuthHeader || got.Secret != w.Secret {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	noKey := New(rd.Client(t), nil)
+	if err := noKey.CheckKey(ctx); err == nil {
+		t.Errorf("a keyless service may not start over encrypted data... unless it needs no secret: CheckKey must say so")
+	}
+	if nw, err := noKey.GetWebhook(ctx, w.ID); err != nil || nw.URL != "" || nw.Secret != "" || nw.Name != "n" {
+		t.Errorf("keyless read: %+v %v", nw, err)
+	}
+	other, _ := encryption.New([]byte(strings.Repeat("z", 32)))
+	if err := New(rd.Client(t), other).CheckKey(ctx); err == nil {
+		t.Errorf("wrong key accepted")
+	}
+	if v, err := s.Version(ctx); err != nil || v != 1 {
+		t.Errorf("version %d %v", v, err)
+	}
+	if err := s.DeleteWebhook(ctx, w.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetWebhook(ctx, w.ID); err != ErrNotFound {
+		t.Errorf("deleted webhook: %v", err)
+	}
+}
