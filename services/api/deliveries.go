@@ -1,12 +1,16 @@
 package api
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/streams"
@@ -30,16 +34,103 @@ func (s *Server) listDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ds, next, err := s.st.ListDeliveries(c.Request().Context(), w.ID, status, limit, cursor)
+	ctx := c.Request().Context()
+	if status == streams.StatusAcquired {
+		return s.listAcquired(c, w.ID, limit)
+	}
+	ds, next, err := s.st.ListDeliveries(ctx, w.ID, status, limit, cursor)
 	if err != nil {
 		return storeErr(err, "delivery")
 	}
-	out := make([]DeliveryView, len(ds))
-	for i, d := range ds {
-		out[i] = deliveryView(d)
+	var running map[string]bool
+	if status == "" || status == streams.StatusPending || status == streams.StatusFailed {
+		running = s.inFlight(ctx, w.ID)
+	}
+	out := make([]DeliveryView, 0, len(ds))
+	for _, d := range ds {
+		v := deliveryView(d)
+		if running[d.ID] && !finished(d.Status) {
+			if status != "" {
+				continue // it is acquired now, not pending or failed
+			}
+			v.Status = streams.StatusAcquired
+		}
+		out = append(out, v)
 	}
 	return c.JSON(http.StatusOK, page(out, next))
 }
+
+func finished(status string) bool { return status == streams.StatusSuccess || status == streams.StatusDead }
+
+// listAcquired lists the deliveries whose attempt is running now: derived
+// from the deliverers (an attempt in flight is visible there), not stored.
+// The in-flight set is bounded (HERMOD_WEBHOOK_MAX_INFLIGHT per deliverer),
+// so it is answered as one page.
+func (s *Server) listAcquired(c echo.Context, webhookID string, limit int) error {
+	ctx := c.Request().Context()
+	running := s.inFlight(ctx, webhookID)
+	var out []DeliveryView
+	for _, st := range []string{streams.StatusPending, streams.StatusFailed} {
+		if len(running) == 0 {
+			break
+		}
+		ds, _, err := s.st.ListDeliveries(ctx, webhookID, st, 500, "")
+		if err != nil {
+			return storeErr(err, "delivery")
+		}
+		for _, d := range ds {
+			if running[d.ID] {
+				v := deliveryView(d)
+				v.Status = streams.StatusAcquired
+				out = append(out, v)
+			}
+		}
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return c.JSON(http.StatusOK, page(out, ""))
+}
+
+// inFlight asks every deliverer which deliveries of webhookID are running.
+func (s *Server) inFlight(ctx context.Context, webhookID string) map[string]bool {
+	out := map[string]bool{}
+	inbox := nats.NewInbox()
+	replies := make(chan []byte, 64)
+	sub, err := s.nc.Subscribe(inbox, func(m *nats.Msg) {
+		select {
+		case replies <- m.Data:
+		default:
+		}
+	})
+	if err != nil {
+		return out
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := s.nc.PublishRequest(streams.InFlightSubject, inbox, []byte(webhookID)); err != nil {
+		return out
+	}
+	timer := time.NewTimer(InFlightWait)
+	defer timer.Stop()
+	for {
+		select {
+		case data := <-replies:
+			var ids []string
+			if json.Unmarshal(data, &ids) == nil {
+				for _, id := range ids {
+					out[id] = true
+				}
+			}
+		case <-timer.C:
+			return out
+		case <-ctx.Done():
+			return out
+		}
+	}
+}
+
+// InFlightWait is how long the API collects in-flight answers.
+const InFlightWait = 25 * time.Millisecond
 
 func (s *Server) getDelivery(c echo.Context) error {
 	id := c.Param("id")
@@ -51,6 +142,9 @@ func (s *Server) getDelivery(c echo.Context) error {
 		return storeErr(err, "delivery")
 	}
 	v := deliveryView(d)
+	if !finished(d.Status) && s.inFlight(c.Request().Context(), d.WebhookID)[d.ID] {
+		v.Status = streams.StatusAcquired
+	}
 	v.AttemptHistory = hist
 	if v.AttemptHistory == nil {
 		v.AttemptHistory = []store.AttemptEntry{}

@@ -79,6 +79,7 @@ func Build(cfg Config, d Deps, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	client := delivery.NewClient(delivery.ClientOptions{Guard: true, Allow: allow, UserAgent: version.UserAgent()})
+	d.M.Registry.MustRegister(metrics.NewBacklogCollector(js))
 	notifier, err := index.NewNotifier(d.NC)
 	if err != nil {
 		return nil, err

@@ -55,7 +55,7 @@ func webhookView(w *webhooks.Webhook, st store.WebhookStats) WebhookView {
 	switch {
 	case !w.Enabled:
 		v.Status = "paused"
-	case st.Degraded():
+	case st.Degraded(time.Now()):
 		v.Status = "degraded"
 	default:
 		v.Status = "active"

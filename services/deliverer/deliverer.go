@@ -61,6 +61,7 @@ type Deliverer struct {
 	limits   sync.Map // webhook id -> *webhookState
 	release  chan struct{}
 	inflight atomic.Int64
+	running  sync.Map // delivery id -> webhook id, while an attempt runs
 }
 
 type webhookState struct {
@@ -68,6 +69,7 @@ type webhookState struct {
 	mu        sync.Mutex
 	failures  int
 	openUntil time.Time
+	reported  bool // an open breaker was reported and not yet its closing
 }
 
 // New builds a deliverer.
@@ -159,6 +161,11 @@ func (d *Deliverer) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	ctl, err := d.js.Conn().Subscribe(streams.InFlightSubject, d.answerInFlight)
+	if err != nil {
+		return fmt.Errorf("in-flight subscription: %w", err)
+	}
+	defer func() { _ = ctl.Unsubscribe() }()
 	relCtx, relCancel := context.WithCancel(context.Background())
 	var rwg sync.WaitGroup
 	rwg.Add(1)
@@ -180,6 +187,20 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	swg.Wait()
 	wg.Wait()
 	return nil
+}
+
+// answerInFlight tells the API which deliveries of a webhook are being attempted.
+func (d *Deliverer) answerInFlight(m *nats.Msg) {
+	want := string(m.Data)
+	ids := []string{}
+	d.running.Range(func(k, v any) bool {
+		if v.(string) == want {
+			ids = append(ids, k.(string))
+		}
+		return true
+	})
+	data, _ := json.Marshal(ids)
+	_ = m.Respond(data)
 }
 
 func (d *Deliverer) state(id string) *webhookState {
@@ -259,6 +280,8 @@ func (d *Deliverer) deliver(msg jetstream.Msg) {
 
 func (d *Deliverer) attempt(msg jetstream.Msg, meta streams.Meta, seq uint64, lost int, w *webhooks.Webhook, st *webhookState) {
 	d.inflight.Add(1)
+	d.running.Store(meta.DeliveryID, w.ID)
+	defer d.running.Delete(meta.DeliveryID)
 	if d.m != nil {
 		d.m.InFlight.Inc()
 	}
@@ -288,7 +311,7 @@ func (d *Deliverer) attempt(msg jetstream.Msg, meta streams.Meta, seq uint64, lo
 		d.m.InFlight.Dec()
 		d.m.AttemptDuration.Observe(res.Duration.Seconds())
 	}
-	d.breaker(st, res.Class)
+	d.breaker(w.ID, st, res.Class)
 
 	failed := meta.Attempts
 	if res.Class != delivery.Success {
@@ -352,18 +375,35 @@ func (d *Deliverer) attempt(msg jetstream.Msg, meta streams.Meta, seq uint64, lo
 
 // breaker counts consecutive retryable failures; at the threshold it opens
 // for the cooldown, after which one success closes it.
-func (d *Deliverer) breaker(st *webhookState, c delivery.Class) {
+// Changes are reported to the recorder, so the webhook shows as degraded
+// while its breaker is open.
+func (d *Deliverer) breaker(webhookID string, st *webhookState, c delivery.Class) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	var report *streams.BreakerState
 	switch c {
 	case delivery.Success:
 		st.failures = 0
 		st.openUntil = time.Time{}
+		if st.reported {
+			st.reported = false
+			report = &streams.BreakerState{V: streams.SchemaVersion, WebhookID: webhookID, At: time.Now().UnixMilli()}
+		}
 	case delivery.Retryable:
 		st.failures++
 		if st.failures >= d.opts.BreakerThreshold {
 			st.openUntil = time.Now().Add(d.opts.BreakerCooldown)
 			st.failures = d.opts.BreakerThreshold - 1 // half-open: one more failure reopens
+			st.reported = true
+			report = &streams.BreakerState{V: streams.SchemaVersion, WebhookID: webhookID,
+				OpenUntil: st.openUntil.UnixMilli(), At: time.Now().UnixMilli()}
+			d.log.Warn().Str("webhook_id", webhookID).Time("open_until", st.openUntil).Msg("failure breaker open")
+		}
+	}
+	st.mu.Unlock()
+	if report != nil {
+		data, _ := json.Marshal(report)
+		if _, err := d.js.PublishMsgAsync(&nats.Msg{Subject: streams.BreakerSubject, Data: data}); err != nil {
+			d.log.Warn().Err(err).Str("webhook_id", webhookID).Msg("breaker report not published")
 		}
 	}
 }

@@ -30,6 +30,7 @@ type Config struct {
 	WebhookInflight int
 	AllowCIDRs      string
 	Box             *encryption.Box
+	Breaker         envconfig.Breaker
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -40,12 +41,14 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.Concurrency = r.Int("HERMOD_DELIVERY_CONCURRENCY", 64, 1, 10000)
 	c.WebhookInflight = r.Int("HERMOD_WEBHOOK_MAX_INFLIGHT", 32, 1, 10000)
 	c.AllowCIDRs, _ = envconfig.AllowCIDRs(r, "")
+	c.Breaker = envconfig.ReadBreaker(r)
 	return c, r.Err()
 }
 
 // Options turns the configuration into deliverer options.
 func (c Config) Options() Options {
-	return Options{Concurrency: c.Concurrency, WebhookInflight: c.WebhookInflight, AcquireTTL: c.AcquireTTL, MaxHold: c.MaxHold}
+	return Options{Concurrency: c.Concurrency, WebhookInflight: c.WebhookInflight, AcquireTTL: c.AcquireTTL, MaxHold: c.MaxHold,
+		BreakerThreshold: c.Breaker.Threshold, BreakerCooldown: c.Breaker.Cooldown}
 }
 
 // NewClient builds the guarded HTTP client of the broker deliverers.

@@ -56,6 +56,7 @@ type Config struct {
 	Concurrency     int
 	WebhookInflight int
 	RouterWorkers   int
+	Breaker         envconfig.Breaker
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -79,6 +80,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.Concurrency = r.Int("HERMOD_DELIVERY_CONCURRENCY", 64, 1, 10000)
 	c.WebhookInflight = r.Int("HERMOD_WEBHOOK_MAX_INFLIGHT", 32, 1, 10000)
 	c.RouterWorkers = r.Int("HERMOD_ROUTER_WORKERS", 8, 1, 256)
+	c.Breaker = envconfig.ReadBreaker(r)
 	return c, r.Err()
 }
 
@@ -204,8 +206,8 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		return err
 	}
 	defer client.Close()
-	dl := deliverer.New(js, ix, client, log.With().Str("component", "deliverer").Logger(), m, deliverer.Options{
-		Concurrency: cfg.Concurrency, WebhookInflight: cfg.WebhookInflight, AcquireTTL: cfg.AcquireTTL, MaxHold: cfg.MaxHold})
+	dl := deliverer.New(js, ix, client, log.With().Str("component", "deliverer").Logger(), m, deliverer.Config{
+		Common: cfg.Common, Concurrency: cfg.Concurrency, WebhookInflight: cfg.WebhookInflight, Breaker: cfg.Breaker}.Options())
 	ix.OnChange(dl.WebhookChanged)
 	idxCtx, idxCancel := context.WithCancel(context.Background())
 	defer idxCancel()

@@ -2,6 +2,7 @@ package allinone_test
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net/http"
 	"os"
@@ -15,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/streams"
 )
 
 // proc is a Hermod binary running as a separate process.
@@ -192,6 +197,14 @@ func TestE2ESeparateBinariesSurviveKill(t *testing.T) {
 		}
 		return false
 	})
+	// While the attempt runs, the delivery is listed as acquired (derived from the deliverers).
+	acq := p.deliveries(slowID, "acquired")
+	if len(acq) != 1 || acq[0]["status"] != "acquired" {
+		t.Errorf("acquired listing: %v", acq)
+	}
+	if all := p.deliveries(slowID, ""); len(all) != 1 || all[0]["status"] != "acquired" {
+		t.Errorf("listing while in flight: %v", all)
+	}
 	if err := dels[victim].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -371,4 +384,66 @@ func curlCommands(banner string) []string {
 		cur = ""
 	}
 	return out
+}
+
+// A delivery whose lease expires 5 times without an outcome is dead
+// ("abandoned") instead of looping forever. A client that takes deliveries
+// and never settles them plays the crashing deliverer.
+func TestE2EAbandonedAfterFiveLostLeases(t *testing.T) {
+	ns := hermodtest.NATS(t)
+	rd := hermodtest.StartRedis(t)
+	env := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+		"HERMOD_ACQUIRE_TTL": "1s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
+	apiAddr, routerOps := freeAddr(t), freeAddr(t)
+	apiEnv := map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey}
+	routerEnv := map[string]string{"HERMOD_OPS_ADDR": routerOps}
+	for k, v := range env {
+		apiEnv[k], routerEnv[k] = v, v
+	}
+	api := startProc(t, "hermod-api", apiEnv)
+	router := startProc(t, "hermod-router", routerEnv)
+	waitReady(t, api, "http://"+apiAddr+"/readyz")
+	waitReady(t, router, "http://"+routerOps+"/readyz")
+	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
+	defer p.hc.CloseIdleConnections()
+	s := hermodtest.NewSink(t)
+	id := p.createWebhook(map[string]any{"name": "poison", "url": s.URL, "event_types": []string{"stack.*"}})
+	p.publish("stack.created", map[string]any{})
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cons, err := js.CreateOrUpdateConsumer(ctx, streams.DeliveriesStream, streams.DelivererConsumerConfig(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for lost := 0; lost < 5; {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range batch.Messages() {
+			lost++ // taken, never settled: the lease expires
+		}
+	}
+	ops := freeAddr(t)
+	delEnv := map[string]string{"HERMOD_OPS_ADDR": ops}
+	for k, v := range env {
+		delEnv[k] = v
+	}
+	startProc(t, "hermod-deliverer", delEnv)
+	ds := p.waitStatus(id, "dead", 1, 20*time.Second)
+	if ds[0]["dead_reason"] != "abandoned" || s.Count() != 0 {
+		t.Errorf("poison delivery %v, sink %d", ds[0], s.Count())
+	}
+	if msg, _ := ds[0]["last_error"].(string); !strings.Contains(msg, "lease expired 5 times") {
+		t.Errorf("last_error %q", msg)
+	}
 }

@@ -247,3 +247,23 @@ func (p *pipeline) streamMsgs(stream, subject string) uint64 {
 	}
 	return n
 }
+
+// metrics returns the /metrics text.
+func (p *pipeline) metrics() string {
+	p.t.Helper()
+	code, body := p.doKey("GET", "/metrics", nil, "")
+	if code != 200 {
+		p.t.Fatalf("/metrics: %d", code)
+	}
+	return string(body)
+}
+
+func grepLines(text, word string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	allinone "github.com/hermodhq/hermod/services/hermod"
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/signing"
 	"github.com/hermodhq/hermod/shared/streams"
@@ -209,6 +210,9 @@ func TestDeadLettersAndRetry(t *testing.T) {
 		return p.streamMsgs(streams.DeadStream, streams.DeadSubject(w404)) == 1 &&
 			p.streamMsgs(streams.DeadStream, streams.DeadSubject(w500)) == 1
 	})
+	if m := p.metrics(); !strings.Contains(m, "hermod_dead_letters 2") {
+		t.Errorf("dead-letter depth missing:\n%s", grepLines(m, "dead"))
+	}
 	// Retry: only a dead delivery (409 otherwise), same id, fresh budget.
 	did := dead5[0]["id"].(string)
 	code, body := p.do("POST", "/api/v1/deliveries/"+did+"/retry", nil)
@@ -256,6 +260,10 @@ func TestPauseHoldsResumeDelivers(t *testing.T) {
 	}
 	if n := len(p.deliveries(id, "pending")); n != 3 {
 		t.Errorf("%d pending while paused, want 3", n)
+	}
+	if m := p.metrics(); !strings.Contains(m, `hermod_webhook_backlog{state="held",webhook_id="`+id+`"} 3`) ||
+		!strings.Contains(m, `hermod_webhook_backlog_oldest_seconds{webhook_id="`+id+`"}`) {
+		t.Errorf("metrics do not show the held backlog:\n%s", grepLines(m, "backlog"))
 	}
 	p.must(200, "PUT", "/api/v1/webhooks/"+id, map[string]any{"enabled": true})
 	p.must(200, "POST", "/api/v1/webhooks/"+id+"/resume", nil)
@@ -439,5 +447,96 @@ func TestSecretRotation(t *testing.T) {
 	own := "whsec_" + base64.StdEncoding.EncodeToString([]byte("abcdefghijklmnopqrstuvwxyz012345"))
 	if r := p.must(200, "POST", "/api/v1/webhooks/"+id+"/secret/rotate", map[string]any{"secret": own, "overlap_seconds": 0}); r["secret"] != own || r["previous_secret_expires_at"] != nil {
 		t.Errorf("rotate to own secret without overlap: %v", r)
+	}
+}
+
+// A delivery held longer than HERMOD_MAX_HOLD is dead ("expired") and can be
+// retried.
+func TestMaxHoldExpires(t *testing.T) {
+	t.Parallel()
+	p := startPipeline(t, func(c *allinone.Config) { c.MaxHold = time.Second })
+	s := hermodtest.NewSink(t)
+	id := p.createWebhook(map[string]any{"name": "hold", "url": s.URL, "event_types": []string{"alert.*"}, "enabled": false})
+	p.publish("alert.triggered", map[string]any{})
+	ds := p.waitStatus(id, "dead", 1, 10*time.Second)
+	if ds[0]["dead_reason"] != "expired" || s.Count() != 0 || ds[0]["attempts"].(float64) != 0 {
+		t.Errorf("expired delivery %v (sink %d)", ds[0], s.Count())
+	}
+	if n := p.streamMsgs(streams.HeldStream, streams.HeldSubject(id)); n != 0 {
+		t.Errorf("%d still held", n)
+	}
+	p.must(200, "POST", "/api/v1/webhooks/"+id+"/resume", nil)
+	p.must(202, "POST", "/api/v1/deliveries/"+ds[0]["id"].(string)+"/retry", nil)
+	p.waitStatus(id, "success", 1, 10*time.Second)
+	if s.Count() != 1 {
+		t.Errorf("sink got %d after retry", s.Count())
+	}
+}
+
+// Isolation: a slow webhook at its in-flight cap does not hold up another
+// webhook's deliveries, and a failing one opens its breaker (degraded) and
+// waits outside the window without spending attempts.
+func TestIsolationInflightCapAndBreaker(t *testing.T) {
+	t.Parallel()
+	p := startPipeline(t, func(c *allinone.Config) {
+		c.Concurrency = 8
+		c.WebhookInflight = 2
+		c.Breaker.Threshold = 3
+		c.Breaker.Cooldown = 2 * time.Second
+	})
+	release := make(chan struct{})
+	defer close(release)
+	slow := hermodtest.NewSink(t)
+	slow.SetAnswer(func(int, *http.Request) int {
+		select {
+		case <-release:
+		case <-time.After(3 * time.Second):
+		}
+		return 200
+	})
+	fast := hermodtest.NewSink(t)
+	failing := hermodtest.NewSink(t)
+	failing.SetAnswer(func(int, *http.Request) int { return 500 })
+	slowID := p.createWebhook(map[string]any{"name": "slow", "url": slow.URL, "event_types": []string{"deployment.created"}})
+	fastID := p.createWebhook(map[string]any{"name": "fast", "url": fast.URL, "event_types": []string{"deployment.deleted"}})
+	failID := p.createWebhook(map[string]any{"name": "failing", "url": failing.URL, "event_types": []string{"deployment.failed"}, "max_retries": 10})
+	for i := 0; i < 12; i++ {
+		p.publish("deployment.created", map[string]any{"i": i})
+	}
+	hermodtest.Eventually(t, 5*time.Second, "slow webhook at its cap", func() bool { return slow.Count() == 2 })
+	start := time.Now()
+	for i := 0; i < 10; i++ {
+		p.publish("deployment.deleted", map[string]any{"i": i})
+	}
+	hermodtest.Eventually(t, 5*time.Second, "fast deliveries", func() bool { return fast.Count() == 10 })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("fast webhook waited %s behind the slow one", took)
+	}
+	if slow.Count() > 2 {
+		t.Errorf("slow webhook has %d requests in flight, cap is 2", slow.Count())
+	}
+	for i := 0; i < 5; i++ {
+		p.publish("deployment.failed", map[string]any{"i": i})
+	}
+	hermodtest.Eventually(t, 10*time.Second, "breaker open: degraded", func() bool {
+		return p.must(200, "GET", "/api/v1/webhooks/"+failID, nil)["status"] == "degraded"
+	})
+	if m := p.metrics(); !strings.Contains(m, `hermod_deliveries_parked_total{reason="breaker"}`) ||
+		!strings.Contains(m, `hermod_deliveries_parked_total{reason="saturated"}`) {
+		t.Errorf("parking not visible in metrics:\n%s", grepLines(m, "parked"))
+	}
+	n := failing.Count()
+	time.Sleep(time.Second) // inside the 2 s cooldown nothing is sent
+	if failing.Count() != n {
+		t.Errorf("open breaker let %d requests through", failing.Count()-n)
+	}
+	for _, d := range p.deliveries(failID, "") {
+		if d["status"] == "dead" {
+			t.Errorf("a delivery died while the breaker was open: %v", d)
+		}
+	}
+	p.waitStatus(fastID, "success", 10, 5*time.Second)
+	if n := len(p.deliveries(slowID, "acquired")); n != 2 {
+		t.Errorf("%d slow deliveries acquired, want 2 (the cap)", n)
 	}
 }

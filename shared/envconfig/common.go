@@ -20,6 +20,20 @@ type Common struct {
 	AcquireTTL      time.Duration
 }
 
+// Breaker holds the failure breaker settings of a deliverer.
+type Breaker struct {
+	Threshold int
+	Cooldown  time.Duration
+}
+
+// ReadBreaker reads HERMOD_BREAKER_THRESHOLD and HERMOD_BREAKER_COOLDOWN.
+func ReadBreaker(r *Reader) Breaker {
+	return Breaker{
+		Threshold: r.Int("HERMOD_BREAKER_THRESHOLD", 10, 1, 1000),
+		Cooldown:  r.Duration("HERMOD_BREAKER_COOLDOWN", 30*time.Second, time.Second, time.Hour),
+	}
+}
+
 // ReadCommon reads the shared settings. required says whether the NATS and
 // Redis URLs must be set (the separate binaries: no silent local default).
 func ReadCommon(r *Reader, required bool) Common {

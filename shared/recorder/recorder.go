@@ -20,7 +20,7 @@ import (
 
 // Writer applies batches; *store.Store implements it.
 type Writer interface {
-	ApplyOutcomes(ctx context.Context, outs []streams.Outcome, enq []streams.Enqueued, lim store.Limits) error
+	ApplyBatch(ctx context.Context, b store.Batch, lim store.Limits) error
 	SweepIndexes(ctx context.Context, retention time.Duration) error
 }
 
@@ -121,24 +121,30 @@ func (r *Recorder) Run(ctx context.Context) error {
 }
 
 func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
-	var outs []streams.Outcome
-	var enqs []streams.Enqueued
+	var b store.Batch
 	for _, m := range batch {
 		switch m.Subject() {
+		case streams.BreakerSubject:
+			var bs streams.BreakerState
+			if err := json.Unmarshal(m.Data(), &bs); err != nil || bs.V > streams.SchemaVersion || bs.WebhookID == "" {
+				r.log.Error().Err(err).Msg("dropping an unreadable breaker report")
+				continue
+			}
+			b.Breakers = append(b.Breakers, bs)
 		case streams.EnqueuedSubject:
 			var e streams.Enqueued
 			if err := json.Unmarshal(m.Data(), &e); err != nil || e.V > streams.SchemaVersion {
 				r.log.Error().Err(err).Int("v", e.V).Msg("dropping an unreadable enqueue record")
 				continue
 			}
-			enqs = append(enqs, e)
+			b.Enqueued = append(b.Enqueued, e)
 		default:
 			var o streams.Outcome
 			if err := json.Unmarshal(m.Data(), &o); err != nil || o.V > streams.SchemaVersion || o.DeliveryID == "" {
 				r.log.Error().Err(err).Int("v", o.V).Msg("dropping an unreadable outcome")
 				continue
 			}
-			outs = append(outs, o)
+			b.Outcomes = append(b.Outcomes, o)
 		}
 	}
 	// Writes are retried here (Redis down: wait, never drop); the stream
@@ -146,7 +152,7 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 	backoff := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := r.w.ApplyOutcomes(ctx, outs, enqs, r.opts.Limits)
+		err := r.w.ApplyBatch(ctx, b, r.opts.Limits)
 		cancel()
 		if err == nil {
 			break

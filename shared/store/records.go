@@ -178,8 +178,38 @@ func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.
 	return nil
 }
 
-// ApplyOutcomes writes a batch of outcomes in one pipeline.
+// breakerScript keeps the newest breaker report (by its time).
+var breakerScript = redis.NewScript(`
+local at = tonumber(redis.call('HGET', KEYS[1], 'breaker_at') or '0')
+if tonumber(ARGV[2]) >= at then
+  redis.call('HSET', KEYS[1], 'breaker_until', ARGV[1], 'breaker_at', ARGV[2])
+end
+return 1
+`)
+
+// Batch is what the recorder writes at once.
+type Batch struct {
+	Outcomes []streams.Outcome
+	Enqueued []streams.Enqueued
+	Breakers []streams.BreakerState
+}
+
+// ApplyBatch writes a batch in one pipeline.
+func (s *Store) ApplyBatch(ctx context.Context, b Batch, lim Limits) error {
+	if len(b.Breakers) > 0 {
+		if err := breakerScript.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load breaker script: %w", err)
+		}
+	}
+	return s.applyOutcomes(ctx, b.Outcomes, b.Enqueued, b.Breakers, lim)
+}
+
+// ApplyOutcomes writes outcomes and enqueue records in one pipeline.
 func (s *Store) ApplyOutcomes(ctx context.Context, outs []streams.Outcome, enq []streams.Enqueued, lim Limits) error {
+	return s.applyOutcomes(ctx, outs, enq, nil, lim)
+}
+
+func (s *Store) applyOutcomes(ctx context.Context, outs []streams.Outcome, enq []streams.Enqueued, brk []streams.BreakerState, lim Limits) error {
 	if err := mergeScript.Load(ctx, s.rdb).Err(); err != nil {
 		return fmt.Errorf("load merge script: %w", err)
 	}
@@ -203,6 +233,9 @@ func (s *Store) ApplyOutcomes(ctx context.Context, outs []streams.Outcome, enq [
 		if err := s.queueOutcome(ctx, p, &outs[i], lim, now); err != nil {
 			return err
 		}
+	}
+	for _, b := range brk {
+		breakerScript.EvalSha(ctx, p, []string{keyStats + b.WebhookID}, b.OpenUntil, b.At)
 	}
 	if _, err := p.Exec(ctx); err != nil {
 		return fmt.Errorf("write records: %w", err)
@@ -346,10 +379,14 @@ type WebhookStats struct {
 	Failed         int64
 	LastDeliveryAt time.Time
 	Last3          string // outcomes of the last 3 finished deliveries, S or D, oldest first
+	BreakerUntil   time.Time
 }
 
-// Degraded reports whether the last 3 finished deliveries all died.
-func (w WebhookStats) Degraded() bool { return w.Last3 == "DDD" }
+// Degraded reports whether the last 3 finished deliveries all died or a
+// deliverer's failure breaker for the webhook is open.
+func (w WebhookStats) Degraded(now time.Time) bool {
+	return w.Last3 == "DDD" || now.Before(w.BreakerUntil)
+}
 
 // Stats loads the counters of several webhooks in one round trip.
 func (s *Store) Stats(ctx context.Context, ids []string) (map[string]WebhookStats, error) {
@@ -371,6 +408,7 @@ func (s *Store) Stats(ctx context.Context, ids []string) (map[string]WebhookStat
 		st.Failed, _ = strconv.ParseInt(h["failed"], 10, 64)
 		st.LastDeliveryAt = msTime(h["last_at"])
 		st.Last3 = h["last3"]
+		st.BreakerUntil = msTime(h["breaker_until"])
 		out[ids[i]] = st
 	}
 	return out, nil

@@ -147,7 +147,7 @@ func TestDegradedAndHistoryLimit(t *testing.T) {
 		}
 	}
 	st, _ := s.Stats(ctx, []string{"wh-1"})
-	if !st["wh-1"].Degraded() || st["wh-1"].Failed != 5 {
+	if !st["wh-1"].Degraded(time.Now()) || st["wh-1"].Failed != 5 {
 		t.Errorf("stats %+v", st["wh-1"])
 	}
 	ds, _, err := s.ListDeliveries(ctx, "wh-1", "", 10, "")

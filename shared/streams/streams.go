@@ -259,6 +259,7 @@ func RetryMsgID(m Meta, seq uint64) string {
 const (
 	EnqueuedSubject = ResultsPrefix + "enq" // streams.Enqueued
 	OutcomeSubject  = ResultsPrefix + "out" // streams.Outcome
+	BreakerSubject  = ResultsPrefix + "breaker" // streams.BreakerState
 )
 
 // DeliverSubject is where a broker delivery for webhookID waits.
@@ -305,3 +306,8 @@ var (
 	PullExpiry    = jetstream.PullExpiry(5 * time.Second)
 	PullHeartbeat = jetstream.PullHeartbeat(1 * time.Second)
 )
+
+// InFlightSubject is asked (core NATS request, data = webhook id) which of a
+// webhook's deliveries have an attempt running now; every deliverer answers
+// with the ids it holds (JSON array), so "acquired" is derived, never stored.
+const InFlightSubject = "hermod.ctl.inflight"

@@ -64,6 +64,16 @@ type Enqueued struct {
 	Deliveries []EnqueuedItem  `json:"deliveries"`
 }
 
+// BreakerState reports that a deliverer's failure breaker for a webhook
+// opened (OpenUntil set) or closed (OpenUntil 0); a webhook with an open
+// breaker shows as degraded.
+type BreakerState struct {
+	V         int    `json:"v"`
+	WebhookID string `json:"webhook_id"`
+	OpenUntil int64  `json:"open_until"` // unix ms; 0 = closed
+	At        int64  `json:"at"`         // unix ms of the change
+}
+
 // EnqueuedItem is one delivery of an Enqueued message.
 type EnqueuedItem struct {
 	DeliveryID   string   `json:"delivery_id"`
