@@ -320,12 +320,12 @@ func TestDuplicateEventAndUpdate(t *testing.T) {
 	if r := p.must(202, "POST", "/api/v1/events", body); r["duplicate"] != true {
 		t.Fatalf("second: %v", r)
 	}
-	p.waitStatus(id, "success", 1, 5*time.Second)
+	p.waitStatus(id, "success", 1, 10*time.Second)
 	// Update, then publish at once: the new event type applies.
 	p.must(200, "PATCH", "/api/v1/webhooks/"+id, map[string]any{"event_types": []string{"alert.resolved"}})
 	p.publish("alert.triggered", map[string]any{})
 	p.publish("alert.resolved", map[string]any{})
-	p.waitStatus(id, "success", 2, 5*time.Second)
+	p.waitStatus(id, "success", 2, 10*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	got := s.Received()
 	if len(got) != 2 {
@@ -389,7 +389,7 @@ func TestStatisticsAndDegraded(t *testing.T) {
 	}
 	code.Store(200)
 	p.publish("instance.crash", map[string]any{"i": 4})
-	p.waitStatus(id, "success", 1, 5*time.Second)
+	p.waitStatus(id, "success", 1, 10*time.Second)
 	hermodtest.Eventually(t, 5*time.Second, "active", func() bool {
 		w = p.must(200, "GET", "/api/v1/webhooks/"+id, nil)
 		return w["status"] == "active"

@@ -105,6 +105,12 @@ func (ix *Index) Start(ctx context.Context, wg *sync.WaitGroup) error {
 	if err != nil {
 		return err
 	}
+	id := nats.NewInbox()
+	probe, err := ix.nc.Subscribe(ProbeSubject, func(*nats.Msg) { _ = ix.nc.Publish(AliveSubject, []byte(id)) })
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -113,14 +119,14 @@ func (ix *Index) Start(ctx context.Context, wg *sync.WaitGroup) error {
 	}()
 	go func() {
 		defer wg.Done()
-		ix.announce(ctx)
+		defer func() { _ = probe.Unsubscribe() }()
+		ix.announce(ctx, id)
 	}()
 	return nil
 }
 
 // announce tells the API that this index exists, so a change waits for it.
-func (ix *Index) announce(ctx context.Context) {
-	id := nats.NewInbox()
+func (ix *Index) announce(ctx context.Context, id string) {
 	t := time.NewTicker(AliveInterval)
 	defer t.Stop()
 	for {
@@ -253,6 +259,9 @@ func (ix *Index) resync(ctx context.Context) error {
 // AliveSubject carries the presence of every index (core NATS).
 const AliveSubject = "hermod.changes.alive"
 
+// ProbeSubject asks every index to announce itself now (a starting API).
+const ProbeSubject = "hermod.changes.probe"
+
 // AliveInterval is how often an index announces itself.
 const AliveInterval = time.Second
 
@@ -280,6 +289,10 @@ func NewNotifier(nc *nats.Conn) (*Notifier, error) {
 		return nil, err
 	}
 	n.sub = sub
+	// Ask the indexes to announce now rather than within a second.
+	if err := nc.Publish(ProbeSubject, nil); err == nil {
+		_ = nc.FlushTimeout(time.Second)
+	}
 	return n, nil
 }
 

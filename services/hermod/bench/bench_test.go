@@ -15,6 +15,7 @@ import (
 	"runtime/pprof"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -85,8 +86,9 @@ type env struct {
 	done   chan error
 }
 
-func start(b *testing.B) *env {
-	rd := hermodtest.StartRedis(b)
+func start(b *testing.B) *env { return startWith(b, hermodtest.StartRedis(b)) }
+
+func startWith(b *testing.B, rd *hermodtest.Redis) *env {
 	port, _ := hermodtest.FreePort()
 	natsPort, _ := hermodtest.FreePort()
 	cfg, err := allinone.LoadConfig(envconfig.NewFrom(func(string) (string, bool) { return "", false }))
@@ -338,4 +340,54 @@ func BenchmarkFanOut10000(b *testing.B) {
 		stop()
 		report(b, "c) 1 event x 10000 hooks", s, map[string]time.Time{"fanout-1": begin}, begin, end)
 	}
+}
+
+// Redis bytes per retained delivery: 1,000 events × 10 webhooks, one
+// successful attempt each, measured with INFO memory before and after.
+func BenchmarkRedisBytesPerDelivery(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		rd := hermodtest.StartRedis(b)
+		e := startWith(b, rd)
+		const events, hooks = 1000, 10
+		s := newSink(b, events*hooks)
+		e.createWebhooks(hooks, s.url, "deployment.applied")
+		rdb := rd.Client(b)
+		before := usedMemory(b, rdb.Info(context.Background(), "memory").Val())
+		for j := 0; j < events; j++ {
+			e.publish("mem-"+strconv.Itoa(j), "deployment.applied")
+		}
+		e.flush()
+		wait(b, s, time.Minute)
+		// Wait until the recorder wrote every record.
+		deadline := time.Now().Add(time.Minute)
+		for {
+			n, _ := rdb.Eval(context.Background(), `return #redis.call('KEYS', 'hermod:da:*')`, nil).Int()
+			if n == events*hooks {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("only %d attempt histories written", n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		after := usedMemory(b, rdb.Info(context.Background(), "memory").Val())
+		per := float64(after-before) / float64(events*hooks)
+		fmt.Printf("redis bytes per retained delivery: %.0f (used_memory %d -> %d for %d deliveries of %d events, envelope ~150 B stored once per event)\n",
+			per, before, after, events*hooks, events)
+		b.ReportMetric(per, "bytes/delivery")
+	}
+}
+
+func usedMemory(b *testing.B, info string) int64 {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatal("no used_memory in INFO")
+	return 0
 }
