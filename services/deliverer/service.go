@@ -114,7 +114,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	log.Info().Str("ops_addr", cfg.OpsAddr).Int("concurrency", cfg.Concurrency).Msg("deliverer ready")
 	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
 		lifecycle.Component{Name: "deliverer", Run: d.Run},
-		lifecycle.Component{Name: "ops", Run: func(ctx context.Context) error { return ops.Serve(ctx, cfg.OpsAddr, health, m.Registry) }},
+		lifecycle.Component{Name: "ops", Server: true, Run: func(ctx context.Context) error { return ops.Serve(ctx, cfg.OpsAddr, health, m.Registry) }},
 	)
 	idxCancel()
 	wg.Wait()

@@ -236,7 +236,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	health.SetReady()
 	printBanner(out, l.Addr().String(), cfg.AdminKeys[0], generatedKey, cfg.DataDir)
 	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
-		lifecycle.Component{Name: "api", Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
+		lifecycle.Component{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
 		lifecycle.Component{Name: "router", Run: rt.Run},
 		lifecycle.Component{Name: "deliverer", Run: dl.Run},
 		lifecycle.Component{Name: "recorder", Run: rec.Run},

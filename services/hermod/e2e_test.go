@@ -447,3 +447,72 @@ func TestE2EAbandonedAfterFiveLostLeases(t *testing.T) {
 		t.Errorf("last_error %q", msg)
 	}
 }
+
+// SIGTERM: the deliverer goes unready first, finishes the attempt in hand,
+// settles it, and exits 0; nothing is redelivered afterwards.
+func TestE2EGracefulShutdownDrains(t *testing.T) {
+	ns := hermodtest.NATS(t)
+	rd := hermodtest.StartRedis(t)
+	env := func(extra map[string]string) map[string]string {
+		m := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+			"HERMOD_ACQUIRE_TTL": "2s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_SHUTDOWN_TIMEOUT": "10s"}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	apiAddr, routerOps, delOps := freeAddr(t), freeAddr(t), freeAddr(t)
+	api := startProc(t, "hermod-api", env(map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey}))
+	router := startProc(t, "hermod-router", env(map[string]string{"HERMOD_OPS_ADDR": routerOps}))
+	del := startProc(t, "hermod-deliverer", env(map[string]string{"HERMOD_OPS_ADDR": delOps}))
+	waitReady(t, api, "http://"+apiAddr+"/readyz")
+	waitReady(t, router, "http://"+routerOps+"/readyz")
+	waitReady(t, del, "http://"+delOps+"/readyz")
+	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
+	defer p.hc.CloseIdleConnections()
+	s := hermodtest.NewSink(t)
+	s.SetAnswer(func(n int, _ *http.Request) int {
+		if n == 1 {
+			time.Sleep(1500 * time.Millisecond)
+		}
+		return 200
+	})
+	id := p.createWebhook(map[string]any{"name": "drain", "url": s.URL, "event_types": []string{"workorder.*"}})
+	p.publish("workorder.completed", map[string]any{})
+	hermodtest.Eventually(t, 10*time.Second, "request in flight", func() bool { return s.Count() == 1 })
+	if err := del.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	sawUnready := false
+	for i := 0; i < 100; i++ {
+		code, _ := httpGet("http://" + delOps + "/readyz")
+		if code == 503 {
+			sawUnready = true
+			break
+		}
+		if code == 0 {
+			break // already gone
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-del.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("deliverer did not exit")
+	}
+	if code := del.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("deliverer exited %d", code)
+	}
+	if !sawUnready {
+		t.Errorf("/readyz never answered 503 during the drain")
+	}
+	// A new deliverer must find nothing to redeliver.
+	del2Ops := freeAddr(t)
+	del2 := startProc(t, "hermod-deliverer", env(map[string]string{"HERMOD_OPS_ADDR": del2Ops}))
+	waitReady(t, del2, "http://"+del2Ops+"/readyz")
+	p.waitStatus(id, "success", 1, 10*time.Second)
+	time.Sleep(3 * time.Second) // longer than the 2 s lease
+	if s.Count() != 1 {
+		t.Errorf("drained attempt was redelivered: %d requests", s.Count())
+	}
+}

@@ -540,3 +540,30 @@ func TestIsolationInflightCapAndBreaker(t *testing.T) {
 		t.Errorf("%d slow deliveries acquired, want 2 (the cap)", n)
 	}
 }
+
+// A request longer than the acquire TTL keeps its lease with in-progress
+// signals: it is not redelivered while it runs.
+func TestLongRequestKeepsLease(t *testing.T) {
+	t.Parallel()
+	p := startPipeline(t, func(c *allinone.Config) { c.AcquireTTL = time.Second })
+	s := hermodtest.NewSink(t)
+	s.SetAnswer(func(n int, r *http.Request) int {
+		if n == 1 {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(3500 * time.Millisecond): // 3.5 leases
+			}
+		}
+		return 200
+	})
+	id := p.createWebhook(map[string]any{"name": "long", "url": s.URL, "event_types": []string{"cluster.created"}, "timeout_seconds": 10})
+	p.publish("cluster.created", map[string]any{})
+	ds := p.waitStatus(id, "success", 1, 15*time.Second)
+	time.Sleep(1500 * time.Millisecond) // a redelivery would show up within one more lease
+	if s.Count() != 1 {
+		t.Errorf("long request was redelivered: %d requests", s.Count())
+	}
+	if ds[0]["attempts"].(float64) != 1 {
+		t.Errorf("attempts %v", ds[0]["attempts"])
+	}
+}

@@ -81,7 +81,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
 		lifecycle.Component{Name: "router", Run: rt.Run},
 		lifecycle.Component{Name: "recorder", Run: rec.Run},
-		lifecycle.Component{Name: "ops", Run: func(ctx context.Context) error { return ops.Serve(ctx, cfg.OpsAddr, health, m.Registry) }},
+		lifecycle.Component{Name: "ops", Server: true, Run: func(ctx context.Context) error { return ops.Serve(ctx, cfg.OpsAddr, health, m.Registry) }},
 	)
 	idxCancel()
 	wg.Wait()

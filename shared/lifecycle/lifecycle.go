@@ -1,6 +1,7 @@
 // Package lifecycle runs a service's components and shuts them down in the
-// house order: readiness goes false first, components stop taking work and
-// drain what they hold, and the whole stop is bounded by a timeout.
+// house order: readiness goes false first, the workers stop taking work and
+// drain what they hold, then the servers (API, health) stop, and the whole
+// stop is bounded by a timeout.
 package lifecycle
 
 import (
@@ -14,24 +15,32 @@ import (
 )
 
 // Component is one long-running part; Run returns after ctx ends and its
-// work in hand is finished.
+// work in hand is finished. A Server component keeps running (answering
+// /readyz with 503) until every other component has drained.
 type Component struct {
-	Name string
-	Run  func(ctx context.Context) error
+	Name   string
+	Run    func(ctx context.Context) error
+	Server bool
 }
 
 // Run starts every component, waits for ctx to end (or one to fail), calls
-// stopping, cancels the components and waits up to timeout for them.
+// stopping, stops the workers, then the servers, waiting up to timeout in all.
 func Run(ctx context.Context, log zerolog.Logger, timeout time.Duration, stopping func(), comps ...Component) error {
-	runCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	workCtx, stopWork := context.WithCancel(context.Background())
+	defer stopWork()
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	defer stopServe()
 	errs := make(chan error, len(comps))
-	var wg sync.WaitGroup
+	var workers, servers sync.WaitGroup
 	for _, c := range comps {
+		wg, cctx := &workers, workCtx
+		if c.Server {
+			wg, cctx = &servers, serveCtx
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.Run(runCtx); err != nil {
+			if err := c.Run(cctx); err != nil {
 				errs <- fmt.Errorf("%s: %w", c.Name, err)
 				return
 			}
@@ -53,15 +62,27 @@ func Run(ctx context.Context, log zerolog.Logger, timeout time.Duration, stoppin
 	if stopping != nil {
 		stopping()
 	}
-	cancel()
+	deadline := time.After(timeout)
+	stopWork()
+	if !waitOrDeadline(&workers, deadline) {
+		log.Warn().Dur("timeout", timeout).Msg("shutdown timeout passed; exiting with work in flight (it will be redelivered)")
+		return errors.Join(first, errors.New("shutdown timed out"))
+	}
+	stopServe()
+	if !waitOrDeadline(&servers, deadline) {
+		return errors.Join(first, errors.New("shutdown timed out"))
+	}
+	log.Info().Msg("stopped")
+	return first
+}
+
+func waitOrDeadline(wg *sync.WaitGroup, deadline <-chan time.Time) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		log.Info().Msg("stopped")
-	case <-time.After(timeout):
-		log.Warn().Dur("timeout", timeout).Msg("shutdown timeout passed; exiting with work in flight (it will be redelivered)")
-		return errors.Join(first, errors.New("shutdown timed out"))
+		return true
+	case <-deadline:
+		return false
 	}
-	return first
 }
