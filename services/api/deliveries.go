@@ -60,7 +60,9 @@ func (s *Server) listDeliveries(c echo.Context) error {
 	return c.JSON(http.StatusOK, page(out, next))
 }
 
-func finished(status string) bool { return status == streams.StatusSuccess || status == streams.StatusDead }
+func finished(status string) bool {
+	return status == streams.StatusSuccess || status == streams.StatusDead
+}
 
 // listAcquired lists the deliveries whose attempt is running now: derived
 // from the deliverers (an attempt in flight is visible there), not stored.

@@ -257,8 +257,8 @@ func RetryMsgID(m Meta, seq uint64) string {
 
 // Subjects of the results stream.
 const (
-	EnqueuedSubject = ResultsPrefix + "enq" // streams.Enqueued
-	OutcomeSubject  = ResultsPrefix + "out" // streams.Outcome
+	EnqueuedSubject = ResultsPrefix + "enq"     // streams.Enqueued
+	OutcomeSubject  = ResultsPrefix + "out"     // streams.Outcome
 	BreakerSubject  = ResultsPrefix + "breaker" // streams.BreakerState
 )
 
