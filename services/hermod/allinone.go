@@ -57,6 +57,9 @@ type Config struct {
 	WebhookInflight int
 	RouterWorkers   int
 	Breaker         envconfig.Breaker
+	// RedisServer is the redis-server found on PATH ("" = none: the
+	// embedded store is used when HERMOD_REDIS_URL is unset too).
+	RedisServer string
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -81,6 +84,9 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.WebhookInflight = r.Int("HERMOD_WEBHOOK_MAX_INFLIGHT", 32, 1, 10000)
 	c.RouterWorkers = r.Int("HERMOD_ROUTER_WORKERS", 8, 1, 256)
 	c.Breaker = envconfig.ReadBreaker(r)
+	if bin, err := exec.LookPath("redis-server"); err == nil {
+		c.RedisServer = bin
+	}
 	return c, r.Err()
 }
 
@@ -167,15 +173,25 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 
 	// Redis: HERMOD_REDIS_URL, or a redis-server from PATH with its data in the data dir.
 	redisURL := cfg.RedisURL
-	if redisURL == "" {
-		rs, err := startRedis(filepath.Join(cfg.DataDir, "redis"))
+	switch {
+	case redisURL == "" && cfg.RedisServer != "":
+		rs, err := startRedis(cfg.RedisServer, filepath.Join(cfg.DataDir, "redis"))
 		if err != nil {
 			return err
 		}
 		defer rs.stop()
 		redisURL = rs.url
 		log.Info().Str("redis", rs.url).Str("data", rs.dir).Msg("started redis-server from PATH (append-only file in the data dir)")
-	} else {
+	case redisURL == "":
+		er, err := startEmbeddedRedis(filepath.Join(cfg.DataDir, "redis"), log)
+		if err != nil {
+			return err
+		}
+		defer er.close()
+		redisURL = er.url()
+		log.Info().Str("redis", redisURL).Str("data", er.path).
+			Msg("no redis-server on PATH: using the embedded Redis-protocol store (snapshot every second; for development)")
+	default:
 		log.Info().Str("redis", envconfig.MaskURL(redisURL)).Msg("using external Redis")
 	}
 	rdb, err := connect.Redis(ctx, redisURL, 30*time.Second)
@@ -277,11 +293,7 @@ type redisProc struct {
 	dir string
 }
 
-func startRedis(dir string) (*redisProc, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, errors.New("no redis-server on PATH: install it (Debian: apt-get install redis-server) or set HERMOD_REDIS_URL")
-	}
+func startRedis(bin, dir string) (*redisProc, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

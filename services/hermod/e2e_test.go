@@ -516,3 +516,70 @@ func TestE2EGracefulShutdownDrains(t *testing.T) {
 		t.Errorf("drained attempt was redelivered: %d requests", s.Count())
 	}
 }
+
+// Without HERMOD_REDIS_URL and without redis-server on PATH, the all-in-one
+// uses its embedded Redis-protocol store, which survives a restart.
+func TestE2EAllInOneEmbeddedStoreSurvivesRestart(t *testing.T) {
+	dataDir := t.TempDir()
+	addr := freeAddr(t)
+	env := map[string]string{"HERMOD_API_ADDR": addr, "HERMOD_DATA_DIR": dataDir, "HERMOD_ADMIN_KEYS": testAdminKey}
+	start := func() *proc {
+		t.Helper()
+		cmd := exec.Command(binPath(t, "hermod"))
+		cmd.Env = []string{"PATH=/nonexistent", "HOME=" + os.Getenv("HOME")}
+		for k, v := range env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		logPath := filepath.Join(t.TempDir(), "hermod.log")
+		f, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = f, f
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p := &proc{name: "hermod", cmd: cmd, log: logPath, done: make(chan struct{})}
+		go func() { _ = cmd.Wait(); _ = f.Close(); close(p.done) }()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
+		waitReady(t, p, "http://"+addr+"/readyz")
+		return p
+	}
+	stop := func(p *proc) {
+		t.Helper()
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("hermod did not stop")
+		}
+	}
+	first := start()
+	b, _ := os.ReadFile(first.log)
+	if !strings.Contains(string(b), "embedded Redis-protocol store") {
+		t.Fatalf("the embedded store was not used:\n%s", tail(string(b), 2000))
+	}
+	p := &pipeline{t: t, Base: "http://" + addr, hc: &http.Client{Timeout: 30 * time.Second}}
+	defer p.hc.CloseIdleConnections()
+	s := hermodtest.NewSink(t)
+	id := p.createWebhook(map[string]any{"name": "embedded", "url": s.URL, "event_types": []string{"alert.*"}, "secret": testSecret})
+	p.publish("alert.triggered", map[string]any{"x": 1})
+	p.waitStatus(id, "success", 1, 15*time.Second)
+	verifySig(t, testSecret, s.Received()[0])
+	stop(first)
+
+	second := start()
+	w := p.must(200, "GET", "/api/v1/webhooks/"+id, nil)
+	if w["total_delivered"].(float64) != 1 || w["name"] != "embedded" {
+		t.Errorf("after restart: %v", w)
+	}
+	if sec := p.must(200, "GET", "/api/v1/webhooks/"+id+"/secret", nil); sec["secret"] != testSecret {
+		t.Errorf("secret after restart: %v", sec)
+	}
+	if ds := p.deliveries(id, "success"); len(ds) != 1 {
+		t.Errorf("deliveries after restart: %v", ds)
+	}
+	p.publish("alert.resolved", map[string]any{"x": 2})
+	p.waitStatus(id, "success", 2, 15*time.Second)
+	stop(second)
+}
