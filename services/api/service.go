@@ -123,8 +123,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := streams.EnsureStreams(ctx, js, streams.Settings{DedupWindow: cfg.DedupWindow, Retention: cfg.Retention,
-		AcquireTTL: cfg.AcquireTTL, Subjects: catalog.New(catalog.Default).StreamSubjects()}); err != nil {
+	if err := streams.EnsureStreams(ctx, js, cfg.StreamSettings(catalog.New(catalog.Default).StreamSubjects())); err != nil {
 		return err
 	}
 	health := ops.NewHealth(Checks(nc, rdb))

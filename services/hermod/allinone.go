@@ -208,8 +208,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		return err
 	}
 	cat := catalog.New(catalog.Default)
-	if err := streams.EnsureStreams(ctx, js, streams.Settings{DedupWindow: cfg.DedupWindow, Retention: cfg.Retention,
-		AcquireTTL: cfg.AcquireTTL, Subjects: cat.StreamSubjects()}); err != nil {
+	if err := streams.EnsureStreams(ctx, js, cfg.StreamSettings(cat.StreamSubjects())); err != nil {
 		return err
 	}
 

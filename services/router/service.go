@@ -58,8 +58,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	defer rdb.Close()
 	st := store.New(rdb, nil) // the router never needs a secret
 	cat := catalog.New(catalog.Default)
-	if err := streams.EnsureStreams(ctx, js, streams.Settings{DedupWindow: cfg.DedupWindow, Retention: cfg.Retention,
-		AcquireTTL: cfg.AcquireTTL, Subjects: cat.StreamSubjects()}); err != nil {
+	if err := streams.EnsureStreams(ctx, js, cfg.StreamSettings(cat.StreamSubjects())); err != nil {
 		return err
 	}
 	m := metrics.New()

@@ -5,6 +5,7 @@ import (
 
 	"github.com/hermodhq/hermod/shared/delivery"
 	"github.com/hermodhq/hermod/shared/encryption"
+	"github.com/hermodhq/hermod/shared/streams"
 )
 
 // Common holds the settings several services share.
@@ -18,6 +19,14 @@ type Common struct {
 	HistoryLimit    int
 	MaxHold         time.Duration
 	AcquireTTL      time.Duration
+	StreamReplicas  int
+}
+
+// StreamSettings are the stream settings every service applies at start
+// (they must agree across services: they are re-applied by each).
+func (c Common) StreamSettings(subjects []string) streams.Settings {
+	return streams.Settings{DedupWindow: c.DedupWindow, Retention: c.Retention, AcquireTTL: c.AcquireTTL,
+		Subjects: subjects, Replicas: c.StreamReplicas}
 }
 
 // Breaker holds the failure breaker settings of a deliverer.
@@ -59,6 +68,7 @@ func ReadCommon(r *Reader, required bool) Common {
 	c.HistoryLimit = r.Int("HERMOD_HISTORY_LIMIT", 10000, 1, 10_000_000)
 	c.MaxHold = r.Duration("HERMOD_MAX_HOLD", 7*24*time.Hour, time.Second, 365*24*time.Hour)
 	c.AcquireTTL = r.Duration("HERMOD_ACQUIRE_TTL", 60*time.Second, time.Second, time.Hour)
+	c.StreamReplicas = r.Int("HERMOD_STREAM_REPLICAS", 1, 1, 5)
 	return c
 }
 
