@@ -130,15 +130,16 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("held stream: %w", err)
 	}
-	work := make(chan jetstream.Msg, d.opts.Concurrency)
-	cc, err := cons.Consume(func(m jetstream.Msg) { work <- m }, jetstream.PullMaxMessages(d.opts.Concurrency), streams.PullExpiry, streams.PullHeartbeat)
+	onErr := func(err error) { d.log.Debug().Err(err).Msg("pull") }
+	work := make(chan jetstream.Msg)
+	drainWork, err := streams.Feed(cons, d.opts.Concurrency, work, onErr)
 	if err != nil {
 		return fmt.Errorf("deliverer consume: %w", err)
 	}
-	delayed := make(chan jetstream.Msg, 256)
-	sc, err := sched.Consume(func(m jetstream.Msg) { delayed <- m }, jetstream.PullMaxMessages(256), streams.PullExpiry, streams.PullHeartbeat)
+	delayed := make(chan jetstream.Msg)
+	drainDelayed, err := streams.Feed(sched, 256, delayed, onErr)
 	if err != nil {
-		cc.Stop()
+		drainWork()
 		return fmt.Errorf("scheduler consume: %w", err)
 	}
 	var wg sync.WaitGroup
@@ -178,12 +179,8 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	// Stop taking work first, then let the attempts in hand finish.
 	relCancel()
 	rwg.Wait()
-	sc.Drain()
-	cc.Drain()
-	<-sc.Closed()
-	<-cc.Closed()
-	close(delayed)
-	close(work)
+	drainDelayed()
+	drainWork()
 	swg.Wait()
 	wg.Wait()
 	return nil

@@ -71,9 +71,8 @@ func (r *Router) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("router consumer: %w", err)
 	}
-	work := make(chan jetstream.Msg, r.opts.Workers)
-	cc, err := cons.Consume(func(m jetstream.Msg) { work <- m },
-		jetstream.PullMaxMessages(4*r.opts.Workers), streams.PullExpiry, streams.PullHeartbeat)
+	work := make(chan jetstream.Msg)
+	drain, err := streams.Feed(cons, 4*r.opts.Workers, work, func(err error) { r.log.Debug().Err(err).Msg("pull") })
 	if err != nil {
 		return fmt.Errorf("router consume: %w", err)
 	}
@@ -89,9 +88,7 @@ func (r *Router) Run(ctx context.Context) error {
 		}()
 	}
 	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
-	close(work)
+	drain()
 	wg.Wait()
 	return nil
 }

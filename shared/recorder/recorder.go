@@ -63,8 +63,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 		return fmt.Errorf("recorder consumer: %w", err)
 	}
 	msgs := make(chan jetstream.Msg, r.opts.BatchSize)
-	cc, err := cons.Consume(func(m jetstream.Msg) { msgs <- m },
-		jetstream.PullMaxMessages(r.opts.BatchSize), streams.PullExpiry, streams.PullHeartbeat)
+	drain, err := streams.Feed(cons, r.opts.BatchSize, msgs, func(err error) { r.log.Debug().Err(err).Msg("pull") })
 	if err != nil {
 		return fmt.Errorf("recorder consume: %w", err)
 	}
@@ -94,18 +93,21 @@ func (r *Recorder) Run(ctx context.Context) error {
 			batch = batch[:0]
 		}
 	}
+	stopping := ctx.Done()
 	for {
 		select {
-		case <-ctx.Done():
-			cc.Drain()
-			<-cc.Closed()
-			for len(msgs) > 0 {
-				batch = append(batch, <-msgs)
+		case <-stopping:
+			// Stop pulling; the buffered messages still arrive on msgs,
+			// which is closed at the end.
+			stopping = nil
+			go drain()
+		case m, ok := <-msgs:
+			if !ok {
+				timer.Stop()
+				flush()
+				wg.Wait()
+				return nil
 			}
-			flush()
-			wg.Wait()
-			return nil
-		case m := <-msgs:
 			if len(batch) == 0 {
 				timer.Reset(r.opts.MaxDelay)
 			}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -311,3 +312,34 @@ var (
 // webhook's deliveries have an attempt running now; every deliverer answers
 // with the ids it holds (JSON array), so "acquired" is derived, never stored.
 const InFlightSubject = "hermod.ctl.inflight"
+
+// Feed pulls messages from cons into out, so the pulling never waits for
+// the workers (heartbeats keep flowing while every worker is busy). drain
+// stops pulling, hands the buffered messages to out, closes out and returns.
+func Feed(cons jetstream.Consumer, max int, out chan<- jetstream.Msg, onErr func(error)) (drain func(), err error) {
+	it, err := cons.Messages(jetstream.PullMaxMessages(max), PullExpiry, PullHeartbeat)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(out)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				if onErr != nil {
+					onErr(err)
+				}
+				time.Sleep(50 * time.Millisecond) // e.g. a missed heartbeat: the iterator re-pulls
+				continue
+			}
+			out <- m
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(it.Drain); <-done }, nil
+}

@@ -107,7 +107,16 @@ func startWith(b *testing.B, rd *hermodtest.Redis) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &env{b: b, base: "http://" + cfg.APIAddr, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}},
 		cancel: cancel, done: make(chan error, 1)}
-	log := zerolog.New(io.Discard)
+	var logOut io.Writer = io.Discard
+	if path := os.Getenv("HERMOD_BENCH_LOG"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = f.Close() })
+		logOut = f
+	}
+	log := zerolog.New(logOut).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	go func() { e.done <- allinone.Main(ctx, cfg, log, io.Discard) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
