@@ -62,6 +62,16 @@ type Deliverer struct {
 	release  chan struct{}
 	inflight atomic.Int64
 	running  sync.Map // delivery id -> webhook id, while an attempt runs
+	settle   chan settlement
+}
+
+// settlement is a delivered message waiting for its outcome's PubAck
+// before it is acked; settling off the worker frees it for the next attempt.
+type settlement struct {
+	msg      jetstream.Msg
+	outcome  *nats.Msg
+	future   jetstream.PubAckFuture
+	delivery string
 }
 
 type webhookState struct {
@@ -98,7 +108,8 @@ func New(js jetstream.JetStream, hooks Webhooks, client *delivery.Client, log ze
 	if opts.By == "" {
 		opts.By = "broker"
 	}
-	return &Deliverer{js: js, hooks: hooks, client: client, log: log, m: m, opts: opts, release: make(chan struct{}, 1)}
+	return &Deliverer{js: js, hooks: hooks, client: client, log: log, m: m, opts: opts, release: make(chan struct{}, 1),
+		settle: make(chan settlement, 4*opts.Concurrency)}
 }
 
 // WebhookChanged is called by the index when a webhook changed; a resume
@@ -130,7 +141,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("held stream: %w", err)
 	}
-	onErr := func(err error) { d.log.Debug().Err(err).Msg("pull") }
+	onErr := func(err error) { d.log.Warn().Err(err).Msg("pull interrupted; re-pulling") }
 	work := make(chan jetstream.Msg)
 	drainWork, err := streams.Feed(cons, d.opts.Concurrency, work, onErr)
 	if err != nil {
@@ -141,6 +152,16 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	if err != nil {
 		drainWork()
 		return fmt.Errorf("scheduler consume: %w", err)
+	}
+	var settlers sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		settlers.Add(1)
+		go func() {
+			defer settlers.Done()
+			for s := range d.settle {
+				d.settleOne(s)
+			}
+		}()
 	}
 	var wg sync.WaitGroup
 	for i := 0; i < d.opts.Concurrency; i++ {
@@ -183,6 +204,8 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	drainWork()
 	swg.Wait()
 	wg.Wait()
+	close(d.settle)
+	settlers.Wait()
 	return nil
 }
 
@@ -337,11 +360,12 @@ func (d *Deliverer) attempt(msg jetstream.Msg, meta streams.Meta, seq uint64, lo
 	switch dec.Action {
 	case delivery.Ack:
 		o.Status = streams.StatusSuccess
-		if err := d.publishAll(d.outcomeMsg(&o)); err != nil {
-			d.log.Error().Err(err).Str("delivery_id", meta.DeliveryID).Msg("outcome not recorded; the lease will expire and the delivery is retried")
-			return
+		om := d.outcomeMsg(&o)
+		f, err := d.js.PublishMsgAsync(om)
+		if err != nil {
+			f = nil // settleOne publishes it again with retries
 		}
-		_ = msg.Ack()
+		d.settle <- settlement{msg: msg, outcome: om, future: f, delivery: meta.DeliveryID}
 		if d.m != nil {
 			d.m.Attempts.WithLabelValues("success").Inc()
 			if meta.CreatedAt > 0 {
@@ -368,6 +392,25 @@ func (d *Deliverer) attempt(msg jetstream.Msg, meta streams.Meta, seq uint64, lo
 		o.Reason = dec.Reason
 		d.finishDead(msg, meta, o)
 	}
+}
+
+// settleOne acks a delivered message once its outcome is in the results
+// stream (retrying the publish for up to 15 s); if that fails the lease
+// expires and the delivery is attempted again (at-least-once).
+func (d *Deliverer) settleOne(s settlement) {
+	if s.future != nil {
+		select {
+		case <-s.future.Ok():
+			_ = s.msg.Ack()
+			return
+		case <-s.future.Err():
+		}
+	}
+	if err := d.publishAll(s.outcome); err != nil {
+		d.log.Error().Err(err).Str("delivery_id", s.delivery).Msg("outcome not recorded; the lease will expire and the delivery is retried")
+		return
+	}
+	_ = s.msg.Ack()
 }
 
 // breaker counts consecutive retryable failures; at the threshold it opens

@@ -156,14 +156,26 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		}
 		log.Info().Str("nats", envconfig.MaskURL(cfg.NATSURL)).Msg("using external NATS")
 	} else {
-		if ns, err = startNATS(cfg); err != nil {
+		token, err := encryption.GenerateKey()
+		if err != nil {
+			return err
+		}
+		if ns, err = startNATS(cfg, token); err != nil {
 			return err
 		}
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-		if nc, err = connect.NATS("", "hermod", nats.InProcessServer(ns)); err != nil {
+		// The pipeline connects over loopback TCP, not an in-process pipe:
+		// under load the synchronous pipe stalled deliveries for 1-2 s
+		// (docs/benchmarks.md). Without HERMOD_NATS_LISTEN the port is a
+		// random one on 127.0.0.1 guarded by a token generated per start.
+		opts := []nats.Option{}
+		if cfg.NATSListen == "" {
+			opts = append(opts, nats.Token(token))
+		}
+		if nc, err = connect.NATS(ns.ClientURL(), "hermod", opts...); err != nil {
 			return err
 		}
-		where := "in-process only"
+		where := "loopback only (random port, token per start)"
 		if cfg.NATSListen != "" {
 			where = "listening for agents on " + cfg.NATSListen
 		}
@@ -261,7 +273,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	return err
 }
 
-func startNATS(cfg Config) (*server.Server, error) {
+func startNATS(cfg Config, token string) (*server.Server, error) {
 	opts := &server.Options{ServerName: "hermod", JetStream: true, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 		NoSigs: true, NoLog: true, MaxPayload: 8 << 20}
 	if cfg.NATSListen != "" {
@@ -272,7 +284,7 @@ func startNATS(cfg Config) (*server.Server, error) {
 		}
 		opts.Host, opts.Port = host, p
 	} else {
-		opts.DontListen = true
+		opts.Host, opts.Port, opts.Authorization = "127.0.0.1", -1, token
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
