@@ -567,3 +567,32 @@ func TestLongRequestKeepsLease(t *testing.T) {
 		t.Errorf("attempts %v", ds[0]["attempts"])
 	}
 }
+
+// Retry-After on a 429 replaces the backoff (here 3 s instead of 2 s).
+func TestRetryAfterHonoured(t *testing.T) {
+	t.Parallel()
+	p := startPipeline(t, nil)
+	s := hermodtest.NewSink(t)
+	s.SetAnswer(func(n int, r *http.Request) int {
+		if n == 1 {
+			return 429
+		}
+		return 200
+	})
+	s.SetHeaders(func(n int) map[string]string {
+		if n == 1 {
+			return map[string]string{"Retry-After": "3"}
+		}
+		return nil
+	})
+	id := p.createWebhook(map[string]any{"name": "ra", "url": s.URL, "event_types": []string{"alert.*"}})
+	p.publish("alert.triggered", map[string]any{})
+	p.waitStatus(id, "success", 1, 15*time.Second)
+	got := s.Received()
+	if len(got) != 2 {
+		t.Fatalf("%d requests", len(got))
+	}
+	if gap := got[1].At.Sub(got[0].At); gap < 2900*time.Millisecond || gap > 4*time.Second {
+		t.Errorf("second attempt after %s, want about 3 s (Retry-After)", gap)
+	}
+}

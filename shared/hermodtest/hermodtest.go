@@ -172,6 +172,14 @@ type Sink struct {
 	got    []Received
 	count  atomic.Int64
 	Answer func(n int, r *http.Request) int // n counts from 1; nil: 200
+	headers func(n int) map[string]string
+}
+
+// SetHeaders sets response headers per request (n counts from 1).
+func (s *Sink) SetHeaders(f func(n int) map[string]string) {
+	s.mu.Lock()
+	s.headers = f
+	s.mu.Unlock()
 }
 
 // NewSink starts a sink for t.
@@ -197,8 +205,13 @@ func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
 	n := int(s.count.Add(1))
 	s.mu.Lock()
 	s.got = append(s.got, Received{At: time.Now(), Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
-	answer := s.Answer
+	answer, headers := s.Answer, s.headers
 	s.mu.Unlock()
+	if headers != nil {
+		for k, v := range headers(n) {
+			w.Header().Set(k, v)
+		}
+	}
 	code := 200
 	if answer != nil {
 		code = answer(n, r)
