@@ -166,12 +166,12 @@ type Received struct {
 // Sink is an HTTP server on 127.0.0.1 that records what it receives and
 // answers with a status chosen per request.
 type Sink struct {
-	URL    string
-	srv    *http.Server
-	mu     sync.Mutex
-	got    []Received
-	count  atomic.Int64
-	Answer func(n int, r *http.Request) int // n counts from 1; nil: 200
+	URL     string
+	srv     *http.Server
+	mu      sync.Mutex
+	got     []Received
+	count   atomic.Int64
+	Answer  func(n int, r *http.Request) int // n counts from 1; nil: 200
 	headers func(n int) map[string]string
 }
 
