@@ -1,0 +1,96 @@
+package streams
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/hermodhq/hermod/shared/hermodtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*fileStore).flushStreamStateLoop"))
+}
+
+func TestMetaRoundTrip(t *testing.T) {
+	m := Meta{DeliveryID: "d", WebhookID: "w", EventID: "e", EventType: "alert.triggered", Epoch: 2, Attempts: 3,
+		Lost: 1, CreatedAt: 1700000000000, Due: 1700000005000, HeldSince: 1700000001000}
+	msg := NewMsg(DeliverSubject("w"), "id-1", m, []byte("{}"))
+	got, err := ParseMeta(msg.Header)
+	if err != nil || got != m {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if msg.Header.Get(HdrMsgID) != "id-1" {
+		t.Errorf("msg id")
+	}
+	for _, h := range []nats.Header{{}, {HdrVersion: {"2"}, HdrDelivery: {"d"}, HdrWebhook: {"w"}},
+		{HdrVersion: {"1"}, HdrDelivery: {"d"}}, {HdrVersion: {"1"}, HdrDelivery: {"d"}, HdrWebhook: {"w"}, HdrAttempts: {"x"}}} {
+		if _, err := ParseMeta(h); err == nil {
+			t.Errorf("ParseMeta(%v) accepted", h)
+		}
+	}
+	if RetryMsgID(m, 7) == RetryMsgID(Meta{DeliveryID: "d", Epoch: 2, Attempts: 4, Lost: 1}, 7) {
+		t.Errorf("retry ids of different attempts collide")
+	}
+	if SubjectFor("w", nil, true) != "hermod.dlv.w" || SubjectFor("w", nil, false) != "hermod.held.w" ||
+		SubjectFor("w", []string{"env:prod"}, false) != AgentSubject([]string{"env:prod"}, "w") {
+		t.Errorf("SubjectFor")
+	}
+	if LabelSetHash([]string{"a:1", "b:2"}) == LabelSetHash([]string{"a:1"}) {
+		t.Errorf("label hashes collide")
+	}
+}
+
+// EnsureStreams is idempotent; Feed hands every message over and drains.
+func TestEnsureStreamsAndFeed(t *testing.T) {
+	ns := hermodtest.NATS(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	s := Settings{Subjects: []string{"alert.>"}, DedupWindow: 2 * time.Minute, Retention: time.Hour}
+	for i := 0; i < 2; i++ {
+		if err := EnsureStreams(ctx, js, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := EnsureStreams(ctx, js, Settings{}); err == nil {
+		t.Errorf("no subjects accepted")
+	}
+	for i := 0; i < 2; i++ { // the same Nats-Msg-Id twice is stored once
+		if _, err := js.PublishMsg(ctx, NewMsg(DeliverSubject("w"), "same", Meta{DeliveryID: "d", WebhookID: "w"}, []byte("{}"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		if _, err := js.PublishMsg(ctx, NewMsg(DeliverSubject("w"), "m"+string(rune('0'+i)), Meta{DeliveryID: "d", WebhookID: "w"}, []byte("{}"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, DeliveriesStream, DelivererConsumerConfig(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan jetstream.Msg)
+	drain, err := Feed(cons, 2, out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for m := range out {
+		_ = m.Ack()
+		if got++; got == 5 {
+			go drain()
+		}
+	}
+	if got != 5 {
+		t.Errorf("fed %d messages, want 5", got)
+	}
+}
