@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,9 +58,42 @@ type pipeline struct {
 	Logs   *lockedBuffer
 	NC     *nats.Conn
 	JS     jetstream.JetStream
-	cancel context.CancelFunc
+	cancel func()
 	done   chan error
 	hc     *http.Client
+}
+
+// bothModes runs body twice: against the all-in-one running in the test
+// process (allinone.Main, under the race detector) and against the built
+// bin/hermod binary as a separate process, configured only through its
+// environment.
+func bothModes(t *testing.T, body func(t *testing.T)) {
+	t.Parallel()
+	t.Run("in-process", func(t *testing.T) { t.Parallel(); body(t) })
+	t.Run("binary", func(t *testing.T) { t.Parallel(); body(t) })
+}
+
+// configEnv turns the all-in-one configuration into its environment.
+func configEnv(c allinone.Config) []string {
+	env := map[string]string{
+		"HERMOD_NATS_URL": c.NATSURL, "HERMOD_REDIS_URL": c.RedisURL, "HERMOD_DATA_DIR": c.DataDir,
+		"HERMOD_API_ADDR": c.APIAddr, "HERMOD_ADMIN_KEYS": strings.Join(c.AdminKeys, ","),
+		"HERMOD_ENCRYPTION_KEY": c.EncryptionKey, "HERMOD_SHUTDOWN_TIMEOUT": c.ShutdownTimeout.String(),
+		"HERMOD_LOG_LEVEL": c.LogLevel, "HERMOD_MAX_EVENT_BYTES": strconv.FormatInt(c.MaxEventBytes, 10),
+		"HERMOD_DELIVERY_ALLOW_CIDRS": c.AllowCIDRs, "HERMOD_DELIVERY_CONCURRENCY": strconv.Itoa(c.Concurrency),
+		"HERMOD_WEBHOOK_MAX_INFLIGHT": strconv.Itoa(c.WebhookInflight), "HERMOD_BREAKER_THRESHOLD": strconv.Itoa(c.Breaker.Threshold),
+		"HERMOD_BREAKER_COOLDOWN": c.Breaker.Cooldown.String(), "HERMOD_MAX_HOLD": c.MaxHold.String(),
+		"HERMOD_ACQUIRE_TTL": c.AcquireTTL.String(), "HERMOD_RETENTION": c.Retention.String(),
+		"HERMOD_HISTORY_LIMIT": strconv.Itoa(c.HistoryLimit), "HERMOD_DEDUP_WINDOW": c.DedupWindow.String(),
+	}
+	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		if v == "" {
+			v = "none" // only HERMOD_DELIVERY_ALLOW_CIDRS may be empty here: empty means none
+		}
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 func startPipeline(t *testing.T, mod func(c *allinone.Config)) *pipeline {
@@ -85,11 +121,23 @@ func startPipeline(t *testing.T, mod func(c *allinone.Config)) *pipeline {
 		mod(&cfg)
 	}
 	logs := &lockedBuffer{}
-	log := zerolog.New(logs).With().Timestamp().Logger()
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &pipeline{t: t, NS: ns, Redis: rd, Base: "http://" + cfg.APIAddr, Logs: logs, cancel: cancel,
+	p := &pipeline{t: t, NS: ns, Redis: rd, Base: "http://" + cfg.APIAddr, Logs: logs,
 		done: make(chan error, 1), hc: &http.Client{Timeout: 30 * time.Second}}
-	go func() { p.done <- allinone.Main(ctx, cfg, log, io.Discard) }()
+	if strings.HasSuffix(t.Name(), "/binary") {
+		cmd := exec.Command(binPath(t, "hermod"))
+		cmd.Env = configEnv(cfg)
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.done <- cmd.Wait() }()
+		p.cancel = func() { _ = cmd.Process.Signal(syscall.SIGTERM) }
+	} else {
+		log := zerolog.New(logs).With().Timestamp().Logger()
+		ctx, cancel := context.WithCancel(context.Background())
+		p.cancel = cancel
+		go func() { p.done <- allinone.Main(ctx, cfg, log, io.Discard) }()
+	}
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +178,7 @@ func (p *pipeline) stop() {
 	select {
 	case err := <-p.done:
 		if err != nil {
-			p.t.Errorf("pipeline stopped with error: %v", err)
+			p.t.Errorf("pipeline stopped with error: %v\n%s", err, tail(p.Logs.String(), 3000))
 		}
 	case <-time.After(30 * time.Second):
 		p.t.Errorf("pipeline did not stop")
