@@ -21,7 +21,7 @@ run: build
 
 # Every test of every module (the end-to-end tests build the binaries first).
 test: build
-	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && go test $(GOFLAGS_TEST) ./...); done
+	@GOFLAGS_TEST='$(GOFLAGS_TEST)' ./scripts/test.sh $(MODULES)
 
 lint:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
