@@ -3,12 +3,11 @@ package api
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/shared/catalog"
@@ -21,7 +20,6 @@ import (
 	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/ops"
 	"github.com/hermodhq/hermod/shared/store"
-	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/version"
 )
 
@@ -59,76 +57,34 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	return c, r.Err()
 }
 
-// Deps are what the API runs on; the all-in-one shares them.
-type Deps struct {
-	NC     *nats.Conn
-	Redis  *redis.Client
-	Store  *store.Store
-	Health *ops.Health
-	M      *metrics.Metrics
-}
-
-// Build makes the server from its dependencies.
-func Build(cfg Config, d Deps, log zerolog.Logger) (*Server, error) {
-	js, err := connect.JetStream(d.NC)
-	if err != nil {
-		return nil, err
-	}
+// Build makes the server on c; the all-in-one shares c, health and m.
+func Build(cfg Config, c *connect.Conns, health *ops.Health, m *metrics.Metrics, log zerolog.Logger) (*Server, error) {
 	allow, err := delivery.ParseCIDRs(cfg.AllowCIDRs)
 	if err != nil {
 		return nil, err
 	}
 	client := delivery.NewClient(delivery.ClientOptions{Guard: true, Allow: allow, UserAgent: version.UserAgent()})
-	d.M.Registry.MustRegister(metrics.NewBacklogCollector(js))
-	notifier, err := index.NewNotifier(d.NC)
+	m.Registry.MustRegister(metrics.NewBacklogCollector(c.JS))
+	notifier, err := index.NewNotifier(c.NC)
 	if err != nil {
 		return nil, err
 	}
-	return New(d.Store, d.NC, js, notifier, catalog.New(catalog.Default), client, d.Health, d.M, log, Options{
+	return New(c.Store, c.NC, c.JS, notifier, catalog.New(catalog.Default), client, health, m, log, Options{
 		AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes, Version: version.Version,
 		Limits: store.Limits{Retention: cfg.Retention, HistoryLimit: cfg.HistoryLimit, PayloadTTL: cfg.Retention + cfg.MaxHold + 24*time.Hour},
 	}), nil
 }
 
-// Checks are the readiness checks of a process using NATS and Redis.
-func Checks(nc *nats.Conn, rdb *redis.Client) map[string]ops.Check {
-	return map[string]ops.Check{
-		"nats": func(context.Context) error {
-			if !nc.IsConnected() {
-				return fmt.Errorf("not connected")
-			}
-			return nil
-		},
-		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-	}
-}
-
 // Main runs hermod-api until ctx ends.
-func Main(ctx context.Context, cfg Config, log zerolog.Logger) error {
-	nc, err := connect.NATS(cfg.NATSURL, "hermod-api")
+func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
+	c, err := connect.Open(ctx, "hermod-api", cfg.Common, cfg.Box, nil)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	rdb, err := connect.Redis(ctx, cfg.RedisURL, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	st := store.New(rdb, cfg.Box)
-	if err := st.CheckKey(ctx); err != nil {
-		return err
-	}
-	js, err := connect.JetStream(nc)
-	if err != nil {
-		return err
-	}
-	if err := streams.EnsureStreams(ctx, js, cfg.StreamSettings(catalog.New(catalog.Default).StreamSubjects())); err != nil {
-		return err
-	}
-	health := ops.NewHealth(Checks(nc, rdb))
+	defer c.Close()
+	health := ops.NewHealth(c.Checks())
 	m := metrics.New()
-	srv, err := Build(cfg, Deps{NC: nc, Redis: rdb, Store: st, Health: health, M: m}, log)
+	srv, err := Build(cfg, c, health, m, log)
 	if err != nil {
 		return err
 	}

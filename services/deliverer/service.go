@@ -3,12 +3,11 @@ package deliverer
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
-	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/connect"
 	"github.com/hermodhq/hermod/shared/delivery"
 	"github.com/hermodhq/hermod/shared/encryption"
@@ -17,8 +16,6 @@ import (
 	"github.com/hermodhq/hermod/shared/lifecycle"
 	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/ops"
-	"github.com/hermodhq/hermod/shared/store"
-	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/version"
 )
 
@@ -62,37 +59,20 @@ func NewClient(allowCIDRs string, concurrency int) (*delivery.Client, error) {
 }
 
 // Main runs a deliverer until ctx ends.
-func Main(ctx context.Context, cfg Config, log zerolog.Logger) error {
-	nc, err := connect.NATS(cfg.NATSURL, "hermod-deliverer")
+func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
+	c, err := connect.Open(ctx, "hermod-deliverer", cfg.Common, cfg.Box, nil)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := connect.JetStream(nc)
-	if err != nil {
-		return err
-	}
-	rdb, err := connect.Redis(ctx, cfg.RedisURL, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	st := store.New(rdb, cfg.Box)
-	if err := st.CheckKey(ctx); err != nil {
-		return err
-	}
-	cat := catalog.New(catalog.Default)
-	if err := streams.EnsureStreams(ctx, js, cfg.StreamSettings(cat.StreamSubjects())); err != nil {
-		return err
-	}
+	defer c.Close()
 	client, err := NewClient(cfg.AllowCIDRs, cfg.Concurrency)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
 	m := metrics.New()
-	ix := index.New(st, nc, log, index.Options{})
-	d := New(js, ix, client, log, m, cfg.Options())
+	ix := index.New(c.Store, c.NC, log, index.Options{})
+	d := New(c.JS, ix, client, log, m, cfg.Options())
 	ix.OnChange(d.WebhookChanged)
 	idxCtx, idxCancel := context.WithCancel(context.Background())
 	defer idxCancel()
@@ -100,15 +80,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err := ix.Start(idxCtx, &wg); err != nil {
 		return fmt.Errorf("load webhook index: %w", err)
 	}
-	health := ops.NewHealth(map[string]ops.Check{
-		"nats": func(context.Context) error {
-			if !nc.IsConnected() {
-				return fmt.Errorf("not connected")
-			}
-			return nil
-		},
-		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-	})
+	health := ops.NewHealth(c.Checks())
 	health.SetReady()
 	log.Info().Str("ops_addr", cfg.OpsAddr).Int("concurrency", cfg.Concurrency).Msg("deliverer ready")
 	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,

@@ -27,7 +27,6 @@ import (
 	"github.com/hermodhq/hermod/services/api"
 	"github.com/hermodhq/hermod/services/deliverer"
 	"github.com/hermodhq/hermod/services/router"
-	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/connect"
 	"github.com/hermodhq/hermod/shared/encryption"
 	"github.com/hermodhq/hermod/shared/envconfig"
@@ -36,8 +35,6 @@ import (
 	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/ops"
 	"github.com/hermodhq/hermod/shared/recorder"
-	"github.com/hermodhq/hermod/shared/store"
-	"github.com/hermodhq/hermod/shared/streams"
 )
 
 // LoopbackCIDRs is the all-in-one's default delivery allow-list.
@@ -206,26 +203,17 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	default:
 		log.Info().Str("redis", envconfig.MaskURL(redisURL)).Msg("using external Redis")
 	}
-	rdb, err := connect.Redis(ctx, redisURL, 30*time.Second)
+	common := cfg.Common
+	common.RedisURL = redisURL
+	c, err := connect.Open(ctx, "hermod", common, box, nc)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	st := store.New(rdb, box)
-	if err := st.CheckKey(ctx); err != nil {
-		return err
-	}
-	js, err := connect.JetStream(nc)
-	if err != nil {
-		return err
-	}
-	cat := catalog.New(catalog.Default)
-	if err := streams.EnsureStreams(ctx, js, cfg.StreamSettings(cat.StreamSubjects())); err != nil {
-		return err
-	}
+	defer func() { _ = c.Redis.Close() }() // nc is closed above
+	st, js := c.Store, c.JS
 
 	m := metrics.New()
-	health := ops.NewHealth(api.Checks(nc, rdb))
+	health := ops.NewHealth(c.Checks())
 	ix := index.New(st, nc, log, index.Options{})
 	allow := cfg.AllowCIDRs
 	client, err := deliverer.NewClient(allow, cfg.Concurrency)
@@ -247,7 +235,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		Limits: router.Limits(cfg.Common), OnError: func(error) { m.RecordErrors.Inc() }})
 	apiCfg := api.Config{Common: cfg.Common, Addr: cfg.APIAddr, AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes,
 		AllowCIDRs: allow, Box: box}
-	srv, err := api.Build(apiCfg, api.Deps{NC: nc, Redis: rdb, Store: st, Health: health, M: m}, log.With().Str("component", "api").Logger())
+	srv, err := api.Build(apiCfg, c, health, m, log.With().Str("component", "api").Logger())
 	if err != nil {
 		return err
 	}

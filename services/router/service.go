@@ -3,12 +3,12 @@ package router
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/connect"
 	"github.com/hermodhq/hermod/shared/envconfig"
 	"github.com/hermodhq/hermod/shared/index"
@@ -17,7 +17,6 @@ import (
 	"github.com/hermodhq/hermod/shared/ops"
 	"github.com/hermodhq/hermod/shared/recorder"
 	"github.com/hermodhq/hermod/shared/store"
-	"github.com/hermodhq/hermod/shared/streams"
 )
 
 // Config is hermod-router's configuration.
@@ -41,40 +40,23 @@ func Limits(c envconfig.Common) store.Limits {
 }
 
 // Main runs the router and the recorder until ctx ends.
-func Main(ctx context.Context, cfg Config, log zerolog.Logger) error {
-	nc, err := connect.NATS(cfg.NATSURL, "hermod-router")
+func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
+	c, err := connect.Open(ctx, "hermod-router", cfg.Common, nil, nil) // the router never needs a secret
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := connect.JetStream(nc)
-	if err != nil {
-		return err
-	}
-	rdb, err := connect.Redis(ctx, cfg.RedisURL, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	st := store.New(rdb, nil) // the router never needs a secret
-	cat := catalog.New(catalog.Default)
-	if err := streams.EnsureStreams(ctx, js, cfg.StreamSettings(cat.StreamSubjects())); err != nil {
-		return err
-	}
+	defer c.Close()
 	m := metrics.New()
-	ix := index.New(st, nc, log, index.Options{})
-	health := ops.NewHealth(map[string]ops.Check{
-		"nats":  func(context.Context) error { return natsCheck(nc.IsConnected()) },
-		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-	})
+	ix := index.New(c.Store, c.NC, log, index.Options{})
+	health := ops.NewHealth(c.Checks())
 	idxCtx, idxCancel := context.WithCancel(context.Background())
 	defer idxCancel()
 	var wg sync.WaitGroup
 	if err := ix.Start(idxCtx, &wg); err != nil {
 		return fmt.Errorf("load webhook index: %w", err)
 	}
-	rt := New(js, ix, log, m, Options{Workers: cfg.Workers})
-	rec := recorder.New(js, st, log, recorder.Options{Limits: Limits(cfg.Common), OnError: func(error) { m.RecordErrors.Inc() }})
+	rt := New(c.JS, ix, log, m, Options{Workers: cfg.Workers})
+	rec := recorder.New(c.JS, c.Store, log, recorder.Options{Limits: Limits(cfg.Common), OnError: func(error) { m.RecordErrors.Inc() }})
 	health.SetReady()
 	log.Info().Str("ops_addr", cfg.OpsAddr).Msg("router ready")
 	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
@@ -85,11 +67,4 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	idxCancel()
 	wg.Wait()
 	return err
-}
-
-func natsCheck(connected bool) error {
-	if !connected {
-		return fmt.Errorf("not connected")
-	}
-	return nil
 }

@@ -2,34 +2,10 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/hermodhq/hermod/services/deliverer"
-	"github.com/hermodhq/hermod/shared/envconfig"
-	"github.com/hermodhq/hermod/shared/logging"
+	"github.com/hermodhq/hermod/shared/lifecycle"
 )
 
 func main() {
-	r := envconfig.New()
-	cfg, err := deliverer.LoadConfig(r)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "hermod-deliverer: invalid configuration:\n%v\n", err)
-		os.Exit(2)
-	}
-	log, err := logging.New("hermod-deliverer", cfg.LogLevel, os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	logging.Config(log, r.Effective())
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := deliverer.Main(ctx, cfg, log); err != nil {
-		log.Error().Err(err).Msg("hermod-deliverer stopped with an error")
-		os.Exit(1)
-	}
+	lifecycle.Main("hermod-deliverer", deliverer.LoadConfig, func(c deliverer.Config) string { return c.LogLevel }, deliverer.Main)
 }
