@@ -523,25 +523,10 @@ func TestE2EAllInOneEmbeddedStoreSurvivesRestart(t *testing.T) {
 	dataDir := t.TempDir()
 	addr := freeAddr(t)
 	env := map[string]string{"HERMOD_API_ADDR": addr, "HERMOD_DATA_DIR": dataDir, "HERMOD_ADMIN_KEYS": testAdminKey}
+	env["PATH"] = "/nonexistent" // no redis-server to find
 	start := func() *proc {
 		t.Helper()
-		cmd := exec.Command(binPath(t, "hermod"))
-		cmd.Env = []string{"PATH=/nonexistent", "HOME=" + os.Getenv("HOME")}
-		for k, v := range env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		logPath := filepath.Join(t.TempDir(), "hermod.log")
-		f, err := os.Create(logPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = f, f
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		p := &proc{name: "hermod", cmd: cmd, log: logPath, done: make(chan struct{})}
-		go func() { _ = cmd.Wait(); _ = f.Close(); close(p.done) }()
-		t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
+		p := startProc(t, "hermod", env)
 		waitReady(t, p, "http://"+addr+"/readyz")
 		return p
 	}
