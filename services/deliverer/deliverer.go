@@ -142,12 +142,12 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		return fmt.Errorf("held stream: %w", err)
 	}
 	onErr := func(err error) { d.log.Warn().Err(err).Msg("pull interrupted; re-pulling") }
-	work := make(chan jetstream.Msg)
+	work := make(chan streams.Pulled)
 	drainWork, err := streams.Feed(cons, d.opts.Concurrency, work, onErr)
 	if err != nil {
 		return fmt.Errorf("deliverer consume: %w", err)
 	}
-	delayed := make(chan jetstream.Msg)
+	delayed := make(chan streams.Pulled)
 	drainDelayed, err := streams.Feed(sched, 256, delayed, onErr)
 	if err != nil {
 		drainWork()
@@ -246,7 +246,18 @@ func (d *Deliverer) lookup(id string) (w *webhooks.Webhook, gone bool, err error
 	return w, w == nil, nil
 }
 
-func (d *Deliverer) deliver(msg jetstream.Msg) {
+func (d *Deliverer) deliver(p streams.Pulled) {
+	msg := jetstream.Msg(p)
+	// The lease started when the message arrived, not now: one that waited
+	// for a worker nearly the whole TTL is left to expire and be redelivered
+	// (an attempt now could run beside its redelivery); one that waited over
+	// half of it is renewed.
+	if waited := time.Since(p.At); waited > d.opts.AcquireTTL*9/10 {
+		d.log.Warn().Dur("waited", waited).Msg("delivery waited out its lease for a free worker; left to redelivery")
+		return
+	} else if waited > d.opts.AcquireTTL/2 {
+		_ = msg.InProgress()
+	}
 	meta, err := streams.ParseMeta(msg.Headers())
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", msg.Subject()).Msg("dropping an unreadable delivery message")

@@ -611,3 +611,36 @@ func TestRetryAfterHonoured(t *testing.T) {
 		}
 	})
 }
+
+// A delivery that waited out its lease for a free worker is not attempted
+// beside its redelivery: it is sent once.
+func TestStaleLeaseNotAttemptedTwice(t *testing.T) {
+	bothModes(t, func(t *testing.T) {
+		p := startPipeline(t, func(c *allinone.Config) {
+			c.Concurrency = 1
+			c.AcquireTTL = time.Second
+		})
+		release := make(chan struct{})
+		defer close(release)
+		slow := hermodtest.NewSink(t)
+		slow.SetAnswer(func(int, *http.Request) int {
+			select {
+			case <-release:
+			case <-time.After(1500 * time.Millisecond):
+			}
+			return 200
+		})
+		other := hermodtest.NewSink(t)
+		slowID := p.createWebhook(map[string]any{"name": "slow", "url": slow.URL, "event_types": []string{"stack.created"}, "timeout_seconds": 10})
+		otherID := p.createWebhook(map[string]any{"name": "other", "url": other.URL, "event_types": []string{"stack.deleted"}})
+		p.publish("stack.created", map[string]any{})
+		hermodtest.Eventually(t, 5*time.Second, "slow request", func() bool { return slow.Count() == 1 })
+		p.publish("stack.deleted", map[string]any{})
+		p.waitStatus(otherID, "success", 1, 15*time.Second)
+		p.waitStatus(slowID, "success", 1, 15*time.Second)
+		time.Sleep(1500 * time.Millisecond)
+		if other.Count() != 1 || slow.Count() != 1 {
+			t.Errorf("requests: other %d, slow %d; want 1 each", other.Count(), slow.Count())
+		}
+	})
+}

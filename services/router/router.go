@@ -71,7 +71,7 @@ func (r *Router) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("router consumer: %w", err)
 	}
-	work := make(chan jetstream.Msg)
+	work := make(chan streams.Pulled)
 	drain, err := streams.Feed(cons, 4*r.opts.Workers, work, func(err error) { r.log.Warn().Err(err).Msg("pull interrupted; re-pulling") })
 	if err != nil {
 		return fmt.Errorf("router consume: %w", err)

@@ -62,7 +62,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recorder consumer: %w", err)
 	}
-	msgs := make(chan jetstream.Msg, r.opts.BatchSize)
+	msgs := make(chan streams.Pulled, r.opts.BatchSize)
 	drain, err := streams.Feed(cons, r.opts.BatchSize, msgs, func(err error) { r.log.Warn().Err(err).Msg("pull interrupted; re-pulling") })
 	if err != nil {
 		return fmt.Errorf("recorder consume: %w", err)

@@ -313,10 +313,17 @@ var (
 // with the ids it holds (JSON array), so "acquired" is derived, never stored.
 const InFlightSubject = "hermod.ctl.inflight"
 
+// Pulled is a message with the time it arrived from the server: its lease
+// (the consumer's ack wait) started then, not when a worker took it.
+type Pulled struct {
+	jetstream.Msg
+	At time.Time
+}
+
 // Feed pulls messages from cons into out, so the pulling never waits for
 // the workers (heartbeats keep flowing while every worker is busy). drain
 // stops pulling, hands the buffered messages to out, closes out and returns.
-func Feed(cons jetstream.Consumer, max int, out chan<- jetstream.Msg, onErr func(error)) (drain func(), err error) {
+func Feed(cons jetstream.Consumer, max int, out chan<- Pulled, onErr func(error)) (drain func(), err error) {
 	it, err := cons.Messages(jetstream.PullMaxMessages(max), PullExpiry, PullHeartbeat)
 	if err != nil {
 		return nil, err
@@ -337,7 +344,7 @@ func Feed(cons jetstream.Consumer, max int, out chan<- jetstream.Msg, onErr func
 				time.Sleep(50 * time.Millisecond) // e.g. a missed heartbeat: the iterator re-pulls
 				continue
 			}
-			out <- m
+			out <- Pulled{Msg: m, At: time.Now()}
 		}
 	}()
 	var once sync.Once

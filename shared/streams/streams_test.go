@@ -78,7 +78,7 @@ func TestEnsureStreamsAndFeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make(chan jetstream.Msg)
+	out := make(chan Pulled)
 	drain, err := Feed(cons, 2, out, nil)
 	if err != nil {
 		t.Fatal(err)
