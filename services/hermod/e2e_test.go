@@ -568,3 +568,57 @@ func TestE2EAllInOneEmbeddedStoreSurvivesRestart(t *testing.T) {
 	p.waitStatus(id, "success", 2, 15*time.Second)
 	stop(second)
 }
+
+// Every binary refuses an invalid configuration with exit code 2 and a
+// message naming each bad variable, and prints its effective configuration
+// with secrets masked.
+func TestE2EConfigurationCheckedAndMasked(t *testing.T) {
+	for _, c := range []struct {
+		bin   string
+		env   map[string]string
+		names []string
+	}{
+		{"hermod-api", map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:1", "HERMOD_ACQUIRE_TTL": "soon"},
+			[]string{"HERMOD_REDIS_URL", "HERMOD_ADMIN_KEYS", "HERMOD_ENCRYPTION_KEY", "HERMOD_ACQUIRE_TTL"}},
+		{"hermod-router", map[string]string{"HERMOD_REDIS_URL": "redis://127.0.0.1:1", "HERMOD_HISTORY_LIMIT": "0"},
+			[]string{"HERMOD_NATS_URL", "HERMOD_HISTORY_LIMIT"}},
+		{"hermod-deliverer", map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:1", "HERMOD_REDIS_URL": "redis://127.0.0.1:1",
+			"HERMOD_ENCRYPTION_KEY": "abc", "HERMOD_DELIVERY_ALLOW_CIDRS": "10.0.0.1", "HERMOD_DELIVERY_CONCURRENCY": "0"},
+			[]string{"HERMOD_ENCRYPTION_KEY", "HERMOD_DELIVERY_ALLOW_CIDRS", "HERMOD_DELIVERY_CONCURRENCY"}},
+		{"hermod", map[string]string{"HERMOD_LOG_LEVEL": "chatty", "HERMOD_NATS_LISTEN": "nowhere"},
+			[]string{"HERMOD_LOG_LEVEL", "HERMOD_NATS_LISTEN"}},
+		{"hermod-agent", map[string]string{}, []string{"HERMOD_AGENT_ID", "HERMOD_NATS_URL"}},
+	} {
+		cmd := exec.Command(binPath(t, c.bin))
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		for k, v := range c.env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		out, err := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); code != 2 {
+			t.Errorf("%s exited %d (%v), want 2:\n%s", c.bin, code, err, out)
+			continue
+		}
+		for _, name := range c.names {
+			if !strings.Contains(string(out), name) {
+				t.Errorf("%s does not name %s:\n%s", c.bin, name, out)
+			}
+		}
+	}
+	// A valid configuration is printed with the secrets masked.
+	ns := hermodtest.NATS(t)
+	rd := hermodtest.StartRedis(t)
+	addr := freeAddr(t)
+	api := startProc(t, "hermod-api", map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(),
+		"HERMOD_ENCRYPTION_KEY": testEncKey, "HERMOD_ADMIN_KEYS": testAdminKey, "HERMOD_API_ADDR": addr})
+	waitReady(t, api, "http://"+addr+"/readyz")
+	b, _ := os.ReadFile(api.log)
+	logs := string(b)
+	if !strings.Contains(logs, `"effective configuration"`) || !strings.Contains(logs, `"HERMOD_ENCRYPTION_KEY":"****"`) ||
+		!strings.Contains(logs, `"HERMOD_ADMIN_KEYS":"****"`) {
+		t.Errorf("effective configuration not printed masked:\n%s", tail(logs, 2000))
+	}
+	if strings.Contains(logs, testEncKey) || strings.Contains(logs, testAdminKey) {
+		t.Errorf("a secret appears in the log")
+	}
+}
