@@ -40,6 +40,7 @@ type Options struct {
 	MaxBodyBytes  int64 // other bodies (default 64 KiB)
 	Limits        store.Limits
 	Version       string
+	AcquireTTL    time.Duration // ack wait of the label-set consumers
 }
 
 // Server is the API server.
@@ -99,6 +100,11 @@ func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index
 	v1.POST("/deliveries/:id/retry", s.retryDelivery)
 	v1.GET("/event-types", s.eventTypes)
 	v1.POST("/events", s.publishEvent)
+	v1.POST("/agents", s.createAgent)
+	v1.GET("/agents", s.listAgents)
+	v1.GET("/agents/:id", s.getAgent)
+	v1.PUT("/agents/:id", s.updateAgent)
+	v1.DELETE("/agents/:id", s.deleteAgent)
 	// Unknown routes under /api/v1 still need the key (no route probing).
 	v1.Any("/*", func(c echo.Context) error { return notFound("route") })
 	s.e = e

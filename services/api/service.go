@@ -70,7 +70,7 @@ func Build(cfg Config, c *connect.Conns, health *ops.Health, m *metrics.Metrics,
 		return nil, err
 	}
 	return New(c.Store, c.NC, c.JS, notifier, catalog.New(catalog.Default), client, health, m, log, Options{
-		AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes, Version: version.Version,
+		AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes, Version: version.Version, AcquireTTL: cfg.AcquireTTL,
 		Limits: store.Limits{Retention: cfg.Retention, HistoryLimit: cfg.HistoryLimit, PayloadTTL: cfg.Retention + cfg.MaxHold + 24*time.Hour},
 	}), nil
 }

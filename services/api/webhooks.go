@@ -45,6 +45,16 @@ func (s *Server) view(ctx context.Context, w *webhooks.Webhook) (WebhookView, er
 
 // save writes w and tells every index about the change.
 func (s *Server) save(ctx context.Context, w *webhooks.Webhook) error {
+	if len(w.TargetLabels) > 0 {
+		// The control plane creates the label set's consumer, never an agent.
+		ttl := s.opts.AcquireTTL
+		if ttl <= 0 {
+			ttl = time.Minute
+		}
+		if _, err := s.js.CreateOrUpdateConsumer(ctx, streams.DeliveriesStream, streams.AgentConsumerConfig(w.TargetLabels, ttl)); err != nil {
+			return unavailable("nats", err)
+		}
+	}
 	if err := s.st.PutWebhook(ctx, w); err != nil {
 		return unavailable("redis", err)
 	}

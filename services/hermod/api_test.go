@@ -38,7 +38,8 @@ func TestAuthRequiredEverywhere(t *testing.T) {
 			{"POST", "/api/v1/webhooks/" + id + "/secret/rotate"}, {"GET", "/api/v1/webhooks/" + id + "/stats"},
 			{"GET", "/api/v1/webhooks/" + id + "/deliveries"}, {"GET", "/api/v1/deliveries/" + id},
 			{"POST", "/api/v1/deliveries/" + id + "/retry"}, {"GET", "/api/v1/event-types"}, {"POST", "/api/v1/events"},
-			{"GET", "/api/v1/no-such-route"}}
+			{"POST", "/api/v1/agents"}, {"GET", "/api/v1/agents"}, {"GET", "/api/v1/agents/a-1"}, {"PUT", "/api/v1/agents/a-1"},
+			{"DELETE", "/api/v1/agents/a-1"}, {"GET", "/api/v1/no-such-route"}}
 		for _, r := range routes {
 			for _, key := range []string{"", "wrong-key-wrong-key-wrong"} {
 				code, body := p.doKey(r[0], r[1], "{}", key)

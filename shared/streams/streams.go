@@ -350,3 +350,15 @@ func Feed(cons jetstream.Consumer, max int, out chan<- Pulled, onErr func(error)
 	var once sync.Once
 	return func() { once.Do(it.Drain); <-done }, nil
 }
+
+// AgentConsumerName is the durable consumer of one target label set.
+func AgentConsumerName(labels []string) string { return "agent_" + LabelSetHash(labels) }
+
+// AgentConsumerConfig is the consumer of one label set, created by the
+// control plane (never by agents): agents granted a superset of the set take
+// its deliveries. Ack wait is the acquire TTL, as for broker deliverers.
+func AgentConsumerConfig(labels []string, ttl time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{Durable: AgentConsumerName(labels), AckPolicy: jetstream.AckExplicitPolicy,
+		FilterSubject: AgentPrefix + LabelSetHash(labels) + ".>", AckWait: ttl, MaxAckPending: 20000, MaxDeliver: 10,
+		Description: "agent deliveries for " + strings.Join(labels, ",")}
+}

@@ -427,3 +427,24 @@ func applyFilters(w *Webhook, r json.RawMessage) error {
 	}
 	return nil
 }
+
+// Covers reports whether every label of set is among granted: an agent
+// granted "env:production,region:eu" takes ["env:production"] and
+// ["env:production","region:eu"], not ["env:staging"] nor
+// ["env:production","role:monitoring"]. An empty set is broker delivery,
+// never an agent's.
+func Covers(granted, set []string) bool {
+	if len(set) == 0 {
+		return false
+	}
+	have := make(map[string]bool, len(granted))
+	for _, g := range granted {
+		have[g] = true
+	}
+	for _, l := range set {
+		if !have[l] {
+			return false
+		}
+	}
+	return true
+}

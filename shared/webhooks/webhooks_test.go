@@ -210,3 +210,28 @@ func FuzzDecodeBody(f *testing.F) {
 		}
 	})
 }
+
+// The label sets an agent may take: subsets of its grant, never more.
+func TestCovers(t *testing.T) {
+	granted := []string{"env:production", "region:eu"}
+	for _, c := range []struct {
+		set  []string
+		want bool
+	}{
+		{[]string{"env:production"}, true},
+		{[]string{"env:production", "region:eu"}, true},
+		{[]string{"region:eu"}, true},
+		{[]string{"env:staging"}, false},
+		{[]string{"env:production", "role:monitoring"}, false},
+		{[]string{"env:production", "region:eu", "zone:a"}, false},
+		{[]string{"env:production:x"}, false},
+		{nil, false},
+	} {
+		if got := Covers(granted, c.set); got != c.want {
+			t.Errorf("Covers(%v, %v) = %v", granted, c.set, got)
+		}
+	}
+	if Covers(nil, []string{"env:production"}) {
+		t.Errorf("an empty grant covers a set")
+	}
+}
