@@ -608,7 +608,9 @@ func (d *Deliverer) schedule(msg jetstream.Msg) {
 	}
 	next := meta
 	next.Due = 0
-	if err := d.publishAll(streams.NewMsg(streams.DeliverSubject(meta.WebhookID), streams.RetryMsgID(meta, md.Sequence.Stream)+":r", next, msg.Data())); err != nil {
+	// Back to whoever delivers this webhook: broker deliverers or its label set's agents.
+	ready := streams.SubjectFor(w.ID, w.TargetLabels, true)
+	if err := d.publishAll(streams.NewMsg(ready, streams.RetryMsgID(meta, md.Sequence.Stream)+":r", next, msg.Data())); err != nil {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
@@ -706,7 +708,7 @@ func (d *Deliverer) drainSubject(ctx context.Context, held jetstream.Stream, sub
 		next := meta
 		next.HeldSince = 0
 		id := meta.DeliveryID + ":held:" + strconv.FormatUint(raw.Sequence, 10)
-		if err := d.publishAll(streams.NewMsg(streams.DeliverSubject(meta.WebhookID), id, next, raw.Data)); err != nil {
+		if err := d.publishAll(streams.NewMsg(streams.SubjectFor(w.ID, w.TargetLabels, true), id, next, raw.Data)); err != nil {
 			return err
 		}
 		if err := held.DeleteMsg(ctx, raw.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
