@@ -1,28 +1,226 @@
-// Package agent will run inside a target cluster and deliver label-targeted
-// webhooks over label-scoped NATS subjects (issue 3). This release has only
-// its configuration: the binary refuses to start rather than pretend to work.
+// Package agent is hermod-agent: it runs inside a target cluster, talks to
+// NATS only (never Redis), gets its grant and the webhooks it may serve from
+// the control plane over NATS, takes deliveries from the label-set consumers
+// its grant covers, and delivers them with the broker deliverer's own code
+// (same headers, signatures, timeouts and retry policy), without the SSRF
+// guard: reaching private addresses is its purpose.
+//
+// Not yet in this release: NATS-enforced permissions for agent credentials
+// (see docs/architecture.md); until then an agent's grant is enforced by the
+// control plane only.
 package agent
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/hermodhq/hermod/services/deliverer"
+	"github.com/hermodhq/hermod/shared/connect"
+	"github.com/hermodhq/hermod/shared/delivery"
 	"github.com/hermodhq/hermod/shared/envconfig"
+	"github.com/hermodhq/hermod/shared/lifecycle"
+	"github.com/hermodhq/hermod/shared/metrics"
+	"github.com/hermodhq/hermod/shared/ops"
+	"github.com/hermodhq/hermod/shared/streams"
+	"github.com/hermodhq/hermod/shared/version"
+	"github.com/hermodhq/hermod/shared/webhooks"
 )
+
+var idRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
 
 // Config is hermod-agent's configuration.
 type Config struct {
-	ID      string
-	NATSURL string
-	OpsAddr string
+	ID              string
+	Token           string
+	NATSURL         string
+	OpsAddr         string
+	LogLevel        string
+	Concurrency     int
+	WebhookInflight int
+	ShutdownTimeout time.Duration
+	Breaker         envconfig.Breaker
 }
 
 // LoadConfig reads the configuration from the environment.
 func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c := Config{ID: r.Required("HERMOD_AGENT_ID"), NATSURL: r.Required("HERMOD_NATS_URL"),
 		OpsAddr: r.String("HERMOD_OPS_ADDR", ":8083")}
+	c.Token = r.Secret("HERMOD_AGENT_TOKEN", "")
+	r.Check(c.Token != "", "HERMOD_AGENT_TOKEN", "is required (the token POST /api/v1/agents returned)")
+	r.Check(c.ID == "" || idRe.MatchString(c.ID), "HERMOD_AGENT_ID", "must be 1 to 63 characters of [A-Za-z0-9_-]")
+	c.LogLevel = r.String("HERMOD_LOG_LEVEL", "info")
+	c.Concurrency = r.Int("HERMOD_DELIVERY_CONCURRENCY", 32, 1, 10000)
+	c.WebhookInflight = r.Int("HERMOD_WEBHOOK_MAX_INFLIGHT", 32, 1, 10000)
+	c.ShutdownTimeout = r.Duration("HERMOD_SHUTDOWN_TIMEOUT", 30*time.Second, time.Second, 10*time.Minute)
+	c.Breaker = envconfig.ReadBreaker(r)
 	return c, r.Err()
 }
 
-// ErrNotAvailable is returned by Run in this release.
-var ErrNotAvailable = errors.New("agent delivery is not available in this release (see docs/architecture.md, 'Agents'); " +
-	"webhooks with target_labels wait on their agent subjects until it is")
+// ErrRevoked is returned when the control plane refuses the agent.
+var ErrRevoked = errors.New("the control plane refused this agent (unknown id, wrong token, or revoked)")
+
+// Agent holds the grant and the webhooks it may serve, in memory only.
+type Agent struct {
+	nc      *nats.Conn
+	cfg     Config
+	log     zerolog.Logger
+	mu      sync.RWMutex
+	conf    streams.AgentConfig
+	hooks   map[string]*webhooks.Webhook
+	refused atomic.Bool
+	d       *deliverer.Deliverer
+}
+
+// ask sends hello or heartbeat and applies the answer.
+func (a *Agent) ask(ctx context.Context, kind string) error {
+	var inFlight int64
+	if a.d != nil {
+		inFlight = a.d.InFlight()
+	}
+	req, _ := json.Marshal(streams.AgentRequest{V: streams.SchemaVersion, Token: a.cfg.Token, Version: version.Version, InFlight: int(inFlight)})
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := a.nc.RequestWithContext(rctx, streams.AgentControlPrefix+a.cfg.ID+"."+kind, req)
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	var conf streams.AgentConfig
+	if err := json.Unmarshal(m.Data, &conf); err != nil {
+		return fmt.Errorf("control plane answer: %w", err)
+	}
+	if conf.Error == "unauthorized" {
+		if !a.refused.Swap(true) {
+			a.log.Error().Msg("the control plane refused this agent; taking no more deliveries")
+		}
+		return ErrRevoked
+	}
+	if conf.Error != "" {
+		return fmt.Errorf("control plane: %s", conf.Error)
+	}
+	hooks := make(map[string]*webhooks.Webhook, len(conf.Webhooks))
+	for _, w := range conf.Webhooks {
+		hooks[w.ID] = &webhooks.Webhook{ID: w.ID, URL: w.URL, AuthHeader: w.AuthHeader, Secret: w.Secret, PrevSecret: w.PrevSecret,
+			PrevSecretExpiresAt: time.UnixMilli(w.PrevSecretExpiresAt), TargetLabels: w.TargetLabels, MaxRetries: w.MaxRetries,
+			TimeoutSeconds: w.TimeoutSeconds, Enabled: w.Enabled, UpdatedAt: time.UnixMilli(w.UpdatedAt)}
+	}
+	a.mu.Lock()
+	a.conf, a.hooks = conf, hooks
+	a.mu.Unlock()
+	a.refused.Store(false)
+	return nil
+}
+
+// Get implements deliverer.Webhooks.
+func (a *Agent) Get(id string) (*webhooks.Webhook, bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	w, ok := a.hooks[id]
+	return w, ok
+}
+
+// Refresh implements deliverer.Webhooks: ask the control plane again.
+func (a *Agent) Refresh(ctx context.Context, id string) (*webhooks.Webhook, error) {
+	if err := a.ask(ctx, "hello"); err != nil {
+		return nil, err
+	}
+	w, _ := a.Get(id)
+	return w, nil
+}
+
+// consumers are the label-set consumers to take from now.
+func (a *Agent) consumers() []string {
+	if a.refused.Load() {
+		return nil
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.conf.Consumers
+}
+
+func (a *Agent) heartbeats(ctx context.Context) error {
+	for {
+		a.mu.RLock()
+		every := time.Duration(a.conf.HeartbeatMs) * time.Millisecond
+		a.mu.RUnlock()
+		if every <= 0 {
+			every = 10 * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+		if err := a.ask(ctx, "heartbeat"); err != nil && !errors.Is(err, ErrRevoked) && ctx.Err() == nil {
+			a.log.Warn().Err(err).Msg("heartbeat failed; delivering with the last known configuration")
+		}
+	}
+}
+
+// Main runs the agent until ctx ends.
+func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
+	nc, err := connect.NATS(cfg.NATSURL, "hermod-agent-"+cfg.ID)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := connect.JetStream(nc)
+	if err != nil {
+		return err
+	}
+	a := &Agent{nc: nc, cfg: cfg, log: log, hooks: map[string]*webhooks.Webhook{}}
+	for {
+		err := a.ask(ctx, "hello")
+		if err == nil {
+			break
+		}
+		if errors.Is(err, ErrRevoked) {
+			return err
+		}
+		log.Warn().Err(err).Msg("control plane not reachable yet; retrying")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	a.mu.RLock()
+	ttl := time.Duration(a.conf.AcquireTTLms) * time.Millisecond
+	labels := a.conf.Labels
+	a.mu.RUnlock()
+	client := delivery.NewClient(delivery.ClientOptions{Guard: false, MaxIdlePerHost: max(64, cfg.Concurrency), UserAgent: version.UserAgent()})
+	defer client.Close()
+	m := metrics.New()
+	a.d = deliverer.New(js, a, client, log, m, deliverer.Options{Concurrency: cfg.Concurrency, WebhookInflight: cfg.WebhookInflight,
+		AcquireTTL: ttl, BreakerThreshold: cfg.Breaker.Threshold, BreakerCooldown: cfg.Breaker.Cooldown, By: "agent:" + cfg.ID})
+	health := ops.NewHealth(map[string]ops.Check{
+		"nats": func(context.Context) error {
+			if !nc.IsConnected() {
+				return errors.New("not connected")
+			}
+			return nil
+		},
+		"grant": func(context.Context) error {
+			if a.refused.Load() {
+				return ErrRevoked
+			}
+			return nil
+		},
+	})
+	health.SetReady()
+	log.Info().Strs("labels", labels).Str("ops_addr", cfg.OpsAddr).Msg("agent ready")
+	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
+		lifecycle.Component{Name: "deliveries", Run: func(ctx context.Context) error { return a.d.RunConsumers(ctx, a.consumers, time.Second) }},
+		lifecycle.Component{Name: "heartbeats", Run: a.heartbeats},
+		lifecycle.Component{Name: "ops", Server: true, Run: func(ctx context.Context) error { return ops.Serve(ctx, cfg.OpsAddr, health, m.Registry) }},
+	)
+}

@@ -2,11 +2,36 @@ module github.com/hermodhq/hermod/services/agent
 
 go 1.26.0
 
-require github.com/hermodhq/hermod/shared v0.0.0
+require (
+	github.com/hermodhq/hermod/services/deliverer v0.0.0
+	github.com/hermodhq/hermod/shared v0.0.0
+	github.com/nats-io/nats.go v1.55.0
+	github.com/rs/zerolog v1.35.1
+)
 
 require (
 	code.dny.dev/ssrf v0.3.0 // indirect
-	github.com/google/go-cmp v0.7.0 // indirect
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/mattn/go-colorable v0.1.14 // indirect
+	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/prometheus/client_golang v1.23.2 // indirect
+	github.com/prometheus/client_model v0.6.2 // indirect
+	github.com/prometheus/common v0.66.1 // indirect
+	github.com/prometheus/procfs v0.16.1 // indirect
+	github.com/redis/go-redis/v9 v9.23.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	go.yaml.in/yaml/v2 v2.4.2 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	google.golang.org/protobuf v1.36.8 // indirect
 )
 
-replace github.com/hermodhq/hermod/shared => ../../shared
+replace (
+	github.com/hermodhq/hermod/services/deliverer => ../deliverer
+	github.com/hermodhq/hermod/shared => ../../shared
+)

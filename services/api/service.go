@@ -95,5 +95,6 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	health.SetReady()
 	log.Info().Str("addr", l.Addr().String()).Msg("api ready")
 	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
-		lifecycle.Component{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }})
+		lifecycle.Component{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
+		lifecycle.Component{Name: "agent control", Run: srv.ServeAgents})
 }

@@ -153,26 +153,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		drainWork()
 		return fmt.Errorf("scheduler consume: %w", err)
 	}
-	var settlers sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		settlers.Add(1)
-		go func() {
-			defer settlers.Done()
-			for s := range d.settle {
-				d.settleOne(s)
-			}
-		}()
-	}
-	var wg sync.WaitGroup
-	for i := 0; i < d.opts.Concurrency; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for m := range work {
-				d.deliver(m)
-			}
-		}()
-	}
+	waitWorkers := d.startWorkers(work)
 	var swg sync.WaitGroup
 	for i := 0; i < 4; i++ {
 		swg.Add(1)
@@ -203,9 +184,101 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	drainDelayed()
 	drainWork()
 	swg.Wait()
-	wg.Wait()
-	close(d.settle)
-	settlers.Wait()
+	waitWorkers()
+	return nil
+}
+
+// startWorkers runs the delivery workers on work and the settlers; the
+// returned function waits until work is closed and everything is settled.
+func (d *Deliverer) startWorkers(work <-chan streams.Pulled) (wait func()) {
+	var settlers sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		settlers.Add(1)
+		go func() {
+			defer settlers.Done()
+			for s := range d.settle {
+				d.settleOne(s)
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < d.opts.Concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range work {
+				d.deliver(m)
+			}
+		}()
+	}
+	return func() {
+		wg.Wait()
+		close(d.settle)
+		settlers.Wait()
+	}
+}
+
+// RunConsumers delivers from existing consumers of the deliveries stream
+// (an agent's label sets), looked up, never created: names is asked every
+// interval, so a label set granted or first used later is picked up and one
+// no longer named is drained. No scheduler or releaser runs here: delayed
+// and held deliveries are the control plane's.
+func (d *Deliverer) RunConsumers(ctx context.Context, names func() []string, interval time.Duration) error {
+	work := make(chan streams.Pulled)
+	waitWorkers := d.startWorkers(work)
+	ctl, err := d.js.Conn().Subscribe(streams.InFlightSubject, d.answerInFlight)
+	if err != nil {
+		return fmt.Errorf("in-flight subscription: %w", err)
+	}
+	defer func() { _ = ctl.Unsubscribe() }()
+	feeds := map[string]func(){}
+	onErr := func(err error) { d.log.Warn().Err(err).Msg("pull interrupted; re-pulling") }
+	refresh := func() {
+		want := map[string]bool{}
+		for _, n := range names() {
+			want[n] = true
+			if feeds[n] != nil {
+				continue
+			}
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			cons, err := d.js.Consumer(lctx, streams.DeliveriesStream, n)
+			cancel()
+			if err != nil {
+				d.log.Warn().Err(err).Str("consumer", n).Msg("label set consumer not available yet")
+				continue
+			}
+			drain, err := streams.FeedShared(cons, d.opts.Concurrency, work, onErr)
+			if err != nil {
+				d.log.Warn().Err(err).Str("consumer", n).Msg("cannot pull from label set")
+				continue
+			}
+			feeds[n] = drain
+			d.log.Info().Str("consumer", n).Msg("taking deliveries of a label set")
+		}
+		for n, drain := range feeds {
+			if !want[n] {
+				drain()
+				delete(feeds, n)
+				d.log.Info().Str("consumer", n).Msg("no longer taking deliveries of a label set")
+			}
+		}
+	}
+	refresh()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-t.C:
+			refresh()
+		}
+	}
+	for _, drain := range feeds {
+		drain()
+	}
+	close(work)
+	waitWorkers()
 	return nil
 }
 

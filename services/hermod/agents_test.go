@@ -104,3 +104,84 @@ func TestAgentGrantsAndLabelSets(t *testing.T) {
 		}
 	})
 }
+
+// Agents as separate processes: an agent registered through the API takes
+// exactly the label sets its grant covers and delivers them (delivered_by
+// agent:<id>, signed like broker deliveries); the broker deliverer takes the
+// rest; a revoked agent stops.
+func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
+	ns := hermodtest.NATS(t)
+	rd := hermodtest.StartRedis(t)
+	env := func(extra map[string]string) map[string]string {
+		m := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+			"HERMOD_ACQUIRE_TTL": "5s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	apiAddr, routerOps, delOps, agentOps := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	api := startProc(t, "hermod-api", env(map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey}))
+	router := startProc(t, "hermod-router", env(map[string]string{"HERMOD_OPS_ADDR": routerOps}))
+	del := startProc(t, "hermod-deliverer", env(map[string]string{"HERMOD_OPS_ADDR": delOps}))
+	waitReady(t, api, "http://"+apiAddr+"/readyz")
+	waitReady(t, router, "http://"+routerOps+"/readyz")
+	waitReady(t, del, "http://"+delOps+"/readyz")
+	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
+	defer p.hc.CloseIdleConnections()
+
+	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-1", "labels": []string{"env:production", "region:eu"}})
+	token := reg["credentials"].(map[string]any)["token"].(string)
+	sinks := map[string]*hermodtest.Sink{}
+	ids := map[string]string{}
+	for name, labels := range map[string][]string{"broker": nil, "prod": {"env:production"}, "prod-eu": {"env:production", "region:eu"},
+		"staging": {"env:staging"}, "prod-mon": {"env:production", "role:monitoring"}} {
+		s := hermodtest.NewSink(t)
+		sinks[name] = s
+		body := map[string]any{"name": name, "url": s.URL, "event_types": []string{"alert.*"}, "secret": testSecret}
+		if labels != nil {
+			body["target_labels"] = labels
+		}
+		ids[name] = p.createWebhook(body)
+	}
+	agent := startProc(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_AGENT_ID": "eu-1",
+		"HERMOD_AGENT_TOKEN": token, "HERMOD_OPS_ADDR": agentOps})
+	waitReady(t, agent, "http://"+agentOps+"/readyz")
+	p.publish("alert.triggered", map[string]any{"severity": "critical"})
+	for _, name := range []string{"broker", "prod", "prod-eu"} {
+		s := sinks[name]
+		hermodtest.Eventually(t, 15*time.Second, name+" delivery", func() bool { return s.Count() == 1 })
+		verifySig(t, testSecret, s.Received()[0])
+	}
+	for name, by := range map[string]string{"broker": "broker", "prod": "agent:eu-1", "prod-eu": "agent:eu-1"} {
+		ds := p.waitStatus(ids[name], "success", 1, 10*time.Second)
+		if ds[0]["delivered_by"] != by {
+			t.Errorf("%s delivered by %v, want %s", name, ds[0]["delivered_by"], by)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, name := range []string{"staging", "prod-mon"} {
+		if sinks[name].Count() != 0 {
+			t.Errorf("%s (not covered by the grant) was delivered", name)
+		}
+		if ds := p.deliveries(ids[name], "pending"); len(ds) != 1 {
+			t.Errorf("%s: %d pending, want 1 waiting for a matching agent", name, len(ds))
+		}
+	}
+	a := p.must(200, "GET", "/api/v1/agents/eu-1", nil)
+	if a["status"] != "ACTIVE" || a["version"] == nil || a["last_seen_at"] == nil {
+		t.Errorf("agent view %v", a)
+	}
+	// Revoked: the control plane refuses it at its next heartbeat; it goes unready and takes nothing more.
+	p.must(204, "DELETE", "/api/v1/agents/eu-1", nil)
+	hermodtest.Eventually(t, 20*time.Second, "revoked agent unready", func() bool {
+		code, _ := httpGet("http://" + agentOps + "/readyz")
+		return code == 503
+	})
+	p.publish("alert.resolved", map[string]any{})
+	hermodtest.Eventually(t, 10*time.Second, "broker delivery of the second event", func() bool { return sinks["broker"].Count() == 2 })
+	time.Sleep(2 * time.Second)
+	if n := sinks["prod"].Count(); n != 1 {
+		t.Errorf("revoked agent delivered again (%d)", n)
+	}
+}

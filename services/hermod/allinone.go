@@ -255,6 +255,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		lifecycle.Component{Name: "router", Run: rt.Run},
 		lifecycle.Component{Name: "deliverer", Run: dl.Run},
 		lifecycle.Component{Name: "recorder", Run: rec.Run},
+		lifecycle.Component{Name: "agent control", Run: srv.ServeAgents},
 	)
 	idxCancel()
 	wg.Wait()

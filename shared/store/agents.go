@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,6 +16,7 @@ import (
 
 const (
 	keyAgent     = "hermod:agent:"
+	keyAgentSeen = "hermod:agentseen:" // heartbeat fields, apart from the grant
 	keyAgentList = "hermod:agents"
 )
 
@@ -22,16 +24,26 @@ const (
 var ErrExists = errors.New("already exists")
 
 // Agent is an agent's grant. Its labels come from the grant only; the token
-// is kept as a SHA-256 hash and shown once, at registration.
+// is kept as a SHA-256 hash and shown once, at registration. The heartbeat
+// fields live in their own key so a heartbeat never overwrites a grant.
 type Agent struct {
 	ID         string    `json:"id"`
 	Labels     []string  `json:"labels"`
 	TokenHash  string    `json:"token_hash"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
-	Version    string    `json:"version,omitempty"`
-	LastSeenAt time.Time `json:"last_seen_at"`
-	InFlight   int       `json:"in_flight"`
+	Version    string    `json:"-"`
+	LastSeenAt time.Time `json:"-"`
+	InFlight   int       `json:"-"`
+}
+
+// AgentSeen records a heartbeat.
+func (s *Store) AgentSeen(ctx context.Context, id, version string, inFlight int, at time.Time) error {
+	err := s.rdb.HSet(ctx, keyAgentSeen+id, "version", version, "in_flight", inFlight, "last_seen", at.UnixMilli()).Err()
+	if err != nil {
+		return fmt.Errorf("agent %s heartbeat: %w", id, err)
+	}
+	return nil
 }
 
 // HashToken hashes an agent token for storage.
@@ -93,12 +105,19 @@ func (s *Store) GetAgent(ctx context.Context, id string) (*Agent, error) {
 	if err := json.Unmarshal(data, &a); err != nil {
 		return nil, fmt.Errorf("decode agent %s: %w", id, err)
 	}
+	seen, err := s.rdb.HGetAll(ctx, keyAgentSeen+id).Result()
+	if err != nil {
+		return nil, fmt.Errorf("get agent %s: %w", id, err)
+	}
+	a.Version = seen["version"]
+	a.InFlight, _ = strconv.Atoi(seen["in_flight"])
+	a.LastSeenAt = msTime(seen["last_seen"])
 	return &a, nil
 }
 
 // DeleteAgent removes an agent (its token stops working at once).
 func (s *Store) DeleteAgent(ctx context.Context, id string) error {
-	n, err := s.rdb.Del(ctx, keyAgent+id).Result()
+	n, err := s.rdb.Del(ctx, keyAgent+id, keyAgentSeen+id).Result()
 	if err != nil {
 		return fmt.Errorf("delete agent %s: %w", id, err)
 	}

@@ -324,6 +324,16 @@ type Pulled struct {
 // the workers (heartbeats keep flowing while every worker is busy). drain
 // stops pulling, hands the buffered messages to out, closes out and returns.
 func Feed(cons jetstream.Consumer, max int, out chan<- Pulled, onErr func(error)) (drain func(), err error) {
+	return feed(cons, max, out, onErr, true)
+}
+
+// FeedShared is Feed for several consumers feeding one channel: drain does
+// not close out.
+func FeedShared(cons jetstream.Consumer, max int, out chan<- Pulled, onErr func(error)) (drain func(), err error) {
+	return feed(cons, max, out, onErr, false)
+}
+
+func feed(cons jetstream.Consumer, max int, out chan<- Pulled, onErr func(error), closeOut bool) (drain func(), err error) {
 	it, err := cons.Messages(jetstream.PullMaxMessages(max), PullExpiry, PullHeartbeat)
 	if err != nil {
 		return nil, err
@@ -331,7 +341,9 @@ func Feed(cons jetstream.Consumer, max int, out chan<- Pulled, onErr func(error)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer close(out)
+		if closeOut {
+			defer close(out)
+		}
 		for {
 			m, err := it.Next()
 			if err != nil {

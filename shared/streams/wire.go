@@ -80,3 +80,44 @@ type EnqueuedItem struct {
 	WebhookID    string   `json:"webhook_id"`
 	TargetLabels []string `json:"target_labels,omitempty"`
 }
+
+// Agent control subjects (core NATS request/reply), one pair per agent:
+// hermod.agentctl.<agent id>.hello and .heartbeat.
+const AgentControlPrefix = "hermod.agentctl."
+
+// AgentRequest is what an agent sends on hello and heartbeat.
+type AgentRequest struct {
+	V        int    `json:"v"`
+	Token    string `json:"token"`
+	Version  string `json:"version"`
+	InFlight int    `json:"in_flight"`
+}
+
+// AgentConfig is the control plane's answer: the agent's grant, the label
+// set consumers it may take, and the webhooks of those sets with their
+// secrets (in memory only on the agent; TLS on the wire in production).
+type AgentConfig struct {
+	V            int            `json:"v"`
+	Error        string         `json:"error,omitempty"`
+	AgentID      string         `json:"agent_id"`
+	Labels       []string       `json:"labels"`
+	AcquireTTLms int64          `json:"acquire_ttl_ms"`
+	HeartbeatMs  int64          `json:"heartbeat_ms"`
+	Consumers    []string       `json:"consumers"`
+	Webhooks     []AgentWebhook `json:"webhooks"`
+}
+
+// AgentWebhook is one webhook an agent may deliver.
+type AgentWebhook struct {
+	ID                  string   `json:"id"`
+	URL                 string   `json:"url"`
+	AuthHeader          string   `json:"auth_header,omitempty"`
+	Secret              string   `json:"secret"`
+	PrevSecret          string   `json:"prev_secret,omitempty"`
+	PrevSecretExpiresAt int64    `json:"prev_secret_expires_at,omitempty"` // unix ms
+	TargetLabels        []string `json:"target_labels"`
+	MaxRetries          int      `json:"max_retries"`
+	TimeoutSeconds      int      `json:"timeout_seconds"`
+	Enabled             bool     `json:"enabled"`
+	UpdatedAt           int64    `json:"updated_at"` // unix ms
+}
