@@ -137,6 +137,41 @@ func (a *Agent) Refresh(ctx context.Context, id string) (*webhooks.Webhook, erro
 	return w, nil
 }
 
+// test sends the API's test event to one of this agent's webhooks.
+func (a *Agent) test(client *delivery.Client, m *nats.Msg) {
+	var req streams.AgentTestRequest
+	var res streams.AgentTestResult
+	switch {
+	case json.Unmarshal(m.Data, &req) != nil:
+		res.Error = "malformed test request"
+	case a.refused.Load():
+		res.Error = "this agent was refused by the control plane"
+	default:
+		w, ok := a.Get(req.WebhookID)
+		if !ok {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			w, _ = a.Refresh(ctx, req.WebhookID)
+			cancel()
+		}
+		if w == nil {
+			res.Error = "this agent may not deliver that webhook"
+			break
+		}
+		r := client.Send(context.Background(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Secrets: w.Secrets(time.Now()),
+			DeliveryID: req.DeliveryID, EventType: "webhook.test", Body: req.Body,
+			Timeout: time.Duration(w.TimeoutSeconds) * time.Second, Excerpt: true})
+		res = streams.AgentTestResult{StatusCode: r.StatusCode, Success: r.Class == delivery.Success,
+			DurationMs: r.Duration.Milliseconds(), Excerpt: r.Excerpt}
+		if r.Err != nil {
+			res.Error = r.Err.Error()
+		}
+		a.log.Info().Str("webhook_id", w.ID).Str("delivery_id", req.DeliveryID).Int("status_code", r.StatusCode).
+			Int64("duration_ms", res.DurationMs).Bool("success", res.Success).Msg("test delivery")
+	}
+	data, _ := json.Marshal(res)
+	_ = m.Respond(data)
+}
+
 // consumers are the label-set consumers to take from now.
 func (a *Agent) consumers() []string {
 	if a.refused.Load() {
@@ -216,6 +251,11 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 			return nil
 		},
 	})
+	testSub, err := nc.Subscribe(streams.AgentTestPrefix+cfg.ID, func(m *nats.Msg) { a.test(client, m) })
+	if err != nil {
+		return err
+	}
+	defer func() { _ = testSub.Unsubscribe() }()
 	health.SetReady()
 	log.Info().Strs("labels", labels).Str("ops_addr", cfg.OpsAddr).Msg("agent ready")
 	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,

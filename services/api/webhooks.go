@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -233,17 +234,55 @@ type TestResult struct {
 	Error           *string `json:"error"`
 	ResponseExcerpt string  `json:"response_excerpt"`
 	DeliveryID      string  `json:"delivery_id"`
+	By              string  `json:"by"`
+}
+
+// testThroughAgent has a matching ACTIVE agent send the test event: the
+// target is only reachable from inside its cluster.
+func (s *Server) testThroughAgent(c echo.Context, w *webhooks.Webhook, id string, body []byte) error {
+	ctx := c.Request().Context()
+	agents, _, err := s.st.ListAgents(ctx, 500, "")
+	if err != nil {
+		return unavailable("redis", err)
+	}
+	now := time.Now()
+	req, _ := json.Marshal(streams.AgentTestRequest{V: streams.SchemaVersion, WebhookID: w.ID, DeliveryID: id, Body: body})
+	for _, a := range agents {
+		if agentView(a, now).Status != "ACTIVE" || !webhooks.Covers(a.Labels, w.TargetLabels) {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Duration(w.TimeoutSeconds)*time.Second+5*time.Second)
+		m, err := s.nc.RequestWithContext(rctx, streams.AgentTestPrefix+a.ID, req)
+		cancel()
+		if err != nil {
+			s.log.Warn().Err(err).Str("agent_id", a.ID).Msg("agent did not answer the test; trying another")
+			continue
+		}
+		var res streams.AgentTestResult
+		if err := json.Unmarshal(m.Data, &res); err != nil {
+			continue
+		}
+		out := TestResult{Success: res.Success, DurationMs: res.DurationMs, ResponseExcerpt: res.Excerpt, DeliveryID: id, By: "agent:" + a.ID}
+		if res.StatusCode != 0 {
+			code := res.StatusCode
+			out.StatusCode = &code
+		}
+		if res.Error != "" {
+			msg := res.Error
+			out.Error = &msg
+		}
+		return c.JSON(http.StatusOK, out)
+	}
+	e := conflict("this webhook is delivered by agents (target_labels " + strings.Join(w.TargetLabels, ",") +
+		"); no ACTIVE agent granted these labels is connected to run the test")
+	e.Code = "no_agent"
+	return e
 }
 
 func (s *Server) testWebhook(c echo.Context) error {
 	w, err := s.loadWebhook(c)
 	if err != nil {
 		return err
-	}
-	if len(w.TargetLabels) > 0 {
-		e := conflict("this webhook is delivered by agents (target_labels); no agent is connected to run the test")
-		e.Code = "no_agent"
-		return e
 	}
 	id := uuid.NewString()
 	data, _ := json.Marshal(map[string]string{"webhook_id": w.ID, "message": "This is a test event from Hermod."})
@@ -252,11 +291,14 @@ func (s *Server) testWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if len(w.TargetLabels) > 0 {
+		return s.testThroughAgent(c, w, id, body)
+	}
 	res := s.client.Send(c.Request().Context(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader,
 		Secrets: w.Secrets(time.Now()), DeliveryID: id, EventType: catalog.TestEventType, Body: body,
 		Timeout: time.Duration(w.TimeoutSeconds) * time.Second, Excerpt: true})
 	out := TestResult{Success: res.Class == delivery.Success, DurationMs: res.Duration.Milliseconds(),
-		ResponseExcerpt: res.Excerpt, DeliveryID: id}
+		ResponseExcerpt: res.Excerpt, DeliveryID: id, By: "broker"}
 	if res.StatusCode != 0 {
 		code := res.StatusCode
 		out.StatusCode = &code

@@ -172,6 +172,19 @@ func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
 	if a["status"] != "ACTIVE" || a["version"] == nil || a["last_seen_at"] == nil {
 		t.Errorf("agent view %v", a)
 	}
+	// The test endpoint of an agent-delivered webhook is carried out by a matching ACTIVE agent.
+	res := p.must(200, "POST", "/api/v1/webhooks/"+ids["prod-eu"]+"/test", nil)
+	if res["success"] != true || res["by"] != "agent:eu-1" || res["status_code"].(float64) != 200 {
+		t.Errorf("agent test result %v", res)
+	}
+	if got := sinks["prod-eu"].Received(); len(got) != 2 || got[1].Header.Get("X-Hermod-Event-Type") != "webhook.test" {
+		t.Errorf("test event not received through the agent: %d requests", len(got))
+	} else {
+		verifySig(t, testSecret, got[1])
+	}
+	if r := p.must(409, "POST", "/api/v1/webhooks/"+ids["staging"]+"/test", nil); r["code"] != "no_agent" {
+		t.Errorf("test without a matching agent: %v", r)
+	}
 	// Revoked: the control plane refuses it at its next heartbeat; it goes unready and takes nothing more.
 	p.must(204, "DELETE", "/api/v1/agents/eu-1", nil)
 	hermodtest.Eventually(t, 20*time.Second, "revoked agent unready", func() bool {

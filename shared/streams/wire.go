@@ -121,3 +121,24 @@ type AgentWebhook struct {
 	Enabled             bool     `json:"enabled"`
 	UpdatedAt           int64    `json:"updated_at"` // unix ms
 }
+
+// AgentTestPrefix + agent id: the API asks an agent to send a test event
+// (core NATS request/reply).
+const AgentTestPrefix = "hermod.agenttest."
+
+// AgentTestRequest asks an agent to send Body to a webhook now.
+type AgentTestRequest struct {
+	V          int    `json:"v"`
+	WebhookID  string `json:"webhook_id"`
+	DeliveryID string `json:"delivery_id"`
+	Body       []byte `json:"body"`
+}
+
+// AgentTestResult is the agent's answer.
+type AgentTestResult struct {
+	StatusCode int    `json:"status_code"`
+	Success    bool   `json:"success"`
+	DurationMs int64  `json:"duration_ms"`
+	Error      string `json:"error,omitempty"`
+	Excerpt    string `json:"excerpt"`
+}
