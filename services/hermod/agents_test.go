@@ -3,7 +3,10 @@ package allinone_test
 import (
 	"context"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -197,4 +200,115 @@ func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
 	if n := sinks["prod"].Count(); n != 1 {
 		t.Errorf("revoked agent delivered again (%d)", n)
 	}
+}
+
+// A delivery that no agent may take waits and goes out when a matching agent
+// is registered later; a grant changed with PUT applies without a restart;
+// when the agent holding a delivery is killed, another matching agent
+// delivers it after the acquire TTL with the same webhook-id.
+func TestE2EAgentsLateGrantAndTakeover(t *testing.T) {
+	ns := hermodtest.NATS(t)
+	rd := hermodtest.StartRedis(t)
+	env := func(extra map[string]string) map[string]string {
+		m := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+			"HERMOD_ACQUIRE_TTL": "2s"}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	apiAddr, routerOps := freeAddr(t), freeAddr(t)
+	api := startProc(t, "hermod-api", env(map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey}))
+	router := startProc(t, "hermod-router", env(map[string]string{"HERMOD_OPS_ADDR": routerOps}))
+	waitReady(t, api, "http://"+apiAddr+"/readyz")
+	waitReady(t, router, "http://"+routerOps+"/readyz")
+	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
+	defer p.hc.CloseIdleConnections()
+
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	slow := hermodtest.NewSink(t)
+	slow.SetAnswer(func(n int, _ *http.Request) int {
+		if n == 1 {
+			select {
+			case <-release:
+			case <-time.After(60 * time.Second):
+			}
+		}
+		return 200
+	})
+	staging := hermodtest.NewSink(t)
+	slowID := p.createWebhook(map[string]any{"name": "slow", "url": slow.URL, "event_types": []string{"instance.crash"},
+		"target_labels": []string{"env:production"}, "secret": testSecret})
+	stagingID := p.createWebhook(map[string]any{"name": "staging", "url": staging.URL, "event_types": []string{"instance.started"},
+		"target_labels": []string{"env:staging"}})
+	p.publish("instance.started", map[string]any{})
+	p.waitStatus(stagingID, "pending", 1, 10*time.Second)
+
+	type agentProc struct {
+		p   *proc
+		ops string
+	}
+	start := func(id string, labels []string) agentProc {
+		reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": id, "labels": labels})
+		ops := freeAddr(t)
+		a := startProc(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_AGENT_ID": id,
+			"HERMOD_AGENT_TOKEN": reg["credentials"].(map[string]any)["token"].(string), "HERMOD_OPS_ADDR": ops})
+		waitReady(t, a, "http://"+ops+"/readyz")
+		return agentProc{a, ops}
+	}
+	// Registered later: the waiting staging delivery goes out.
+	a1 := start("a1", []string{"env:staging"})
+	ds := p.waitStatus(stagingID, "success", 1, 15*time.Second)
+	if ds[0]["delivered_by"] != "agent:a1" || staging.Count() != 1 {
+		t.Errorf("late agent: %v, sink %d", ds[0], staging.Count())
+	}
+	// PUT extends a1's grant to production; it follows at its next heartbeat, without a restart.
+	p.must(200, "PUT", "/api/v1/agents/a1", map[string]any{"labels": []string{"env:staging", "env:production"}})
+	prodConsumer := streams.AgentConsumerName([]string{"env:production"})
+	hermodtest.Eventually(t, 15*time.Second, "a1 takes the production label set", func() bool {
+		return strings.Contains(readFile(t, a1.p.log), prodConsumer)
+	})
+	a2 := start("a2", []string{"env:production"})
+	p.publish("instance.crash", map[string]any{})
+	hermodtest.Eventually(t, 10*time.Second, "slow request held by an agent", func() bool { return slow.Count() == 1 })
+	first := slow.Received()[0]
+	var victim agentProc
+	survivorID := ""
+	hermodtest.Eventually(t, 5*time.Second, "the agent holding it", func() bool {
+		for i, a := range []agentProc{a1, a2} {
+			_, body := httpGet("http://" + a.ops + "/metrics")
+			if m := inFlightRe.FindStringSubmatch(body); m != nil && m[1] == "1" {
+				victim = a
+				survivorID = []string{"agent:a2", "agent:a1"}[i]
+				return true
+			}
+		}
+		return false
+	})
+	if err := victim.p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-victim.p.done
+	hermodtest.Eventually(t, 20*time.Second, "takeover by the other agent", func() bool { return slow.Count() >= 2 })
+	got := slow.Received()
+	if got[1].Header.Get("webhook-id") != first.Header.Get("webhook-id") {
+		t.Errorf("takeover changed webhook-id")
+	}
+	verifySig(t, testSecret, got[1])
+	done := p.waitStatus(slowID, "success", 1, 10*time.Second)
+	if done[0]["delivered_by"] != survivorID {
+		t.Errorf("delivered by %v, want %s", done[0]["delivered_by"], survivorID)
+	}
+	once.Do(func() { close(release) })
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
