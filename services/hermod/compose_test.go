@@ -774,11 +774,24 @@ func checkHermodService(file, sname string, s composeService, f composeFacts, op
 			sadd("does not set %s, which %s requires", k, bin)
 		}
 	}
-	if s.EnvFile == nil {
+	// The agent talks to NATS only (never Redis) and gets only its own
+	// variables, not the shared .env with the keys.
+	agent := bin == "hermod-agent"
+	if s.EnvFile == nil && !agent {
 		sadd("has no env_file (.env)")
 	}
-	// Waits for NATS and Redis to be healthy.
-	for _, dep := range []string{"nats", "redis"} {
+	if agent && s.EnvFile != nil {
+		sadd("has env_file: the agent must not receive the control plane's keys")
+	}
+	deps := []string{"nats", "redis"}
+	if agent {
+		deps = deps[:1]
+		if _, ok := s.DependsOn["redis"]; ok {
+			sadd("depends on redis: the agent never talks to Redis")
+		}
+	}
+	// Waits for NATS (and Redis) to be healthy.
+	for _, dep := range deps {
 		if s.DependsOn[dep] != "service_healthy" {
 			sadd("does not depend on %s with condition: service_healthy", dep)
 		}
