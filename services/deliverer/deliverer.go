@@ -47,6 +47,10 @@ type Options struct {
 	BreakerCooldown  time.Duration
 	ReleaseInterval  time.Duration // how often held deliveries are checked
 	By               string        // "broker"
+	// Allowed, when set, is asked before every delivery; false (an agent the
+	// control plane refused) leaves the message unsettled: its lease expires
+	// and another deliverer or agent takes it.
+	Allowed func() bool
 }
 
 // Deliverer is the broker delivery stage.
@@ -321,6 +325,9 @@ func (d *Deliverer) lookup(id string) (w *webhooks.Webhook, gone bool, err error
 
 func (d *Deliverer) deliver(p streams.Pulled) {
 	msg := jetstream.Msg(p)
+	if d.opts.Allowed != nil && !d.opts.Allowed() {
+		return
+	}
 	// The lease started when the message arrived, not now: one that waited
 	// for a worker nearly the whole TTL is left to expire and be redelivered
 	// (an attempt now could run beside its redelivery); one that waited over
