@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/services/deliverer"
+	"github.com/hermodhq/hermod/shared/agentauth"
 	"github.com/hermodhq/hermod/shared/connect"
 	"github.com/hermodhq/hermod/shared/delivery"
 	"github.com/hermodhq/hermod/shared/envconfig"
@@ -203,7 +204,10 @@ func (a *Agent) heartbeats(ctx context.Context) error {
 
 // Main runs the agent until ctx ends.
 func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
-	nc, err := connect.NATS(cfg.NATSURL, "hermod-agent-"+cfg.ID)
+	// The id and token authenticate the connection (NATS's auth callout turns
+	// the grant into permissions); the inbox prefix is the agent's own.
+	nc, err := connect.NATS(cfg.NATSURL, "hermod-agent-"+cfg.ID, nats.UserInfo(cfg.ID, cfg.Token),
+		nats.CustomInboxPrefix(agentauth.InboxPrefix(cfg.ID)))
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/hermodhq/hermod/shared/agentauth"
 	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/webhooks"
@@ -61,7 +62,7 @@ func (s *Server) agentControl(ctx context.Context, m *nats.Msg) streams.AgentCon
 	if err := s.st.AgentSeen(ctx, id, req.Version, req.InFlight, now); err != nil {
 		s.log.Warn().Err(err).Str("agent_id", id).Msg("agent heartbeat not recorded")
 	}
-	all, err := s.st.AllWebhooks(ctx)
+	covered, consumers, err := s.coveredWebhooks(ctx, a)
 	if err != nil {
 		out.Error = "unavailable"
 		return out
@@ -69,13 +70,9 @@ func (s *Server) agentControl(ctx context.Context, m *nats.Msg) streams.AgentCon
 	out.AgentID, out.Labels = a.ID, a.Labels
 	out.AcquireTTLms = s.opts.AcquireTTL.Milliseconds()
 	out.HeartbeatMs = AgentHeartbeatInterval.Milliseconds()
-	consumers := map[string]bool{}
+	out.Consumers = consumers
 	out.Webhooks = []streams.AgentWebhook{}
-	for _, w := range all {
-		if !webhooks.Covers(a.Labels, w.TargetLabels) {
-			continue
-		}
-		consumers[streams.AgentConsumerName(w.TargetLabels)] = true
+	for _, w := range covered {
 		aw := streams.AgentWebhook{ID: w.ID, URL: w.URL, AuthHeader: w.AuthHeader, Secret: w.Secret,
 			TargetLabels: w.TargetLabels, MaxRetries: w.MaxRetries, TimeoutSeconds: w.TimeoutSeconds, Enabled: w.Enabled,
 			UpdatedAt: w.UpdatedAt.UnixMilli()}
@@ -84,9 +81,52 @@ func (s *Server) agentControl(ctx context.Context, m *nats.Msg) streams.AgentCon
 		}
 		out.Webhooks = append(out.Webhooks, aw)
 	}
-	for c := range consumers {
-		out.Consumers = append(out.Consumers, c)
-	}
-	sort.Strings(out.Consumers)
 	return out
+}
+
+// coveredWebhooks are the webhooks whose target labels the agent's grant
+// covers, and their label sets' consumers (sorted).
+func (s *Server) coveredWebhooks(ctx context.Context, a *store.Agent) ([]*webhooks.Webhook, []string, error) {
+	all, err := s.st.AllWebhooks(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []*webhooks.Webhook
+	set := map[string]bool{}
+	for _, w := range all {
+		if webhooks.Covers(a.Labels, w.TargetLabels) {
+			out = append(out, w)
+			set[streams.AgentConsumerName(w.TargetLabels)] = true
+		}
+	}
+	consumers := make([]string, 0, len(set))
+	for c := range set {
+		consumers = append(consumers, c)
+	}
+	sort.Strings(consumers)
+	return out, consumers, nil
+}
+
+// Authorize implements agentauth.Grants: the agent's token must match its
+// grant; the permissions cover the label sets and webhooks of that grant.
+func (s *Server) Authorize(ctx context.Context, agentID, token string) (agentauth.Grant, bool, error) {
+	a, err := s.st.GetAgent(ctx, agentID)
+	if errors.Is(err, store.ErrNotFound) {
+		return agentauth.Grant{}, false, nil
+	}
+	if err != nil {
+		return agentauth.Grant{}, false, err
+	}
+	if !a.TokenMatches(token) {
+		return agentauth.Grant{}, false, nil
+	}
+	covered, consumers, err := s.coveredWebhooks(ctx, a)
+	if err != nil {
+		return agentauth.Grant{}, false, err
+	}
+	g := agentauth.Grant{AgentID: a.ID, Consumers: consumers}
+	for _, w := range covered {
+		g.WebhookIDs = append(g.WebhookIDs, w.ID)
+	}
+	return g, true, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hermodhq/hermod/shared/agentauth"
 	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/connect"
 	"github.com/hermodhq/hermod/shared/delivery"
@@ -31,6 +32,9 @@ type Config struct {
 	MaxEventBytes int64
 	AllowCIDRs    string
 	Box           *encryption.Box
+	// CalloutSeed, when set, makes hermod-api NATS's auth callout for agents
+	// (an account seed, "SA..."; its public key is the server's auth_callout.issuer).
+	CalloutSeed string
 }
 
 // ParseAdminKeys splits HERMOD_ADMIN_KEYS; each key needs 16+ characters.
@@ -54,6 +58,8 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.Box = envconfig.EncryptionKey(r, true)
 	c.MaxEventBytes = int64(r.Int("HERMOD_MAX_EVENT_BYTES", 256<<10, 1024, 8<<20))
 	c.AllowCIDRs, _ = envconfig.AllowCIDRs(r, "")
+	c.CalloutSeed = r.Secret("HERMOD_AUTH_CALLOUT_SEED", "")
+	r.Check(c.CalloutSeed == "" || strings.HasPrefix(c.CalloutSeed, "SA"), "HERMOD_AUTH_CALLOUT_SEED", "must be an account seed (SA...)")
 	return c, r.Err()
 }
 
@@ -92,9 +98,19 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("HERMOD_API_ADDR %s: %w", cfg.Addr, err)
 	}
+	comps := []lifecycle.Component{
+		{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
+		{Name: "agent control", Run: srv.ServeAgents},
+	}
+	if cfg.CalloutSeed != "" {
+		callout, err := agentauth.NewCallout(cfg.CalloutSeed, "", srv, log)
+		if err != nil {
+			return err
+		}
+		log.Info().Str("issuer", callout.Issuer()).Msg("serving the NATS auth callout for agents")
+		comps = append(comps, lifecycle.Component{Name: "auth callout", Run: func(ctx context.Context) error { return callout.Serve(ctx, c.NC) }})
+	}
 	health.SetReady()
 	log.Info().Str("addr", l.Addr().String()).Msg("api ready")
-	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
-		lifecycle.Component{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
-		lifecycle.Component{Name: "agent control", Run: srv.ServeAgents})
+	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping, comps...)
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -267,4 +268,39 @@ func RepoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// CalloutNATS is a JetStream server that sends every connection other than
+// the services' user to an auth callout (agents).
+type CalloutNATS struct {
+	Server *server.Server
+	// ServiceURL connects as the services' user (exempt from the callout).
+	ServiceURL string
+	// Seed is the callout issuer's account seed (HERMOD_AUTH_CALLOUT_SEED).
+	Seed string
+}
+
+// NATSWithCallout starts such a server for t.
+func NATSWithCallout(t testing.TB) *CalloutNATS {
+	t.Helper()
+	kp, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
+		Users:       []*server.User{{Username: "hermod", Password: "hermod-service-pw"}},
+		AuthCallout: &server.AuthCallout{Issuer: pub, AuthUsers: []string{"hermod"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	addr := ns.Addr().String()
+	return &CalloutNATS{Server: ns, ServiceURL: "nats://hermod:hermod-service-pw@" + addr, Seed: string(seed)}
 }

@@ -1,0 +1,179 @@
+package allinone_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hermodhq/hermod/shared/agentauth"
+	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/streams"
+)
+
+// Least privilege enforced by NATS: with the auth callout served by
+// hermod-api, an agent's credentials can take its granted label sets'
+// deliveries (and the agent delivers with them), and a plain NATS client
+// using those credentials is refused everything else.
+func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
+	cn := hermodtest.NATSWithCallout(t)
+	rd := hermodtest.StartRedis(t)
+	env := func(extra map[string]string) map[string]string {
+		m := map[string]string{"HERMOD_NATS_URL": cn.ServiceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+			"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_ACQUIRE_TTL": "3s"}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	apiAddr, routerOps, delOps, agentOps := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	api := startProc(t, "hermod-api", env(map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey,
+		"HERMOD_AUTH_CALLOUT_SEED": cn.Seed}))
+	router := startProc(t, "hermod-router", env(map[string]string{"HERMOD_OPS_ADDR": routerOps}))
+	del := startProc(t, "hermod-deliverer", env(map[string]string{"HERMOD_OPS_ADDR": delOps}))
+	waitReady(t, api, "http://"+apiAddr+"/readyz")
+	waitReady(t, router, "http://"+routerOps+"/readyz")
+	waitReady(t, del, "http://"+delOps+"/readyz")
+	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
+	defer p.hc.CloseIdleConnections()
+
+	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-1", "labels": []string{"env:production"}})
+	token := reg["credentials"].(map[string]any)["token"].(string)
+	prod := hermodtest.NewSink(t)
+	const auth = "Bearer in-cluster-s3cret"
+	prodID := p.createWebhook(map[string]any{"name": "prod", "url": prod.URL + "/p4th", "event_types": []string{"alert.*"},
+		"target_labels": []string{"env:production"}, "auth_header": auth, "secret": testSecret})
+	p.createWebhook(map[string]any{"name": "staging", "url": prod.URL, "event_types": []string{"alert.*"},
+		"target_labels": []string{"env:staging"}})
+	p.publish("alert.triggered", map[string]any{"x": 1})
+	p.waitStatus(prodID, "pending", 1, 10*time.Second)
+
+	url := "nats://" + cn.Server.Addr().String()
+	if nc, err := nats.Connect(url, nats.UserInfo("eu-1", "hagt_wrong"), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatalf("a wrong token connected")
+	}
+	violations := make(chan error, 64)
+	nc, err := nats.Connect(url, nats.UserInfo("eu-1", token), nats.CustomInboxPrefix(agentauth.InboxPrefix("eu-1")),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	if err != nil {
+		t.Fatalf("agent credentials refused: %v", err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 1500*time.Millisecond) }
+
+	// Allowed: its own label set. What it can read carries no url, auth header or secret.
+	c, cancel := short()
+	own, err := js.Consumer(c, streams.DeliveriesStream, streams.AgentConsumerName([]string{"env:production"}))
+	cancel()
+	if err != nil {
+		t.Fatalf("own label set refused: %v", err)
+	}
+	batch, err := own.Fetch(1, jetstream.FetchMaxWait(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := 0
+	for m := range batch.Messages() {
+		read++
+		raw := string(m.Data()) + strings.Join(flatten(m.Headers()), " ")
+		for _, secret := range []string{"p4th", "in-cluster-s3cret", strings.TrimPrefix(testSecret, "whsec_"), prod.URL} {
+			if strings.Contains(raw, secret) {
+				t.Errorf("a delivery message holds %q", secret)
+			}
+		}
+		_ = m.Nak()
+	}
+	if read != 1 {
+		t.Errorf("read %d messages from its own label set, want 1", read)
+	}
+	// Refused: everything else.
+	refused := map[string]func() error{
+		"read the event stream": func() error {
+			c, cancel := short()
+			defer cancel()
+			_, err := js.Stream(c, streams.EventsStream)
+			return err
+		},
+		"take broker deliveries": func() error {
+			c, cancel := short()
+			defer cancel()
+			_, err := js.Consumer(c, streams.DeliveriesStream, streams.DelivererConsumer)
+			return err
+		},
+		"take another label set": func() error {
+			c, cancel := short()
+			defer cancel()
+			_, err := js.Consumer(c, streams.DeliveriesStream, streams.AgentConsumerName([]string{"env:staging"}))
+			return err
+		},
+		"create a consumer": func() error {
+			c, cancel := short()
+			defer cancel()
+			_, err := js.CreateOrUpdateConsumer(c, streams.DeadStream, jetstream.ConsumerConfig{Durable: "mine", FilterSubject: "hermod.dead.>"})
+			return err
+		},
+		"publish an event": func() error {
+			c, cancel := short()
+			defer cancel()
+			_, err := js.Publish(c, "alert.triggered", []byte(`{"event_type":"alert.triggered","data":{}}`))
+			return err
+		},
+	}
+	for what, f := range refused {
+		if err := f(); err == nil {
+			t.Errorf("agent credentials could %s", what)
+		}
+	}
+	for _, subj := range []string{"alert.>", "hermod.dlv.>", "_INBOX.>", agentauth.InboxPrefix("other") + ".>", "hermod.agenttest.other"} {
+		if _, err := nc.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.Flush()
+		select {
+		case err := <-violations:
+			if !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(err.Error(), "Permissions Violation") {
+				t.Errorf("subscribe %s: %v", subj, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Errorf("agent credentials could subscribe to %s", subj)
+		}
+	}
+	nc.Close()
+
+	// The agent itself delivers under these permissions.
+	agent := startProc(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": url, "HERMOD_AGENT_ID": "eu-1",
+		"HERMOD_AGENT_TOKEN": token, "HERMOD_OPS_ADDR": agentOps})
+	waitReady(t, agent, "http://"+agentOps+"/readyz")
+	ds := p.waitStatus(prodID, "success", 1, 20*time.Second)
+	if ds[0]["delivered_by"] != "agent:eu-1" || prod.Count() != 1 {
+		t.Errorf("delivery %v, sink %d", ds[0], prod.Count())
+	}
+	got := prod.Received()[0]
+	if got.Header.Get("Authorization") != auth {
+		t.Errorf("auth header %q", got.Header.Get("Authorization"))
+	}
+	verifySig(t, testSecret, got)
+	// Revoked credentials can no longer connect.
+	p.must(204, "DELETE", "/api/v1/agents/eu-1", nil)
+	if nc, err := nats.Connect(url, nats.UserInfo("eu-1", token), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Errorf("revoked credentials connected")
+	}
+}
+
+func flatten(h nats.Header) []string {
+	var out []string
+	for k, vs := range h {
+		out = append(out, k)
+		out = append(out, vs...)
+	}
+	return out
+}
