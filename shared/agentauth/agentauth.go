@@ -45,7 +45,7 @@ func Permissions(g Grant) jwt.Permissions {
 		p.Pub.Allow.Add(
 			"$JS.API.CONSUMER.MSG.NEXT."+streams.DeliveriesStream+"."+c,
 			"$JS.API.CONSUMER.INFO."+streams.DeliveriesStream+"."+c,
-			"$JS.ACK."+streams.DeliveriesStream+"."+c+".>", // v1 acks
+			"$JS.ACK."+streams.DeliveriesStream+"."+c+".>",     // v1 acks
 			"$JS.ACK.*.*."+streams.DeliveriesStream+"."+c+".>", // v2 acks: $JS.ACK.<domain>.<account hash>.<stream>.<consumer>...
 		)
 	}
