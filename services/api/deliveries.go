@@ -147,11 +147,15 @@ func (s *Server) getDelivery(c echo.Context) error {
 	if !finished(d.Status) && s.inFlight(c.Request().Context(), d.WebhookID)[d.ID] {
 		v.Status = streams.StatusAcquired
 	}
-	v.AttemptHistory = hist
-	if v.AttemptHistory == nil {
-		v.AttemptHistory = []store.AttemptEntry{}
+	if hist == nil {
+		hist = []store.AttemptEntry{}
 	}
-	v.Payload = payload
+	v.AttemptHistory = &hist
+	pl := json.RawMessage("null")
+	if len(payload) > 0 {
+		pl = payload
+	}
+	v.Payload = &pl
 	return c.JSON(http.StatusOK, v)
 }
 

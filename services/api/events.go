@@ -30,10 +30,9 @@ func (s *Server) publishEvent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var raw map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&raw); err != nil || raw == nil || dec.More() {
-		return badRequest("malformed JSON: body must be an object")
+	raw, err := webhooks.DecodeObject(body)
+	if err != nil {
+		return badRequest(err.Error())
 	}
 	for k := range raw {
 		switch k {

@@ -69,24 +69,24 @@ func webhookView(w *webhooks.Webhook, st store.WebhookStats) WebhookView {
 
 // DeliveryView is the delivery object of the API.
 type DeliveryView struct {
-	ID             string               `json:"id"`
-	WebhookID      string               `json:"webhook_id"`
-	EventID        string               `json:"event_id"`
-	EventType      string               `json:"event_type"`
-	Status         string               `json:"status"`
-	Attempts       int                  `json:"attempts"`
-	NextRetryAt    *string              `json:"next_retry_at"`
-	LastStatusCode *int                 `json:"last_status_code"`
-	LastError      *string              `json:"last_error"`
-	DeadReason     *string              `json:"dead_reason,omitempty"`
-	TargetLabels   []string             `json:"target_labels"`
-	DeliveredBy    *string              `json:"delivered_by"`
-	CreatedAt      string               `json:"created_at"`
-	UpdatedAt      string               `json:"updated_at"`
-	CompletedAt    *string              `json:"completed_at"`
-	PayloadSize    int                  `json:"payload_size"`
-	Payload        json.RawMessage      `json:"payload,omitempty"`
-	AttemptHistory []store.AttemptEntry `json:"attempt_history,omitempty"`
+	ID             string                `json:"id"`
+	WebhookID      string                `json:"webhook_id"`
+	EventID        string                `json:"event_id"`
+	EventType      string                `json:"event_type"`
+	Status         string                `json:"status"`
+	Attempts       int                   `json:"attempts"`
+	NextRetryAt    *string               `json:"next_retry_at"`
+	LastStatusCode *int                  `json:"last_status_code"`
+	LastError      *string               `json:"last_error"`
+	DeadReason     *string               `json:"dead_reason,omitempty"`
+	TargetLabels   []string              `json:"target_labels"`
+	DeliveredBy    *string               `json:"delivered_by"`
+	CreatedAt      string                `json:"created_at"`
+	UpdatedAt      string                `json:"updated_at"`
+	CompletedAt    *string               `json:"completed_at"`
+	PayloadSize    int                   `json:"payload_size"`
+	Payload        *json.RawMessage      `json:"payload,omitempty"`         // single view only (null once expired)
+	AttemptHistory *[]store.AttemptEntry `json:"attempt_history,omitempty"` // single view only (always, [] before any attempt)
 }
 
 func deliveryView(d *store.Delivery) DeliveryView {

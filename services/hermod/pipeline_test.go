@@ -261,8 +261,13 @@ func TestPauseHoldsResumeDelivers(t *testing.T) {
 		if s.Count() != 0 {
 			t.Fatalf("paused webhook received %d requests", s.Count())
 		}
-		if n := len(p.deliveries(id, "pending")); n != 3 {
-			t.Errorf("%d pending while paused, want 3", n)
+		pending := p.deliveries(id, "pending")
+		if len(pending) != 3 {
+			t.Fatalf("%d pending while paused, want 3", len(pending))
+		}
+		one := p.must(200, "GET", "/api/v1/deliveries/"+pending[0]["id"].(string), nil)
+		if h, ok := one["attempt_history"].([]any); !ok || len(h) != 0 || one["payload"] == nil {
+			t.Errorf("single view of a delivery without attempts: %v", one)
 		}
 		if m := p.metrics(); !strings.Contains(m, `hermod_webhook_backlog{state="held",webhook_id="`+id+`"} 3`) ||
 			!strings.Contains(m, `hermod_webhook_backlog_oldest_seconds{webhook_id="`+id+`"}`) {

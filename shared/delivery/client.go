@@ -17,6 +17,7 @@ import (
 	"code.dny.dev/ssrf"
 
 	"github.com/hermodhq/hermod/shared/signing"
+	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
 // MaxResponseRead is how much of a response body is read (then discarded,
@@ -145,6 +146,9 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
+	if !webhooks.ValidHeaderValue(r.AuthHeader) {
+		return Result{Class: Terminal, Err: errors.New("the auth header holds characters HTTP cannot send"), Duration: time.Since(start)}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
 	if err != nil {
 		return Result{Class: Terminal, Err: fmt.Errorf("build request: %w", err), Duration: time.Since(start)}

@@ -117,17 +117,33 @@ func Backoff(n int, jitter float64) time.Duration {
 // Jitter returns a random value in [-1, 1].
 func Jitter() float64 { return rand.Float64()*2 - 1 }
 
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // ParseRetryAfter reads a Retry-After header (seconds or an HTTP date).
 func ParseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n < 0 {
-			return 0
+	if isDigits(v) {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n > int64(MaxRetryAfter/time.Second) { // too large to parse or to multiply: capped
+			return MaxRetryAfter
 		}
-		return min(time.Duration(n)*time.Second, MaxRetryAfter)
+		return time.Duration(n) * time.Second
+	}
+	if strings.HasPrefix(v, "-") && isDigits(v[1:]) {
+		return 0
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		d := t.Sub(now)

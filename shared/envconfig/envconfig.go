@@ -148,16 +148,22 @@ func Mask(v string) string {
 	return "****"
 }
 
-// MaskURL hides the password of a URL such as redis://:pw@host.
+// MaskURL hides the credentials of a URL (or a comma-separated list of
+// URLs): the password of user:password, or a token given alone.
 func MaskURL(v string) string {
-	at := strings.LastIndex(v, "@")
-	scheme := strings.Index(v, "://")
-	if at < 0 || scheme < 0 || at < scheme {
-		return v
+	parts := strings.Split(v, ",")
+	for i, p := range parts {
+		scheme := strings.Index(p, "://")
+		at := strings.LastIndex(p, "@")
+		if scheme < 0 || at < scheme {
+			continue
+		}
+		creds := p[scheme+3 : at]
+		masked := "****"
+		if user, _, ok := strings.Cut(creds, ":"); ok {
+			masked = user + ":****"
+		}
+		parts[i] = p[:scheme+3] + masked + p[at:]
 	}
-	creds := v[scheme+3 : at]
-	if user, _, ok := strings.Cut(creds, ":"); ok {
-		return v[:scheme+3] + user + ":****" + v[at:]
-	}
-	return v
+	return strings.Join(parts, ",")
 }

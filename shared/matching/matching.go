@@ -39,6 +39,20 @@ func ParseEnvelope(body []byte) (*Envelope, *Event, error) {
 		return nil, nil, fmt.Errorf("event envelope: event_type is missing")
 	}
 	ev := &Event{ID: env.ID, Type: env.EventType, Labels: env.Labels}
+	if len(env.Labels) > 0 {
+		// A null label value is a missing label, not "": it never matches.
+		var nullable struct {
+			Labels map[string]*string `json:"labels"`
+		}
+		if err := json.Unmarshal(body, &nullable); err == nil {
+			ev.Labels = make(map[string]string, len(nullable.Labels))
+			for k, v := range nullable.Labels {
+				if v != nil {
+					ev.Labels[k] = *v
+				}
+			}
+		}
+	}
 	if len(env.Data) > 0 && env.Data[0] == '{' {
 		var d struct {
 			AgentID *json.RawMessage `json:"agent_id"`
@@ -132,10 +146,12 @@ func Build(ws []*webhooks.Webhook) *Set {
 		for f := range fams {
 			s.family[f] = append(s.family[f], w)
 		}
+		seen := map[string]bool{}
 		for _, p := range w.EventTypes {
-			if strings.HasSuffix(p, ".*") {
+			if strings.HasSuffix(p, ".*") || seen[p] {
 				continue
 			}
+			seen[p] = true
 			if fam, _, _ := strings.Cut(p, "."); fams[fam] {
 				continue
 			}

@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -122,6 +124,17 @@ func CanonicalLabels(field string, labels []string) ([]string, error) {
 	return out, nil
 }
 
+// ValidHeaderValue reports whether s can be sent as an HTTP header value:
+// visible characters, spaces, tabs and non-ASCII bytes, no control characters.
+func ValidHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidateURL checks an absolute http or https URL of at most 2048 bytes.
 func ValidateURL(field, raw string) error {
 	if raw == "" {
@@ -140,6 +153,11 @@ func ValidateURL(field, raw string) error {
 	if u.Hostname() == "" {
 		return fieldErr(field, "must have a host")
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fieldErr(field, "port must be between 1 and 65535")
+		}
+	}
 	if strings.ContainsAny(raw, " \r\n\t") {
 		return fieldErr(field, "must not contain whitespace")
 	}
@@ -152,19 +170,31 @@ var allowedFields = map[string]bool{
 	"max_retries": true, "timeout_seconds": true, "enabled": true,
 }
 
-// DecodeBody decodes a JSON object into raw fields, rejecting unknown ones.
-// A syntax error is returned as is (400); a field error as *FieldError (422).
-func DecodeBody(body []byte) (map[string]json.RawMessage, error) {
+// DecodeObject decodes one JSON object and nothing after it (only
+// whitespace may follow).
+func DecodeObject(body []byte) (map[string]json.RawMessage, error) {
 	var raw map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
+	rd := bytes.NewReader(body)
+	dec := json.NewDecoder(rd)
 	if err := dec.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("malformed JSON: %w", err)
 	}
-	if dec.More() {
+	rest, _ := io.ReadAll(io.MultiReader(dec.Buffered(), rd))
+	if len(bytes.TrimSpace(rest)) > 0 {
 		return nil, fmt.Errorf("malformed JSON: trailing data after the object")
 	}
 	if raw == nil {
 		return nil, fmt.Errorf("malformed JSON: body must be an object")
+	}
+	return raw, nil
+}
+
+// DecodeBody decodes a JSON object into raw fields, rejecting unknown ones.
+// A syntax error is returned as is (400); a field error as *FieldError (422).
+func DecodeBody(body []byte) (map[string]json.RawMessage, error) {
+	raw, err := DecodeObject(body)
+	if err != nil {
+		return nil, err
 	}
 	keys := make([]string, 0, len(raw))
 	for k := range raw {
@@ -292,8 +322,8 @@ func applyField(w *Webhook, f string, r json.RawMessage, cat *catalog.Catalog) e
 		if err := decodeField(f, r, &s, "a string"); err != nil {
 			return err
 		}
-		if strings.ContainsAny(s, "\r\n\x00") {
-			return fieldErr(f, "must not contain CR, LF or NUL")
+		if !ValidHeaderValue(s) {
+			return fieldErr(f, "must not contain CR, LF or other control characters")
 		}
 		if len(s) > MaxAuthHeaderLength {
 			return fieldErr(f, "must be at most %d bytes", MaxAuthHeaderLength)
