@@ -17,6 +17,12 @@ import (
 	"github.com/hermodhq/hermod/shared/streams"
 )
 
+// UserTTL is how long an agent's user JWT is valid: the server closes the
+// connection then, and the agent reconnects and is authorized again, so a
+// grant change or a revocation reaches NATS within this time even without a
+// kick.
+const UserTTL = 5 * time.Minute
+
 // CalloutSubject is where nats-server sends authorization requests.
 const CalloutSubject = "$SYS.REQ.USER.AUTH"
 
@@ -81,7 +87,7 @@ func NewCallout(seed, account string, grants Grants, log zerolog.Logger) (*Callo
 	if account == "" {
 		account = "$G"
 	}
-	return &Callout{issuer: kp, account: account, grants: grants, log: log, ttl: time.Hour}, nil
+	return &Callout{issuer: kp, account: account, grants: grants, log: log, ttl: UserTTL}, nil
 }
 
 // Issuer is the public key to configure as auth_callout.issuer.
