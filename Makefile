@@ -30,9 +30,13 @@ lint:
 bench: build
 	cd services/hermod && go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
 
+# -fuzzminimizetime keeps input minimisation from eating the whole run.
+FUZZ = go test -run '^$$' -fuzztime 30s -fuzzminimizetime 2s -fuzz
 fuzz:
-	cd shared && go test -run '^$$' -fuzz FuzzDecodeBody -fuzztime 30s ./webhooks
-	cd shared && go test -run '^$$' -fuzz FuzzParseEnvelope -fuzztime 30s ./matching
+	cd shared && $(FUZZ) '^FuzzDecodeBody$$' ./webhooks
+	cd shared && $(FUZZ) '^FuzzApplyUpdate$$' ./webhooks
+	cd shared && $(FUZZ) '^FuzzParseEnvelope$$' ./matching
+	cd shared && $(FUZZ) '^FuzzSetMatch$$' ./matching
 
 clean:
 	rm -rf bin data
