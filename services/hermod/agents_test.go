@@ -115,23 +115,9 @@ func TestAgentGrantsAndLabelSets(t *testing.T) {
 func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
 	ns := hermodtest.NATS(t)
 	rd := hermodtest.StartRedis(t)
-	env := func(extra map[string]string) map[string]string {
-		m := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
-			"HERMOD_ACQUIRE_TTL": "5s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
-	}
-	apiAddr, routerOps, delOps, agentOps := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	api := startProc(t, "hermod-api", env(map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey}))
-	router := startProc(t, "hermod-router", env(map[string]string{"HERMOD_OPS_ADDR": routerOps}))
-	del := startProc(t, "hermod-deliverer", env(map[string]string{"HERMOD_OPS_ADDR": delOps}))
-	waitReady(t, api, "http://"+apiAddr+"/readyz")
-	waitReady(t, router, "http://"+routerOps+"/readyz")
-	waitReady(t, del, "http://"+delOps+"/readyz")
-	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
-	defer p.hc.CloseIdleConnections()
+	env := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+		"HERMOD_ACQUIRE_TTL": "5s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
+	p, _, _ := startFleet(t, env, nil, 1)
 
 	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-1", "labels": []string{"env:production", "region:eu"}})
 	token := reg["credentials"].(map[string]any)["token"].(string)
@@ -147,9 +133,8 @@ func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
 		}
 		ids[name] = p.createWebhook(body)
 	}
-	agent := startProc(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_AGENT_ID": "eu-1",
-		"HERMOD_AGENT_TOKEN": token, "HERMOD_OPS_ADDR": agentOps})
-	waitReady(t, agent, "http://"+agentOps+"/readyz")
+	_, agentOps := startReady(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_AGENT_ID": "eu-1",
+		"HERMOD_AGENT_TOKEN": token})
 	p.publish("alert.triggered", map[string]any{"severity": "critical"})
 	for _, name := range []string{"broker", "prod", "prod-eu"} {
 		s := sinks[name]
@@ -209,21 +194,8 @@ func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
 func TestE2EAgentsLateGrantAndTakeover(t *testing.T) {
 	ns := hermodtest.NATS(t)
 	rd := hermodtest.StartRedis(t)
-	env := func(extra map[string]string) map[string]string {
-		m := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
-			"HERMOD_ACQUIRE_TTL": "2s"}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
-	}
-	apiAddr, routerOps := freeAddr(t), freeAddr(t)
-	api := startProc(t, "hermod-api", env(map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey}))
-	router := startProc(t, "hermod-router", env(map[string]string{"HERMOD_OPS_ADDR": routerOps}))
-	waitReady(t, api, "http://"+apiAddr+"/readyz")
-	waitReady(t, router, "http://"+routerOps+"/readyz")
-	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
-	defer p.hc.CloseIdleConnections()
+	p, _, _ := startFleet(t, map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(),
+		"HERMOD_ENCRYPTION_KEY": testEncKey, "HERMOD_ACQUIRE_TTL": "2s"}, nil, 0)
 
 	release := make(chan struct{})
 	var once sync.Once
@@ -252,10 +224,8 @@ func TestE2EAgentsLateGrantAndTakeover(t *testing.T) {
 	}
 	start := func(id string, labels []string) agentProc {
 		reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": id, "labels": labels})
-		ops := freeAddr(t)
-		a := startProc(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_AGENT_ID": id,
-			"HERMOD_AGENT_TOKEN": reg["credentials"].(map[string]any)["token"].(string), "HERMOD_OPS_ADDR": ops})
-		waitReady(t, a, "http://"+ops+"/readyz")
+		a, ops := startReady(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_AGENT_ID": id,
+			"HERMOD_AGENT_TOKEN": reg["credentials"].(map[string]any)["token"].(string)})
 		return agentProc{a, ops}
 	}
 	// Registered later: the waiting staging delivery goes out.

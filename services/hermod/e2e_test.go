@@ -134,38 +134,9 @@ var inFlightRe = regexp.MustCompile(`(?m)^hermod_deliveries_in_flight (\d+)`)
 func TestE2ESeparateBinariesSurviveKill(t *testing.T) {
 	ns := hermodtest.NATS(t)
 	rd := hermodtest.StartRedis(t)
-	common := map[string]string{
-		"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
-		"HERMOD_ACQUIRE_TTL": "2s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_SHUTDOWN_TIMEOUT": "5s",
-	}
-	with := func(extra map[string]string) map[string]string {
-		m := map[string]string{}
-		for k, v := range common {
-			m[k] = v
-		}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
-	}
-	apiAddr := freeAddr(t)
-	api := startProc(t, "hermod-api", with(map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey}))
-	routerOps := freeAddr(t)
-	router := startProc(t, "hermod-router", with(map[string]string{"HERMOD_OPS_ADDR": routerOps}))
-	var dels []*proc
-	var delOps []string
-	for i := 0; i < 2; i++ {
-		ops := freeAddr(t)
-		delOps = append(delOps, ops)
-		dels = append(dels, startProc(t, "hermod-deliverer", with(map[string]string{"HERMOD_OPS_ADDR": ops, "HERMOD_DELIVERY_CONCURRENCY": "16"})))
-	}
-	waitReady(t, api, "http://"+apiAddr+"/readyz")
-	waitReady(t, router, "http://"+routerOps+"/readyz")
-	for i, d := range dels {
-		waitReady(t, d, "http://"+delOps[i]+"/readyz")
-	}
-	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
-	defer p.hc.CloseIdleConnections()
+	p, dels, delOps := startFleet(t, map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(),
+		"HERMOD_ENCRYPTION_KEY": testEncKey, "HERMOD_ACQUIRE_TTL": "2s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8",
+		"HERMOD_SHUTDOWN_TIMEOUT": "5s", "HERMOD_DELIVERY_CONCURRENCY": "16"}, nil, 2)
 
 	release := make(chan struct{})
 	var once sync.Once
@@ -394,18 +365,7 @@ func TestE2EAbandonedAfterFiveLostLeases(t *testing.T) {
 	rd := hermodtest.StartRedis(t)
 	env := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
 		"HERMOD_ACQUIRE_TTL": "1s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
-	apiAddr, routerOps := freeAddr(t), freeAddr(t)
-	apiEnv := map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey}
-	routerEnv := map[string]string{"HERMOD_OPS_ADDR": routerOps}
-	for k, v := range env {
-		apiEnv[k], routerEnv[k] = v, v
-	}
-	api := startProc(t, "hermod-api", apiEnv)
-	router := startProc(t, "hermod-router", routerEnv)
-	waitReady(t, api, "http://"+apiAddr+"/readyz")
-	waitReady(t, router, "http://"+routerOps+"/readyz")
-	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
-	defer p.hc.CloseIdleConnections()
+	p, _, _ := startFleet(t, env, nil, 0)
 	s := hermodtest.NewSink(t)
 	id := p.createWebhook(map[string]any{"name": "poison", "url": s.URL, "event_types": []string{"stack.*"}})
 	p.publish("stack.created", map[string]any{})
@@ -433,12 +393,7 @@ func TestE2EAbandonedAfterFiveLostLeases(t *testing.T) {
 			lost++ // taken, never settled: the lease expires
 		}
 	}
-	ops := freeAddr(t)
-	delEnv := map[string]string{"HERMOD_OPS_ADDR": ops}
-	for k, v := range env {
-		delEnv[k] = v
-	}
-	startProc(t, "hermod-deliverer", delEnv)
+	startReady(t, "hermod-deliverer", env)
 	ds := p.waitStatus(id, "dead", 1, 20*time.Second)
 	if ds[0]["dead_reason"] != "abandoned" || s.Count() != 0 {
 		t.Errorf("poison delivery %v, sink %d", ds[0], s.Count())
@@ -453,23 +408,10 @@ func TestE2EAbandonedAfterFiveLostLeases(t *testing.T) {
 func TestE2EGracefulShutdownDrains(t *testing.T) {
 	ns := hermodtest.NATS(t)
 	rd := hermodtest.StartRedis(t)
-	env := func(extra map[string]string) map[string]string {
-		m := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
-			"HERMOD_ACQUIRE_TTL": "2s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_SHUTDOWN_TIMEOUT": "10s"}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
-	}
-	apiAddr, routerOps, delOps := freeAddr(t), freeAddr(t), freeAddr(t)
-	api := startProc(t, "hermod-api", env(map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey}))
-	router := startProc(t, "hermod-router", env(map[string]string{"HERMOD_OPS_ADDR": routerOps}))
-	del := startProc(t, "hermod-deliverer", env(map[string]string{"HERMOD_OPS_ADDR": delOps}))
-	waitReady(t, api, "http://"+apiAddr+"/readyz")
-	waitReady(t, router, "http://"+routerOps+"/readyz")
-	waitReady(t, del, "http://"+delOps+"/readyz")
-	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
-	defer p.hc.CloseIdleConnections()
+	env := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+		"HERMOD_ACQUIRE_TTL": "2s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_SHUTDOWN_TIMEOUT": "10s"}
+	p, dels, ops := startFleet(t, env, nil, 1)
+	del, delOps := dels[0], ops[0]
 	s := hermodtest.NewSink(t)
 	s.SetAnswer(func(n int, _ *http.Request) int {
 		if n == 1 {
@@ -507,9 +449,7 @@ func TestE2EGracefulShutdownDrains(t *testing.T) {
 		t.Errorf("/readyz never answered 503 during the drain")
 	}
 	// A new deliverer must find nothing to redeliver.
-	del2Ops := freeAddr(t)
-	del2 := startProc(t, "hermod-deliverer", env(map[string]string{"HERMOD_OPS_ADDR": del2Ops}))
-	waitReady(t, del2, "http://"+del2Ops+"/readyz")
+	startReady(t, "hermod-deliverer", env)
 	p.waitStatus(id, "success", 1, 10*time.Second)
 	time.Sleep(3 * time.Second) // longer than the 2 s lease
 	if s.Count() != 1 {
@@ -621,4 +561,46 @@ func TestE2EConfigurationCheckedAndMasked(t *testing.T) {
 	if strings.Contains(logs, testEncKey) || strings.Contains(logs, testAdminKey) {
 		t.Errorf("a secret appears in the log")
 	}
+}
+
+func merge(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// startReady runs bin with env on a free address (HERMOD_API_ADDR for the
+// api, HERMOD_OPS_ADDR otherwise) and waits until its /readyz answers 200.
+func startReady(t *testing.T, bin string, env map[string]string) (*proc, string) {
+	t.Helper()
+	addr := freeAddr(t)
+	key := "HERMOD_OPS_ADDR"
+	if bin == "hermod-api" || bin == "hermod" {
+		key = "HERMOD_API_ADDR"
+	}
+	p := startProc(t, bin, merge(env, map[string]string{key: addr}))
+	waitReady(t, p, "http://"+addr+"/readyz")
+	return p, addr
+}
+
+// startFleet runs hermod-api (with apiEnv too), hermod-router and n
+// hermod-deliverer processes sharing env, and returns an API client, the
+// deliverers and their ops addresses.
+func startFleet(t *testing.T, env, apiEnv map[string]string, n int) (*pipeline, []*proc, []string) {
+	t.Helper()
+	_, apiAddr := startReady(t, "hermod-api", merge(env, map[string]string{"HERMOD_ADMIN_KEYS": testAdminKey}, apiEnv))
+	startReady(t, "hermod-router", env)
+	var dels []*proc
+	var ops []string
+	for i := 0; i < n; i++ {
+		d, addr := startReady(t, "hermod-deliverer", env)
+		dels, ops = append(dels, d), append(ops, addr)
+	}
+	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
+	t.Cleanup(p.hc.CloseIdleConnections)
+	return p, dels, ops
 }

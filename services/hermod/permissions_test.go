@@ -3,7 +3,6 @@ package allinone_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -23,24 +22,9 @@ import (
 func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 	cn := hermodtest.NATSWithCallout(t)
 	rd := hermodtest.StartRedis(t)
-	env := func(extra map[string]string) map[string]string {
-		m := map[string]string{"HERMOD_NATS_URL": cn.ServiceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
-			"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_ACQUIRE_TTL": "3s"}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
-	}
-	apiAddr, routerOps, delOps, agentOps := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	api := startProc(t, "hermod-api", env(map[string]string{"HERMOD_API_ADDR": apiAddr, "HERMOD_ADMIN_KEYS": testAdminKey,
-		"HERMOD_AUTH_CALLOUT_SEED": cn.Seed}))
-	router := startProc(t, "hermod-router", env(map[string]string{"HERMOD_OPS_ADDR": routerOps}))
-	del := startProc(t, "hermod-deliverer", env(map[string]string{"HERMOD_OPS_ADDR": delOps}))
-	waitReady(t, api, "http://"+apiAddr+"/readyz")
-	waitReady(t, router, "http://"+routerOps+"/readyz")
-	waitReady(t, del, "http://"+delOps+"/readyz")
-	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
-	defer p.hc.CloseIdleConnections()
+	env := map[string]string{"HERMOD_NATS_URL": cn.ServiceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+		"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_ACQUIRE_TTL": "3s"}
+	p, _, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": cn.Seed}, 1)
 
 	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-1", "labels": []string{"env:production"}})
 	token := reg["credentials"].(map[string]any)["token"].(string)
@@ -149,9 +133,7 @@ func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 	nc.Close()
 
 	// The agent itself delivers under these permissions.
-	agent := startProc(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": url, "HERMOD_AGENT_ID": "eu-1",
-		"HERMOD_AGENT_TOKEN": token, "HERMOD_OPS_ADDR": agentOps})
-	waitReady(t, agent, "http://"+agentOps+"/readyz")
+	startReady(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": url, "HERMOD_AGENT_ID": "eu-1", "HERMOD_AGENT_TOKEN": token})
 	ds := p.waitStatus(prodID, "success", 1, 20*time.Second)
 	if ds[0]["delivered_by"] != "agent:eu-1" || prod.Count() != 1 {
 		t.Errorf("delivery %v, sink %d", ds[0], prod.Count())
