@@ -353,7 +353,7 @@ func (d *Deliverer) deliver(p streams.Pulled) {
 	w, gone, err := d.lookup(meta.WebhookID)
 	if err != nil {
 		// The store is unreachable and the webhook is not in the index: wait outside the window.
-		d.park(msg, meta, md.Sequence.Stream, streams.DelaySubject(meta.WebhookID), time.Second, "lookup")
+		d.park(msg, meta, md.Sequence.Stream, lost, time.Second, "lookup")
 		return
 	}
 	if gone {
@@ -368,7 +368,7 @@ func (d *Deliverer) deliver(p streams.Pulled) {
 		return
 	}
 	if !w.Enabled {
-		d.parkHeld(msg, meta, md.Sequence.Stream)
+		d.hold(msg, meta, md.Sequence.Stream, lost)
 		return
 	}
 	st := d.state(w.ID)
@@ -378,12 +378,12 @@ func (d *Deliverer) deliver(p streams.Pulled) {
 	until := st.openUntil
 	st.mu.Unlock()
 	if open {
-		d.park(msg, meta, md.Sequence.Stream, streams.DelaySubject(w.ID), until.Sub(now), "breaker")
+		d.park(msg, meta, md.Sequence.Stream, lost, until.Sub(now), "breaker")
 		return
 	}
 	if int(st.inflight.Add(1)) > d.opts.WebhookInflight {
 		st.inflight.Add(-1)
-		d.park(msg, meta, md.Sequence.Stream, streams.DelaySubject(w.ID), 100*time.Millisecond, "saturated")
+		d.park(msg, meta, md.Sequence.Stream, lost, 100*time.Millisecond, "saturated")
 		return
 	}
 	d.attempt(msg, meta, md.Sequence.Stream, lost, w, st)
@@ -564,11 +564,7 @@ func (d *Deliverer) finishDead(msg jetstream.Msg, meta streams.Meta, o streams.O
 	if o.FinishedAt == 0 {
 		o.FinishedAt = time.Now().UnixMilli()
 	}
-	dead := streams.NewMsg(streams.DeadSubject(meta.WebhookID), "", meta, msg.Data())
-	delete(dead.Header, streams.HdrMsgID)
-	dead.Header.Set("Hermod-Reason", o.Reason)
-	dead.Header.Set("Hermod-Error", o.Error)
-	if err := d.publishAll(d.outcomeMsg(&o), dead); err != nil {
+	if err := d.publishAll(d.outcomeMsg(&o), deadLetter(meta, msg.Data(), &o)); err != nil {
 		d.log.Error().Err(err).Str("delivery_id", meta.DeliveryID).Msg("dead letter not recorded; the lease will expire and it is retried")
 		return
 	}
@@ -580,43 +576,49 @@ func (d *Deliverer) finishDead(msg jetstream.Msg, meta streams.Meta, o streams.O
 	}
 }
 
-// park moves a delivery out of the window for delay, without spending an attempt.
-func (d *Deliverer) park(msg jetstream.Msg, meta streams.Meta, seq uint64, subject string, delay time.Duration, reason string) {
-	md, _ := msg.Metadata()
-	next := meta
-	if md != nil {
-		next.Lost = meta.Lost + int(md.NumDelivered) - 1
-	}
-	next.Due = time.Now().Add(delay).UnixMilli()
-	id := streams.RetryMsgID(meta, seq) + ":p"
-	if err := d.publishAll(streams.NewMsg(subject, id, next, msg.Data())); err != nil {
-		d.log.Warn().Err(err).Str("delivery_id", meta.DeliveryID).Msg("park failed; the lease will expire")
-		return
+// move republishes next (a copy of msg's delivery) on subject and acks
+// msg; when the publish fails it leaves msg unsettled and returns false.
+func (d *Deliverer) move(msg jetstream.Msg, next streams.Meta, subject, msgID string) bool {
+	if err := d.publishAll(streams.NewMsg(subject, msgID, next, msg.Data())); err != nil {
+		d.log.Warn().Err(err).Str("delivery_id", next.DeliveryID).Str("subject", subject).Msg("move failed; the delivery stays where it is")
+		return false
 	}
 	_ = msg.Ack()
-	if d.m != nil {
+	return true
+}
+
+// park moves a delivery out of the window for delay, without spending an
+// attempt; lost carries the leases lost so far.
+func (d *Deliverer) park(msg jetstream.Msg, meta streams.Meta, seq uint64, lost int, delay time.Duration, reason string) {
+	next := meta
+	next.Lost = lost
+	next.Due = time.Now().Add(delay).UnixMilli()
+	if d.move(msg, next, streams.DelaySubject(meta.WebhookID), streams.RetryMsgID(meta, seq)+":p") && d.m != nil {
 		d.m.Parked.WithLabelValues(reason).Inc()
 	}
 }
 
-func (d *Deliverer) parkHeld(msg jetstream.Msg, meta streams.Meta, seq uint64) {
+// hold parks a delivery of a paused webhook in the held stream.
+func (d *Deliverer) hold(msg jetstream.Msg, meta streams.Meta, seq uint64, lost int) bool {
 	next := meta
-	if md, err := msg.Metadata(); err == nil {
-		next.Lost = meta.Lost + int(md.NumDelivered) - 1
-	}
-	next.Due = 0
+	next.Lost, next.Due = lost, 0
 	if next.HeldSince == 0 {
 		next.HeldSince = time.Now().UnixMilli()
 	}
-	id := streams.RetryMsgID(meta, seq) + ":h"
-	if err := d.publishAll(streams.NewMsg(streams.HeldSubject(meta.WebhookID), id, next, msg.Data())); err != nil {
-		d.log.Warn().Err(err).Str("delivery_id", meta.DeliveryID).Msg("hold failed; the lease will expire")
-		return
-	}
-	_ = msg.Ack()
-	if d.m != nil {
+	ok := d.move(msg, next, streams.HeldSubject(meta.WebhookID), streams.RetryMsgID(meta, seq)+":h")
+	if ok && d.m != nil {
 		d.m.Parked.WithLabelValues("paused").Inc()
 	}
+	return ok
+}
+
+// deadLetter is the dead-letter copy of a delivery.
+func deadLetter(meta streams.Meta, body []byte, o *streams.Outcome) *nats.Msg {
+	m := streams.NewMsg(streams.DeadSubject(meta.WebhookID), "", meta, body)
+	delete(m.Header, streams.HdrMsgID)
+	m.Header.Set("Hermod-Reason", o.Reason)
+	m.Header.Set("Hermod-Error", o.Error)
+	return m
 }
 
 // publishAll publishes msgs and waits for every acknowledgement, retrying
@@ -683,7 +685,9 @@ func (d *Deliverer) schedule(msg jetstream.Msg) {
 		return
 	}
 	if !w.Enabled {
-		d.parkHeldFromDelay(msg, meta, md.Sequence.Stream)
+		if !d.hold(msg, meta, md.Sequence.Stream, meta.Lost) {
+			_ = msg.NakWithDelay(time.Second)
+		}
 		return
 	}
 	next := meta
@@ -691,19 +695,6 @@ func (d *Deliverer) schedule(msg jetstream.Msg) {
 	// Back to whoever delivers this webhook: broker deliverers or its label set's agents.
 	ready := streams.SubjectFor(w.ID, w.TargetLabels, true)
 	if err := d.publishAll(streams.NewMsg(ready, streams.RetryMsgID(meta, md.Sequence.Stream)+":r", next, msg.Data())); err != nil {
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	_ = msg.Ack()
-}
-
-func (d *Deliverer) parkHeldFromDelay(msg jetstream.Msg, meta streams.Meta, seq uint64) {
-	next := meta
-	next.Due = 0
-	if next.HeldSince == 0 {
-		next.HeldSince = time.Now().UnixMilli()
-	}
-	if err := d.publishAll(streams.NewMsg(streams.HeldSubject(meta.WebhookID), streams.RetryMsgID(meta, seq)+":h", next, msg.Data())); err != nil {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
@@ -775,11 +766,8 @@ func (d *Deliverer) drainSubject(ctx context.Context, held jetstream.Stream, sub
 			o := d.outcome(meta, w, streams.StatusDead, meta.Attempts)
 			o.Reason = streams.ReasonExpired
 			o.Error = "held longer than HERMOD_MAX_HOLD (" + d.opts.MaxHold.String() + ") while paused"
-			o.FinishedAt = time.Now().UnixMilli()
-			dead := streams.NewMsg(streams.DeadSubject(meta.WebhookID), "", meta, raw.Data)
-			delete(dead.Header, streams.HdrMsgID)
-			dead.Header.Set("Hermod-Reason", o.Reason)
-			if err := d.publishAll(d.outcomeMsg(&o), dead); err != nil {
+			o.FinishedAt, o.PayloadSize = time.Now().UnixMilli(), len(raw.Data)
+			if err := d.publishAll(d.outcomeMsg(&o), deadLetter(meta, raw.Data, &o)); err != nil {
 				return err
 			}
 			_ = held.DeleteMsg(ctx, raw.Sequence)

@@ -196,11 +196,6 @@ type Batch struct {
 
 // ApplyBatch writes a batch in one pipeline.
 func (s *Store) ApplyBatch(ctx context.Context, b Batch, lim Limits) error {
-	if len(b.Breakers) > 0 {
-		if err := breakerScript.Load(ctx, s.rdb).Err(); err != nil {
-			return fmt.Errorf("load breaker script: %w", err)
-		}
-	}
 	return s.applyOutcomes(ctx, b.Outcomes, b.Enqueued, b.Breakers, lim)
 }
 
@@ -209,9 +204,32 @@ func (s *Store) ApplyOutcomes(ctx context.Context, outs []streams.Outcome, enq [
 	return s.applyOutcomes(ctx, outs, enq, nil, lim)
 }
 
+// loadScripts loads the Lua scripts once (not once per batch).
+func (s *Store) loadScripts(ctx context.Context) error {
+	if s.scripts.Load() {
+		return nil
+	}
+	for _, sc := range []*redis.Script{mergeScript, breakerScript} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load scripts: %w", err)
+		}
+	}
+	s.scripts.Store(true)
+	return nil
+}
+
+// execScripts runs a pipeline of script calls, noting when Redis lost them.
+func (s *Store) execScripts(ctx context.Context, p redis.Pipeliner) error {
+	_, err := p.Exec(ctx)
+	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
+		s.scripts.Store(false)
+	}
+	return err
+}
+
 func (s *Store) applyOutcomes(ctx context.Context, outs []streams.Outcome, enq []streams.Enqueued, brk []streams.BreakerState, lim Limits) error {
-	if err := mergeScript.Load(ctx, s.rdb).Err(); err != nil {
-		return fmt.Errorf("load merge script: %w", err)
+	if err := s.loadScripts(ctx); err != nil {
+		return err
 	}
 	now := time.Now().UnixMilli()
 	p := s.rdb.Pipeline()
@@ -237,7 +255,7 @@ func (s *Store) applyOutcomes(ctx context.Context, outs []streams.Outcome, enq [
 	for _, b := range brk {
 		breakerScript.EvalSha(ctx, p, []string{keyStats + b.WebhookID}, b.OpenUntil, b.At)
 	}
-	if _, err := p.Exec(ctx); err != nil {
+	if err := s.execScripts(ctx, p); err != nil {
 		return fmt.Errorf("write records: %w", err)
 	}
 	return nil
@@ -360,14 +378,14 @@ func (s *Store) Requeue(ctx context.Context, d *Delivery, lim Limits) error {
 	o := streams.Outcome{V: streams.SchemaVersion, DeliveryID: d.ID, WebhookID: d.WebhookID, EventID: d.EventID,
 		EventType: d.EventType, Epoch: d.Epoch + 1, Status: streams.StatusPending,
 		CreatedAt: d.CreatedAt.UnixMilli(), PayloadSize: d.PayloadSize, TargetLabels: d.TargetLabels}
-	if err := mergeScript.Load(ctx, s.rdb).Err(); err != nil {
-		return fmt.Errorf("load merge script: %w", err)
+	if err := s.loadScripts(ctx); err != nil {
+		return err
 	}
 	p := s.rdb.Pipeline()
 	if err := s.queueOutcome(ctx, p, &o, lim, time.Now().UnixMilli()); err != nil {
 		return err
 	}
-	if _, err := p.Exec(ctx); err != nil {
+	if err := s.execScripts(ctx, p); err != nil {
 		return fmt.Errorf("requeue %s: %w", d.ID, err)
 	}
 	return nil

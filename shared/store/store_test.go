@@ -215,3 +215,22 @@ func TestWebhooksSealedAtRest(t *testing.T) {
 		t.Errorf("deleted webhook: %v", err)
 	}
 }
+
+// Scripts are loaded once; when Redis loses them (a restart), the failed
+// write clears the mark and the next one loads them again.
+func TestScriptsReloadAfterFlush(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	apply(t, s, []streams.Outcome{outcome("d-9", 0, 1, streams.StatusFailed, streams.StatusFailed, 500)})
+	if err := s.rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ok := outcome("d-9", 0, 2, streams.StatusSuccess, streams.StatusSuccess, 200)
+	if err := s.ApplyOutcomes(ctx, []streams.Outcome{ok}, nil, lim); err == nil || !strings.Contains(err.Error(), "NOSCRIPT") {
+		t.Fatalf("write after a script flush: %v, want NOSCRIPT", err)
+	}
+	apply(t, s, []streams.Outcome{ok})
+	if d, _, _, _ := s.GetDelivery(ctx, "d-9"); d.Status != streams.StatusSuccess {
+		t.Errorf("status %s after reload", d.Status)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -42,6 +43,9 @@ const (
 type Store struct {
 	rdb *redis.Client
 	box *encryption.Box
+	// scripts is true once the Lua scripts are loaded; a NOSCRIPT answer
+	// (Redis restarted) clears it so the next write loads them again.
+	scripts atomic.Bool
 }
 
 // New wraps a Redis client. box may be nil for services that never see a
