@@ -80,6 +80,10 @@ type Agent struct {
 	hooks   map[string]*webhooks.Webhook
 	refused atomic.Bool
 	d       *deliverer.Deliverer
+	// wake asks for a heartbeat now: after a reconnect (the control plane
+	// kicks the connection when the grant changes), so the consumers follow
+	// the new grant at once instead of at the next heartbeat.
+	wake chan struct{}
 }
 
 // ask sends hello or heartbeat and applies the answer.
@@ -195,6 +199,7 @@ func (a *Agent) heartbeats(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(every):
+		case <-a.wake:
 		}
 		if err := a.ask(ctx, "heartbeat"); err != nil && !errors.Is(err, ErrRevoked) && ctx.Err() == nil {
 			a.log.Warn().Err(err).Msg("heartbeat failed; delivering with the last known configuration")
@@ -206,8 +211,15 @@ func (a *Agent) heartbeats(ctx context.Context) error {
 func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
 	// The id and token authenticate the connection (NATS's auth callout turns
 	// the grant into permissions); the inbox prefix is the agent's own.
+	wake := make(chan struct{}, 1)
 	nc, err := connect.NATS(cfg.NATSURL, "hermod-agent-"+cfg.ID, nats.UserInfo(cfg.ID, cfg.Token),
-		nats.CustomInboxPrefix(agentauth.InboxPrefix(cfg.ID)))
+		nats.CustomInboxPrefix(agentauth.InboxPrefix(cfg.ID)),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}))
 	if err != nil {
 		return err
 	}
@@ -216,7 +228,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	if err != nil {
 		return err
 	}
-	a := &Agent{nc: nc, cfg: cfg, log: log, hooks: map[string]*webhooks.Webhook{}}
+	a := &Agent{nc: nc, cfg: cfg, log: log, hooks: map[string]*webhooks.Webhook{}, wake: wake}
 	for {
 		err := a.ask(ctx, "hello")
 		if err == nil {

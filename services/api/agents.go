@@ -1,23 +1,27 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/hermodhq/hermod/shared/agentauth"
 	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
 // Agent grants (SPEC section 3). An agent's labels come from its grant only.
-// This release stores grants and issues credentials; the NATS-side
-// enforcement and the agent itself are the next steps of issue 3.
+// NATS enforces the grant through the auth callout (shared/agentauth); a
+// grant change or a revocation kicks the agent's open connections so it
+// applies at once (kickAgent).
 
 var agentIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
 
@@ -189,12 +193,16 @@ func (s *Server) updateAgent(c echo.Context) error {
 		return err
 	}
 	if given {
+		changed := !slices.Equal(a.Labels, labels)
 		a.Labels = labels
 		a.UpdatedAt = time.Now().UTC()
 		if err := s.st.PutAgent(c.Request().Context(), a); err != nil {
 			return storeErr(err, "agent")
 		}
 		s.log.Info().Str("agent_id", a.ID).Strs("labels", labels).Msg("agent grant changed")
+		if changed {
+			s.kickAgent(a.ID)
+		}
 	}
 	return c.JSON(http.StatusOK, agentView(a, time.Now()))
 }
@@ -208,5 +216,29 @@ func (s *Server) deleteAgent(c echo.Context) error {
 		return storeErr(err, "agent")
 	}
 	s.log.Info().Str("agent_id", a.ID).Msg("agent revoked")
+	s.kickAgent(a.ID)
 	return c.NoContent(http.StatusNoContent)
+}
+
+// kickAgent closes the agent's open NATS connections, after its grant was
+// changed or revoked in the store: it reconnects and the auth callout
+// authorizes it with the new grant, or refuses it. The kick is done by
+// whoever serves agentauth.KickPrefix (hermod-api with
+// HERMOD_NATS_SYSTEM_URL, the all-in-one). A failure is logged and never
+// fails the request: the agent's user JWT expires within
+// agentauth.UserTTL and the control plane refuses a revoked agent at its
+// next heartbeat.
+func (s *Server) kickAgent(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := agentauth.RequestKick(ctx, s.nc, id)
+	switch {
+	case errors.Is(err, agentauth.ErrNoKicker):
+		s.log.Debug().Str("agent_id", id).Msg("agent connections not kicked: no kicker (HERMOD_NATS_SYSTEM_URL unset)")
+	case err != nil:
+		s.log.Warn().Err(err).Str("agent_id", id).Int("kicked", n).
+			Msg("could not kick the agent's connections; its permissions change when its user JWT expires")
+	default:
+		s.log.Info().Str("agent_id", id).Int("kicked", n).Msg("agent connections kicked")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -35,6 +36,27 @@ type Config struct {
 	// CalloutSeed, when set, makes hermod-api NATS's auth callout for agents
 	// (an account seed, "SA..."; its public key is the server's auth_callout.issuer).
 	CalloutSeed string
+	// SystemURL, when set, is a NATS connection as a system-account user:
+	// hermod-api then kicks an agent's open connections when its grant
+	// changes or it is revoked (docs/agents.md).
+	SystemURL string
+}
+
+// validNATSURLs says whether v is a comma-separated list of nats://, tls://,
+// ws:// or wss:// URLs with a host.
+func validNATSURLs(v string) bool {
+	for _, p := range strings.Split(v, ",") {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.Host == "" {
+			return false
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // ParseAdminKeys splits HERMOD_ADMIN_KEYS; each key needs 16+ characters.
@@ -60,6 +82,9 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.AllowCIDRs, _ = envconfig.AllowCIDRs(r, "")
 	c.CalloutSeed = r.Secret("HERMOD_AUTH_CALLOUT_SEED", "")
 	r.Check(c.CalloutSeed == "" || strings.HasPrefix(c.CalloutSeed, "SA"), "HERMOD_AUTH_CALLOUT_SEED", "must be an account seed (SA...)")
+	c.SystemURL = r.URL("HERMOD_NATS_SYSTEM_URL", "")
+	r.Check(c.SystemURL == "" || validNATSURLs(c.SystemURL), "HERMOD_NATS_SYSTEM_URL",
+		"must be nats://user:password@host:port (a system-account user; several comma-separated)")
 	return c, r.Err()
 }
 
@@ -103,14 +128,49 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 		{Name: "agent control", Run: srv.ServeAgents},
 	}
 	if cfg.CalloutSeed != "" {
-		callout, err := agentauth.NewCallout(cfg.CalloutSeed, "", srv, log)
+		// Agents are placed in the services' account (where the streams are).
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		account, err := agentauth.AccountOf(actx, c.NC)
+		cancel()
+		if err != nil {
+			log.Warn().Err(err).Msg("cannot tell the services' NATS account; placing agents in the global account $G")
+			account = ""
+		}
+		callout, err := agentauth.NewCallout(cfg.CalloutSeed, account, srv, log)
 		if err != nil {
 			return err
 		}
-		log.Info().Str("issuer", callout.Issuer()).Msg("serving the NATS auth callout for agents")
+		log.Info().Str("issuer", callout.Issuer()).Str("account", account).Msg("serving the NATS auth callout for agents")
 		comps = append(comps, lifecycle.Component{Name: "auth callout", Run: func(ctx context.Context) error { return callout.Serve(ctx, c.NC) }})
+		if cfg.SystemURL == "" {
+			log.Warn().Msg("HERMOD_NATS_SYSTEM_URL is not set: a grant change or revocation reaches a connected agent's NATS permissions only when its user JWT expires (5 minutes)")
+		}
+	}
+	if cfg.SystemURL != "" {
+		sys, err := connect.NATS(cfg.SystemURL, "hermod-api-system")
+		if err != nil {
+			return fmt.Errorf("HERMOD_NATS_SYSTEM_URL: %w", err)
+		}
+		defer sys.Close()
+		kicker := agentauth.NewSystemKicker(sys)
+		log.Info().Str("nats", envconfig.MaskURL(cfg.SystemURL)).Msg("kicking agents' connections on grant changes through the system account")
+		comps = append(comps, lifecycle.Component{Name: "agent kicks", Run: func(ctx context.Context) error {
+			return agentauth.ServeKicks(ctx, c.NC, kicker.Kick, log)
+		}})
 	}
 	health.SetReady()
 	log.Info().Str("addr", l.Addr().String()).Msg("api ready")
 	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping, comps...)
+}
+
+// CalloutKey prints a new auth callout issuer as .env lines: the seed for
+// hermod-api and its public key for the NATS server's configuration
+// (deploy/compose/nats.conf reads NATS_CALLOUT_ISSUER). `hermod-api callout-key`.
+func CalloutKey(w io.Writer) error {
+	seed, pub, err := agentauth.NewIssuerKey()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "# auth callout issuer (hermod-api callout-key): the seed is secret, the public key goes to NATS\nHERMOD_AUTH_CALLOUT_SEED=%s\nNATS_CALLOUT_ISSUER=%s\n", seed, pub)
+	return err
 }

@@ -518,8 +518,9 @@ func TestE2EConfigurationCheckedAndMasked(t *testing.T) {
 		env   map[string]string
 		names []string
 	}{
-		{"hermod-api", map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:1", "HERMOD_ACQUIRE_TTL": "soon"},
-			[]string{"HERMOD_REDIS_URL", "HERMOD_ADMIN_KEYS", "HERMOD_ENCRYPTION_KEY", "HERMOD_ACQUIRE_TTL"}},
+		{"hermod-api", map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:1", "HERMOD_ACQUIRE_TTL": "soon",
+			"HERMOD_NATS_SYSTEM_URL": "http://sys:pw@127.0.0.1:1"},
+			[]string{"HERMOD_REDIS_URL", "HERMOD_ADMIN_KEYS", "HERMOD_ENCRYPTION_KEY", "HERMOD_ACQUIRE_TTL", "HERMOD_NATS_SYSTEM_URL"}},
 		{"hermod-router", map[string]string{"HERMOD_REDIS_URL": "redis://127.0.0.1:1", "HERMOD_HISTORY_LIMIT": "0"},
 			[]string{"HERMOD_NATS_URL", "HERMOD_HISTORY_LIMIT"}},
 		{"hermod-deliverer", map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:1", "HERMOD_REDIS_URL": "redis://127.0.0.1:1",
@@ -550,15 +551,16 @@ func TestE2EConfigurationCheckedAndMasked(t *testing.T) {
 	rd := hermodtest.StartRedis(t)
 	addr := freeAddr(t)
 	api := startProc(t, "hermod-api", map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(),
-		"HERMOD_ENCRYPTION_KEY": testEncKey, "HERMOD_ADMIN_KEYS": testAdminKey, "HERMOD_API_ADDR": addr})
+		"HERMOD_ENCRYPTION_KEY": testEncKey, "HERMOD_ADMIN_KEYS": testAdminKey, "HERMOD_API_ADDR": addr,
+		"HERMOD_NATS_SYSTEM_URL": "nats://sys:sys-s3cret-pw@" + ns.Addr().String()})
 	waitReady(t, api, "http://"+addr+"/readyz")
 	b, _ := os.ReadFile(api.log)
 	logs := string(b)
 	if !strings.Contains(logs, `"effective configuration"`) || !strings.Contains(logs, `"HERMOD_ENCRYPTION_KEY":"****"`) ||
-		!strings.Contains(logs, `"HERMOD_ADMIN_KEYS":"****"`) {
+		!strings.Contains(logs, `"HERMOD_ADMIN_KEYS":"****"`) || !strings.Contains(logs, `"HERMOD_NATS_SYSTEM_URL":"nats://sys:****@`) {
 		t.Errorf("effective configuration not printed masked:\n%s", tail(logs, 2000))
 	}
-	if strings.Contains(logs, testEncKey) || strings.Contains(logs, testAdminKey) {
+	if strings.Contains(logs, testEncKey) || strings.Contains(logs, testAdminKey) || strings.Contains(logs, "sys-s3cret-pw") {
 		t.Errorf("a secret appears in the log")
 	}
 }

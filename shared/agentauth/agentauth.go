@@ -19,8 +19,8 @@ import (
 
 // UserTTL is how long an agent's user JWT is valid: the server closes the
 // connection then, and the agent reconnects and is authorized again, so a
-// grant change or a revocation reaches NATS within this time even without a
-// kick.
+// grant change or a revocation reaches NATS within this time even when the
+// kick (kick.go) fails.
 const UserTTL = 5 * time.Minute
 
 // CalloutSubject is where nats-server sends authorization requests.
@@ -141,7 +141,7 @@ func (c *Callout) answer(data []byte) []byte {
 		return respond("", "not authorized")
 	}
 	uc := jwt.NewUserClaims(req.UserNkey)
-	uc.Name = "agent:" + g.AgentID
+	uc.Name = UserName(g.AgentID)
 	uc.Audience = c.account
 	uc.Expires = time.Now().Add(c.ttl).Unix()
 	uc.Permissions = Permissions(g)
@@ -152,4 +152,23 @@ func (c *Callout) answer(data []byte) []byte {
 	}
 	c.log.Info().Str("agent_id", g.AgentID).Int("label_sets", len(g.Consumers)).Msg("agent connection authorized")
 	return respond(ujwt, "")
+}
+
+// NewIssuerKey makes a callout issuer: an account seed ("SA...",
+// HERMOD_AUTH_CALLOUT_SEED) and its public key ("A...", the server's
+// auth_callout.issuer).
+func NewIssuerKey() (seed, public string, err error) {
+	kp, err := nkeys.CreateAccount()
+	if err != nil {
+		return "", "", fmt.Errorf("account key: %w", err)
+	}
+	s, err := kp.Seed()
+	if err != nil {
+		return "", "", fmt.Errorf("account seed: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", "", fmt.Errorf("account public key: %w", err)
+	}
+	return string(s), pub, nil
 }

@@ -58,6 +58,14 @@ func (r *Reader) Secret(name, def string) string {
 	return r.String(name, def)
 }
 
+// URL reads a URL (or comma-separated URLs) whose credentials are masked
+// when printed (MaskURL).
+func (r *Reader) URL(name, def string) string {
+	v := r.String(name, def)
+	r.seen[name] = MaskURL(v)
+	return v
+}
+
 // Required reads a string that must be set.
 func (r *Reader) Required(name string) string {
 	v, ok := r.get(name)

@@ -218,6 +218,22 @@ func TestSecretMaskedInEffective(t *testing.T) {
 	}
 }
 
+// A URL read with URL is printed with its password masked.
+func TestURLMaskedInEffective(t *testing.T) {
+	r := reader(map[string]string{"HERMOD_NATS_SYSTEM_URL": "nats://sys:s3cret@a:4222,nats://sys:s3cret@b:4222"})
+	if got := r.URL("HERMOD_NATS_SYSTEM_URL", ""); got != "nats://sys:s3cret@a:4222,nats://sys:s3cret@b:4222" {
+		t.Errorf("URL returns %q, want the real value", got)
+	}
+	r.URL("HERMOD_UNSET_URL", "")
+	eff := r.Effective()
+	if got := eff["HERMOD_NATS_SYSTEM_URL"]; got != "nats://sys:****@a:4222,nats://sys:****@b:4222" {
+		t.Errorf("Effective = %q", got)
+	}
+	if got, ok := eff["HERMOD_UNSET_URL"]; !ok || got != "" {
+		t.Errorf("unset URL shown as %q (present %v)", got, ok)
+	}
+}
+
 func errString(err error) string {
 	if err == nil {
 		return ""

@@ -271,16 +271,20 @@ func RepoRoot() (string, error) {
 }
 
 // CalloutNATS is a JetStream server that sends every connection other than
-// the services' user to an auth callout (agents).
+// the services' user and the system user to an auth callout (agents).
 type CalloutNATS struct {
 	Server *server.Server
 	// ServiceURL connects as the services' user (exempt from the callout).
 	ServiceURL string
+	// SystemURL connects as a user of the system account (exempt from the
+	// callout): HERMOD_NATS_SYSTEM_URL, for kicking agents' connections.
+	SystemURL string
 	// Seed is the callout issuer's account seed (HERMOD_AUTH_CALLOUT_SEED).
 	Seed string
 }
 
-// NATSWithCallout starts such a server for t.
+// NATSWithCallout starts such a server for t: the services' user in the
+// global account, a system account SYS with the user "sys".
 func NATSWithCallout(t testing.TB) *CalloutNATS {
 	t.Helper()
 	kp, err := nkeys.CreateAccount()
@@ -289,10 +293,14 @@ func NATSWithCallout(t testing.TB) *CalloutNATS {
 	}
 	seed, _ := kp.Seed()
 	pub, _ := kp.PublicKey()
+	sys := server.NewAccount("SYS")
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
 		NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
-		Users:       []*server.User{{Username: "hermod", Password: "hermod-service-pw"}},
-		AuthCallout: &server.AuthCallout{Issuer: pub, AuthUsers: []string{"hermod"}}})
+		Accounts:      []*server.Account{sys},
+		SystemAccount: "SYS",
+		Users: []*server.User{{Username: "hermod", Password: "hermod-service-pw"},
+			{Username: "sys", Password: "hermod-system-pw", Account: sys}},
+		AuthCallout: &server.AuthCallout{Issuer: pub, AuthUsers: []string{"hermod", "sys"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,5 +310,6 @@ func NATSWithCallout(t testing.TB) *CalloutNATS {
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	addr := ns.Addr().String()
-	return &CalloutNATS{Server: ns, ServiceURL: "nats://hermod:hermod-service-pw@" + addr, Seed: string(seed)}
+	return &CalloutNATS{Server: ns, ServiceURL: "nats://hermod:hermod-service-pw@" + addr,
+		SystemURL: "nats://sys:hermod-system-pw@" + addr, Seed: string(seed)}
 }

@@ -1,0 +1,193 @@
+package allinone_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hermodhq/hermod/shared/agentauth"
+	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/streams"
+)
+
+// agentConns counts the server's open connections of an agent.
+func agentConns(t *testing.T, ns *server.Server, id string) int {
+	t.Helper()
+	cz, err := ns.Connz(&server.ConnzOptions{Username: true, User: agentauth.UserName(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(cz.Conns)
+}
+
+// kickClient is a plain NATS client connected with an agent's credentials,
+// recording its permission violations and reconnections.
+type kickClient struct {
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	violations chan error
+	reconnects atomic.Int64
+}
+
+func connectAgentClient(t *testing.T, url, id, token string) *kickClient {
+	t.Helper()
+	k := &kickClient{violations: make(chan error, 64)}
+	nc, err := nats.Connect(url, nats.UserInfo(id, token), nats.CustomInboxPrefix(agentauth.InboxPrefix(id)),
+		nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		nats.ReconnectHandler(func(*nats.Conn) { k.reconnects.Add(1) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case k.violations <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatalf("agent credentials refused: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	k.nc = nc
+	k.js, _ = jetstream.New(nc)
+	return k
+}
+
+// consumerInfo asks for a label-set consumer's info (allowed only for the
+// label sets the connection's grant covers).
+func (k *kickClient) consumerInfo(labels []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := k.js.Consumer(ctx, streams.DeliveriesStream, streams.AgentConsumerName(labels))
+	return err
+}
+
+// A grant narrowed with PUT reaches an open connection's NATS permissions at
+// once (hermod-api kicks it through the system account; it reconnects and is
+// authorized with the new grant), not after the user JWT's five minutes; a
+// connection of an agent revoked with DELETE is closed at once, and the
+// credentials can no longer connect.
+func TestAgentCredentialsKickedOnGrantChangeAndRevoke(t *testing.T) {
+	cn := hermodtest.NATSWithCallout(t)
+	rd := hermodtest.StartRedis(t)
+	env := map[string]string{"HERMOD_NATS_URL": cn.ServiceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey}
+	p, _, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": cn.Seed, "HERMOD_NATS_SYSTEM_URL": cn.SystemURL}, 0)
+
+	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "k1", "labels": []string{"env:production", "env:staging"}})
+	token := reg["credentials"].(map[string]any)["token"].(string)
+	sink := hermodtest.NewSink(t)
+	prod, staging := []string{"env:production"}, []string{"env:staging"}
+	for name, labels := range map[string][]string{"prod": prod, "staging": staging} {
+		p.createWebhook(map[string]any{"name": name, "url": sink.URL, "event_types": []string{"alert.*"}, "target_labels": labels})
+	}
+	url := "nats://" + cn.Server.Addr().String()
+	k := connectAgentClient(t, url, "k1", token)
+	for _, labels := range [][]string{prod, staging} {
+		if err := k.consumerInfo(labels); err != nil {
+			t.Fatalf("label set %v refused before the grant changed: %v", labels, err)
+		}
+	}
+
+	// PUT narrows the grant to production: the staging label set is refused
+	// by NATS at once, on the connection the client already had.
+	p.must(200, "PUT", "/api/v1/agents/k1", map[string]any{"labels": prod})
+	changed := time.Now()
+	hermodtest.Eventually(t, 5*time.Second, "the client kicked and reconnected", func() bool {
+		return k.reconnects.Load() >= 1 && k.nc.IsConnected()
+	})
+	for len(k.violations) > 0 {
+		<-k.violations
+	}
+	if err := k.consumerInfo(staging); err == nil {
+		t.Fatalf("the staging label set is still allowed after the grant was narrowed")
+	}
+	select {
+	case err := <-k.violations:
+		if !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(err.Error(), "Permissions Violation") ||
+			!strings.Contains(err.Error(), streams.AgentConsumerName(staging)) {
+			t.Errorf("staging refused, but not by a permissions violation: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Errorf("no permissions violation for the staging label set")
+	}
+	if err := k.consumerInfo(prod); err != nil {
+		t.Errorf("the production label set is refused after the grant change: %v", err)
+	}
+	if took := time.Since(changed); took > 10*time.Second {
+		t.Errorf("the grant change took %s to reach NATS", took)
+	}
+	if n := agentConns(t, cn.Server, "k1"); n != 1 {
+		t.Errorf("%d connections of k1 after the grant change, want 1 (the reconnected one)", n)
+	}
+
+	// DELETE: the open connection is closed at once and cannot come back.
+	p.must(204, "DELETE", "/api/v1/agents/k1", nil)
+	hermodtest.Eventually(t, 5*time.Second, "the revoked agent's connection closed", func() bool {
+		return agentConns(t, cn.Server, "k1") == 0 && !k.nc.IsConnected()
+	})
+	hermodtest.Eventually(t, 5*time.Second, "the client's reconnection refused", func() bool {
+		err := k.nc.LastError()
+		return err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization violation")
+	})
+	if k.nc.IsConnected() || agentConns(t, cn.Server, "k1") != 0 {
+		t.Errorf("the revoked credentials reconnected")
+	}
+	if nc, err := nats.Connect(url, nats.UserInfo("k1", token), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Errorf("revoked credentials connected")
+	}
+}
+
+// A running hermod-agent is disconnected when it is revoked, at once (not at
+// its next heartbeat, and not when its user JWT expires), and can no longer
+// connect.
+func TestE2ERevokedAgentDisconnected(t *testing.T) {
+	cn := hermodtest.NATSWithCallout(t)
+	rd := hermodtest.StartRedis(t)
+	env := map[string]string{"HERMOD_NATS_URL": cn.ServiceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+		"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
+	p, _, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": cn.Seed, "HERMOD_NATS_SYSTEM_URL": cn.SystemURL}, 0)
+
+	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-1", "labels": []string{"env:production"}})
+	token := reg["credentials"].(map[string]any)["token"].(string)
+	sink := hermodtest.NewSink(t)
+	id := p.createWebhook(map[string]any{"name": "prod", "url": sink.URL, "event_types": []string{"alert.*"},
+		"target_labels": []string{"env:production"}})
+	url := "nats://" + cn.Server.Addr().String()
+	agent, ops := startReady(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": url, "HERMOD_AGENT_ID": "eu-1", "HERMOD_AGENT_TOKEN": token})
+	p.publish("alert.triggered", map[string]any{})
+	if ds := p.waitStatus(id, "success", 1, 20*time.Second); ds[0]["delivered_by"] != "agent:eu-1" {
+		t.Fatalf("delivered by %v", ds[0]["delivered_by"])
+	}
+	if n := agentConns(t, cn.Server, "eu-1"); n != 1 {
+		t.Fatalf("%d connections of the running agent, want 1", n)
+	}
+
+	p.must(204, "DELETE", "/api/v1/agents/eu-1", nil)
+	revoked := time.Now()
+	hermodtest.Eventually(t, 5*time.Second, "the revoked agent disconnected", func() bool {
+		return agentConns(t, cn.Server, "eu-1") == 0
+	})
+	if took := time.Since(revoked); took >= 5*time.Second {
+		t.Errorf("disconnected after %s", took)
+	}
+	hermodtest.Eventually(t, 10*time.Second, "the agent's reconnection refused", func() bool {
+		return strings.Contains(strings.ToLower(readFile(t, agent.log)), "authorization violation")
+	})
+	hermodtest.Eventually(t, 15*time.Second, "the revoked agent unready", func() bool {
+		code, _ := httpGet("http://" + ops + "/readyz")
+		return code == 503
+	})
+	if n := agentConns(t, cn.Server, "eu-1"); n != 0 {
+		t.Errorf("the revoked agent reconnected (%d connections)", n)
+	}
+	p.publish("alert.resolved", map[string]any{})
+	p.waitStatus(id, "pending", 1, 10*time.Second)
+	if sink.Count() != 1 {
+		t.Errorf("the revoked agent delivered again (%d requests)", sink.Count())
+	}
+}
