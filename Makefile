@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/hermodhq/hermod/shared/version.Version=$(VERSION)
 GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 STATICCHECK ?= $(shell go env GOPATH)/bin/staticcheck
 
-.PHONY: build run test test-short lint bench fuzz clean
+.PHONY: build run test test-short lint bench fuzz screenshots clean
 
 build:
 	@mkdir -p bin
@@ -37,6 +37,10 @@ fuzz:
 	cd shared && $(FUZZ) '^FuzzApplyUpdate$$' ./webhooks
 	cd shared && $(FUZZ) '^FuzzParseEnvelope$$' ./matching
 	cd shared && $(FUZZ) '^FuzzSetMatch$$' ./matching
+
+# Browser screenshots of the Webhooks page into docs/images (the README shows them).
+screenshots: build
+	cd services/hermod && HERMOD_SCREENSHOTS_DIR=$(CURDIR)/docs/images go test -count=1 -run '^TestBrowserWebhooksPage$$' .
 
 clean:
 	rm -rf bin data

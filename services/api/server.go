@@ -4,7 +4,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -41,6 +40,8 @@ type Options struct {
 	Limits        store.Limits
 	Version       string
 	AcquireTTL    time.Duration // ack wait of the label-set consumers
+	SessionTTL    time.Duration // web page sessions (default 12h)
+	SecureCookies bool          // always mark cookies Secure (else only behind TLS)
 }
 
 // Server is the API server.
@@ -69,6 +70,9 @@ func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 64 << 10
 	}
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = DefaultSessionTTL
+	}
 	s := &Server{st: st, nc: nc, js: js, cat: cat, client: client, health: health, m: m, log: log, opts: opts,
 		notifier: notifier}
 	for _, k := range opts.AdminKeys {
@@ -82,6 +86,7 @@ func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index
 	e.GET("/readyz", echo.WrapHandler(http.HandlerFunc(health.Readyz)))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
 	e.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/json", openAPI) })
+	s.registerWeb(e)
 	v1 := e.Group("/api/v1", s.auth)
 	v1.POST("/webhooks", s.createWebhook)
 	v1.GET("/webhooks", s.listWebhooks)
@@ -147,23 +152,31 @@ func (s *Server) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// auth checks the Bearer admin key in constant time against every key.
+// auth admits a request with a Bearer admin key (checked in constant time
+// against every key) or, for the web page, a session cookie (see sessionAuth).
 func (s *Server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Request().Header.Get("Authorization")
-		token, ok := strings.CutPrefix(h, "Bearer ")
-		match := 0
-		if ok && token != "" {
-			for _, k := range s.keys {
-				match |= subtle.ConstantTimeCompare([]byte(token), k)
+		if token, ok := strings.CutPrefix(h, "Bearer "); ok || h != "" {
+			if ok && s.checkKey(token) {
+				return next(c)
 			}
+			return unauthorized(c)
 		}
-		if match != 1 {
-			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="hermod"`)
-			return apiErr(http.StatusUnauthorized, "unauthorized", "a valid admin key is required (Authorization: Bearer <key>)")
+		ok, err := s.sessionAuth(c)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return unauthorized(c)
 		}
 		return next(c)
 	}
+}
+
+func unauthorized(c echo.Context) error {
+	c.Response().Header().Set("WWW-Authenticate", `Bearer realm="hermod"`)
+	return apiErr(http.StatusUnauthorized, "unauthorized", "a valid admin key is required (Authorization: Bearer <key>)")
 }
 
 // readBody reads at most limit bytes of the body; more is 413.
