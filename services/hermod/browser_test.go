@@ -328,6 +328,20 @@ func TestBrowserWebhooksPage(t *testing.T) {
 			return d["status"] == "success"
 		})
 
+		// Edit: the form opens filled in (the URL is never sent back, so it stays empty and unchanged).
+		b.click("#detail-" + id + " .edit")
+		b.until(10*time.Second, "edit form", `!document.getElementById("webhook-form-section").hidden && document.getElementById("f-name").value === "Deploy notifications" && document.getElementById("f-url").value === "" && document.getElementById("f-max_retries").value === "1" && document.querySelector('input[name=event_types][value="deployment.*"]').checked`)
+		b.run("rename", js(`document.getElementById("f-name").value = ""`), chromedp.SendKeys(chromedp.CSS("#f-name"), "Deploy notifications (prod)"))
+		b.click("#form-submit")
+		b.until(10*time.Second, "renamed", fmt.Sprintf(`document.querySelector("%s .expander").textContent === "Deploy notifications (prod)" && document.getElementById("webhook-form-section").hidden`, row))
+		if w := p.must(200, "GET", "/api/v1/webhooks/"+id, nil); w["name"] != "Deploy notifications (prod)" || w["url_redacted"] != strings.TrimSuffix(sink.URL, "/") || w["max_retries"].(float64) != 1 {
+			t.Fatalf("after Edit: %v", w)
+		}
+
+		// Copy: to the clipboard, or (where the browser refuses) shown and selected for Ctrl+C.
+		b.click("#detail-" + id + " .copy")
+		b.until(10*time.Second, "copied", fmt.Sprintf(`/copied|selected/.test(document.querySelector("#detail-%s .result").textContent)`, id))
+
 		// Pause: events are held; Activate: they go out.
 		b.click("#detail-" + id + " .pause")
 		b.until(10*time.Second, "paused", fmt.Sprintf(`document.querySelector("%s .badge").textContent === "paused" && document.querySelector("#detail-%s .pause").textContent === "Activate"`, row, id))
@@ -406,6 +420,14 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		// Delete, confirmed: the row goes and the API no longer knows it.
 		b.run("back to the page", chromedp.Navigate(p.Base+"/"))
 		b.until(10*time.Second, "listed", fmt.Sprintf(`!!document.querySelector("%s .expander")`, row))
+
+		// Play on an agent-delivered webhook with no agent connected says so.
+		agentRow := `[...document.querySelectorAll("#webhook-rows tr.row")].find(r => r.textContent.includes("Cluster alerts"))`
+		agentID := b.text(agentRow + `.dataset.id`)
+		b.click("#row-" + agentID + " .expander")
+		b.click("#detail-" + agentID + " .play")
+		b.until(10*time.Second, "no agent", fmt.Sprintf(`document.querySelector("#detail-%s .result").textContent.startsWith("Test not sent") && /agent/.test(document.querySelector("#detail-%s .result").textContent)`, agentID, agentID))
+
 		b.click(row + " .expander")
 		b.click("#detail-" + id + " .delete")
 		b.until(5*time.Second, "confirmation", `document.getElementById("confirm").open`)
