@@ -173,7 +173,13 @@ func crossSite(c echo.Context) bool {
 	}
 	if o := r.Header.Get("Origin"); o != "" {
 		u, err := url.Parse(o)
-		if o == "null" || err != nil || !strings.EqualFold(u.Host, r.Host) {
+		if o == "null" || err != nil {
+			return true
+		}
+		// Behind a proxy that rewrites Host, the public host arrives in
+		// X-Forwarded-Host.
+		fwd := r.Header.Get("X-Forwarded-Host")
+		if !strings.EqualFold(u.Host, r.Host) && (fwd == "" || !strings.EqualFold(u.Host, fwd)) {
 			return true
 		}
 	}

@@ -226,6 +226,12 @@ func TestWebSessionAuthorisesTheAPI(t *testing.T) {
 		if r.code != 201 {
 			t.Fatalf("same-origin create with the CSRF token: %d %s", r.code, r.body)
 		}
+		// Behind a proxy that rewrites Host, the page's origin is the forwarded host.
+		r = w.do("POST", "/api/v1/webhooks", strings.NewReader(body), with(map[string]string{"X-CSRF-Token": csrf,
+			"Origin": "https://hermod.example.com", "X-Forwarded-Host": "hermod.example.com", "Sec-Fetch-Site": "same-origin"}))
+		if r.code != 201 {
+			t.Fatalf("same-origin create through a proxy: %d %s", r.code, r.body)
+		}
 		// A Bearer header is judged on its own: a wrong key is 401 even with a good cookie.
 		if r := w.do("GET", "/api/v1/webhooks", nil, map[string]string{"Authorization": "Bearer wrong-key-0123456789"}); r.code != 401 {
 			t.Fatalf("wrong Bearer key with a session cookie: %d", r.code)
