@@ -27,6 +27,7 @@ import (
 	"github.com/hermodhq/hermod/services/api"
 	"github.com/hermodhq/hermod/services/deliverer"
 	"github.com/hermodhq/hermod/services/router"
+	"github.com/hermodhq/hermod/shared/agentauth"
 	"github.com/hermodhq/hermod/shared/connect"
 	"github.com/hermodhq/hermod/shared/encryption"
 	"github.com/hermodhq/hermod/shared/envconfig"
@@ -57,6 +58,10 @@ type Config struct {
 	// RedisServer is the redis-server found on PATH ("" = none: the
 	// embedded store is used when HERMOD_REDIS_URL is unset too).
 	RedisServer string
+	// CalloutSeed is the auth callout issuer of the embedded NATS when it
+	// listens for agents (HERMOD_NATS_LISTEN); generated at each start when
+	// unset.
+	CalloutSeed string
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -81,6 +86,8 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.WebhookInflight = r.Int("HERMOD_WEBHOOK_MAX_INFLIGHT", 32, 1, 10000)
 	c.RouterWorkers = r.Int("HERMOD_ROUTER_WORKERS", 8, 1, 256)
 	c.Breaker = envconfig.ReadBreaker(r)
+	c.CalloutSeed = r.Secret("HERMOD_AUTH_CALLOUT_SEED", "")
+	r.Check(c.CalloutSeed == "" || strings.HasPrefix(c.CalloutSeed, "SA"), "HERMOD_AUTH_CALLOUT_SEED", "must be an account seed (SA...)")
 	if bin, err := exec.LookPath("redis-server"); err == nil {
 		c.RedisServer = bin
 	}
@@ -147,6 +154,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	// NATS: embedded unless HERMOD_NATS_URL is set.
 	var nc *nats.Conn
 	var ns *server.Server
+	var calloutSeed string // set when the embedded NATS sends agents to the callout
 	if cfg.NATSURL != "" {
 		if nc, err = connect.NATS(cfg.NATSURL, "hermod"); err != nil {
 			return err
@@ -157,7 +165,17 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		if err != nil {
 			return err
 		}
-		if ns, err = startNATS(cfg, token); err != nil {
+		// Listening for agents, the embedded NATS hands every connection
+		// but the all-in-one's own user to the auth callout (the agents'
+		// grants, as with hermod-api): see docs/agents.md.
+		var auth *natsAuth
+		if cfg.NATSListen != "" {
+			if auth, err = newNATSAuth(cfg); err != nil {
+				return err
+			}
+			calloutSeed = auth.seed
+		}
+		if ns, err = startNATS(cfg, token, auth); err != nil {
 			return err
 		}
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
@@ -165,16 +183,17 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		// under load the synchronous pipe stalled deliveries for 1-2 s
 		// (docs/benchmarks.md). Without HERMOD_NATS_LISTEN the port is a
 		// random one on 127.0.0.1 guarded by a token generated per start.
-		opts := []nats.Option{}
-		if cfg.NATSListen == "" {
-			opts = append(opts, nats.Token(token))
+		opts := []nats.Option{nats.Token(token)}
+		if auth != nil {
+			opts = []nats.Option{nats.UserInfo(natsServiceUser, auth.password)}
 		}
 		if nc, err = connect.NATS(ns.ClientURL(), "hermod", opts...); err != nil {
 			return err
 		}
 		where := "loopback only (random port, token per start)"
 		if cfg.NATSListen != "" {
-			where = "listening for agents on " + cfg.NATSListen
+			where = "listening for agents on " + cfg.NATSListen + " (auth callout; other clients: user " + natsServiceUser +
+				", password in " + filepath.Join(cfg.DataDir, natsPasswordFile) + ")"
 		}
 		log.Info().Str("store", filepath.Join(cfg.DataDir, "jetstream")).Str("nats", where).Msg("embedded JetStream")
 	}
@@ -248,21 +267,86 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	} else {
 		log.Warn().Str("allow", allow).Msg("development mode: deliveries may reach these addresses (HERMOD_DELIVERY_ALLOW_CIDRS)")
 	}
+	comps := []lifecycle.Component{
+		{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
+		{Name: "router", Run: rt.Run},
+		{Name: "deliverer", Run: dl.Run},
+		{Name: "recorder", Run: rec.Run},
+		{Name: "agent control", Run: srv.ServeAgents},
+	}
+	if calloutSeed != "" {
+		alog := log.With().Str("component", "api").Logger()
+		callout, err := agentauth.NewCallout(calloutSeed, "", srv, alog)
+		if err != nil {
+			return err
+		}
+		comps = append(comps,
+			lifecycle.Component{Name: "auth callout", Run: func(ctx context.Context) error { return callout.Serve(ctx, nc) }},
+			// Grant changes and revocations kick the agent's connections at
+			// once; the embedded server does it without a system account.
+			lifecycle.Component{Name: "agent kicks", Run: func(ctx context.Context) error {
+				return agentauth.ServeKicks(ctx, nc, embeddedKick(ns), alog)
+			}})
+	}
 	health.SetReady()
 	printBanner(out, l.Addr().String(), cfg.AdminKeys[0], generatedKey, cfg.DataDir)
-	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
-		lifecycle.Component{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
-		lifecycle.Component{Name: "router", Run: rt.Run},
-		lifecycle.Component{Name: "deliverer", Run: dl.Run},
-		lifecycle.Component{Name: "recorder", Run: rec.Run},
-		lifecycle.Component{Name: "agent control", Run: srv.ServeAgents},
-	)
+	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping, comps...)
 	idxCancel()
 	wg.Wait()
 	return err
 }
 
-func startNATS(cfg Config, token string) (*server.Server, error) {
+// natsServiceUser is the all-in-one's own user on its embedded NATS when it
+// listens for agents (exempt from the auth callout); its password is kept in
+// natsPasswordFile in the data dir, for other local clients (benchmarks).
+const (
+	natsServiceUser  = "hermod"
+	natsPasswordFile = "nats_password"
+)
+
+// natsAuth is the embedded NATS's authorization when it listens for agents.
+type natsAuth struct {
+	password string // of natsServiceUser
+	seed     string // the callout issuer's account seed
+	issuer   string // its public key
+}
+
+func newNATSAuth(cfg Config) (*natsAuth, error) {
+	pw, _, err := keyFile(cfg.DataDir, natsPasswordFile, encryption.GenerateKey)
+	if err != nil {
+		return nil, err
+	}
+	a := &natsAuth{password: pw, seed: cfg.CalloutSeed}
+	if a.seed == "" {
+		// The issuer only links the embedded server to the callout in this
+		// process: a new one at each start is enough.
+		if a.seed, a.issuer, err = agentauth.NewIssuerKey(); err != nil {
+			return nil, err
+		}
+	} else if a.issuer, err = agentauth.IssuerOf(a.seed); err != nil {
+		return nil, fmt.Errorf("HERMOD_AUTH_CALLOUT_SEED: %w", err)
+	}
+	return a, nil
+}
+
+// embeddedKick closes an agent's connections on the embedded server.
+func embeddedKick(ns *server.Server) agentauth.KickFunc {
+	return func(_ context.Context, agentID string) (int, error) {
+		cz, err := ns.Connz(&server.ConnzOptions{Username: true, User: agentauth.UserName(agentID), Limit: 1024})
+		if err != nil {
+			return 0, fmt.Errorf("connz: %w", err)
+		}
+		n := 0
+		for _, c := range cz.Conns {
+			if ns.DisconnectClientByID(c.Cid) == nil {
+				n++
+			}
+		}
+		return n, nil
+	}
+}
+
+func startNATS(cfg Config, token string, auth *natsAuth) (*server.Server, error) {
 	opts := &server.Options{ServerName: "hermod", JetStream: true, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 		NoSigs: true, NoLog: true, MaxPayload: 8 << 20}
 	if cfg.NATSListen != "" {
@@ -272,6 +356,10 @@ func startNATS(cfg Config, token string) (*server.Server, error) {
 			return nil, fmt.Errorf("HERMOD_NATS_LISTEN: %w", err)
 		}
 		opts.Host, opts.Port = host, p
+		if auth != nil {
+			opts.Users = []*server.User{{Username: natsServiceUser, Password: auth.password}}
+			opts.AuthCallout = &server.AuthCallout{Issuer: auth.issuer, AuthUsers: []string{natsServiceUser}}
+		}
 	} else {
 		opts.Host, opts.Port, opts.Authorization = "127.0.0.1", -1, token
 	}

@@ -58,7 +58,7 @@ var requiredEnv = map[string][]string{
 
 // secretEnv must never be written into a Compose file: only interpolated,
 // with ${NAME:?message} so Compose refuses to start when it is missing.
-var secretEnv = []string{"HERMOD_ENCRYPTION_KEY", "HERMOD_ADMIN_KEYS"}
+var secretEnv = []string{"HERMOD_ENCRYPTION_KEY", "HERMOD_ADMIN_KEYS", "HERMOD_AUTH_CALLOUT_SEED"}
 
 // streamSettings are read by every service that creates or updates the
 // JetStream streams and consumers at start (api, router, deliverer) or
@@ -172,7 +172,7 @@ var envNameRe = regexp.MustCompile(`^HERMOD_[A-Z0-9_]+$`)
 // envReaders are the calls that read a variable (envconfig.Reader's methods,
 // the os package) or name one in a configuration error (Reader.Check).
 var envReaders = map[string]bool{"String": true, "Int": true, "Duration": true, "Required": true,
-	"Secret": true, "Bool": true, "Check": true, "Getenv": true, "LookupEnv": true}
+	"Secret": true, "URL": true, "Bool": true, "Check": true, "Getenv": true, "LookupEnv": true}
 
 // scanFile returns the HERMOD_* variables a file reads (string literals passed
 // to an envReaders call) and the import paths it uses.
@@ -993,7 +993,7 @@ func TestComposeFacts(t *testing.T) {
 		}
 	}
 	for bin, want := range map[string][]string{
-		"hermod-api":       {"HERMOD_API_ADDR", "HERMOD_NATS_URL", "HERMOD_ADMIN_KEYS", "HERMOD_ENCRYPTION_KEY"},
+		"hermod-api":       {"HERMOD_API_ADDR", "HERMOD_NATS_URL", "HERMOD_ADMIN_KEYS", "HERMOD_ENCRYPTION_KEY", "HERMOD_AUTH_CALLOUT_SEED", "HERMOD_NATS_SYSTEM_URL"},
 		"hermod-router":    {"HERMOD_OPS_ADDR", "HERMOD_REDIS_URL", "HERMOD_SHUTDOWN_TIMEOUT"},
 		"hermod-deliverer": {"HERMOD_OPS_ADDR", "HERMOD_DELIVERY_CONCURRENCY", "HERMOD_ENCRYPTION_KEY"},
 		"hermod-agent":     {"HERMOD_AGENT_ID", "HERMOD_NATS_URL"},

@@ -3,6 +3,10 @@ package allinone_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,8 +15,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	allinone "github.com/hermodhq/hermod/services/hermod"
 
 	"github.com/hermodhq/hermod/shared/agentauth"
+	"github.com/hermodhq/hermod/shared/envconfig"
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/streams"
 )
@@ -189,5 +197,98 @@ func TestE2ERevokedAgentDisconnected(t *testing.T) {
 	p.waitStatus(id, "pending", 1, 10*time.Second)
 	if sink.Count() != 1 {
 		t.Errorf("the revoked agent delivered again (%d requests)", sink.Count())
+	}
+}
+
+// The all-in-one listening for agents (HERMOD_NATS_LISTEN) runs the auth
+// callout on its embedded NATS: only its own user (password in the data
+// dir) and registered agents connect, an agent gets its grant's permissions
+// and delivers, and a revoked agent is kicked at once.
+func TestAllInOneListeningRunsTheCallout(t *testing.T) {
+	rd := hermodtest.StartRedis(t)
+	natsAddr, apiAddr := freeAddr(t), freeAddr(t)
+	cfg, err := allinone.LoadConfig(envconfig.NewFrom(func(string) (string, bool) { return "", false }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RedisURL, cfg.DataDir, cfg.APIAddr, cfg.NATSListen = rd.URL(), t.TempDir(), apiAddr, natsAddr
+	cfg.AdminKeys, cfg.EncryptionKey, cfg.ShutdownTimeout = []string{testAdminKey}, testEncKey, 15*time.Second
+	logs := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- allinone.Main(ctx, cfg, zerolog.New(logs), io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("all-in-one stopped with error: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("all-in-one did not stop")
+		}
+		if t.Failed() {
+			t.Logf("--- all-in-one log ---\n%s", tail(logs.String(), 4000))
+		}
+	})
+	hermodtest.Eventually(t, 30*time.Second, "the all-in-one ready", func() bool {
+		code, _ := httpGet("http://" + apiAddr + "/readyz")
+		return code == 200
+	})
+	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
+	t.Cleanup(p.hc.CloseIdleConnections)
+	url := "nats://" + natsAddr
+
+	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "a1", "labels": []string{"env:production"}})
+	token := reg["credentials"].(map[string]any)["token"].(string)
+	sink := hermodtest.NewSink(t)
+	id := p.createWebhook(map[string]any{"name": "prod", "url": sink.URL, "event_types": []string{"alert.*"},
+		"target_labels": []string{"env:production"}})
+
+	// Its own user connects with the password kept in the data dir; no
+	// credentials, an unknown agent and a wrong token do not.
+	pw, err := os.ReadFile(filepath.Join(cfg.DataDir, "nats_password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := nats.Connect(url, nats.UserInfo("hermod", strings.TrimSpace(string(pw))), nats.MaxReconnects(0))
+	if err != nil {
+		t.Fatalf("the all-in-one's own user refused: %v", err)
+	}
+	own.Close()
+	for what, o := range map[string]nats.Option{"no credentials": func(*nats.Options) error { return nil },
+		"unknown agent": nats.UserInfo("ghost", "hagt_x"), "wrong token": nats.UserInfo("a1", "hagt_wrong")} {
+		if nc, err := nats.Connect(url, o, nats.MaxReconnects(0)); err == nil {
+			nc.Close()
+			t.Errorf("%s connected", what)
+		}
+	}
+	// The agent's credentials: its label set, not the event stream.
+	k := connectAgentClient(t, url, "a1", token)
+	if err := k.consumerInfo([]string{"env:production"}); err != nil {
+		t.Errorf("the agent's own label set refused: %v", err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	_, err = k.js.Stream(sctx, streams.EventsStream)
+	scancel()
+	if err == nil {
+		t.Errorf("the agent's credentials read the event stream")
+	}
+	// The agent delivers through the callout; revoked, it is kicked at once.
+	agent, _ := startReady(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": url, "HERMOD_AGENT_ID": "a1", "HERMOD_AGENT_TOKEN": token})
+	p.publish("alert.triggered", map[string]any{})
+	if ds := p.waitStatus(id, "success", 1, 20*time.Second); ds[0]["delivered_by"] != "agent:a1" {
+		t.Errorf("delivered by %v", ds[0]["delivered_by"])
+	}
+	p.must(204, "DELETE", "/api/v1/agents/a1", nil)
+	hermodtest.Eventually(t, 5*time.Second, "the revoked client disconnected and refused", func() bool {
+		err := k.nc.LastError()
+		return !k.nc.IsConnected() && err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization violation")
+	})
+	hermodtest.Eventually(t, 5*time.Second, "the revoked agent disconnected and refused", func() bool {
+		return strings.Contains(strings.ToLower(readFile(t, agent.log)), "authorization violation")
+	})
+	if !strings.Contains(logs.String(), "agent connections kicked") {
+		t.Errorf("no kick logged")
 	}
 }

@@ -172,3 +172,16 @@ func NewIssuerKey() (seed, public string, err error) {
 	}
 	return string(s), pub, nil
 }
+
+// IssuerOf returns the public key ("A...") of an account seed.
+func IssuerOf(seed string) (string, error) {
+	kp, err := nkeys.FromSeed([]byte(seed))
+	if err != nil {
+		return "", fmt.Errorf("auth callout issuer seed: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil || !nkeys.IsValidPublicAccountKey(pub) {
+		return "", fmt.Errorf("auth callout issuer seed must be an account seed (SA...)")
+	}
+	return pub, nil
+}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -132,7 +133,13 @@ func startWith(b *testing.B, rd *hermodtest.Redis) *env {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if e.nc, err = nats.Connect("nats://" + cfg.NATSListen); err != nil {
+	// Listening for agents, the embedded NATS admits the all-in-one's own
+	// user (password in the data dir) besides the agents.
+	pw, err := os.ReadFile(filepath.Join(cfg.DataDir, "nats_password"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if e.nc, err = nats.Connect("nats://"+cfg.NATSListen, nats.UserInfo("hermod", strings.TrimSpace(string(pw)))); err != nil {
 		b.Fatal(err)
 	}
 	if e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {

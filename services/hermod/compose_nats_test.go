@@ -1,0 +1,251 @@
+package allinone_test
+
+// deploy/compose/nats.conf: the accounts and the auth callout of the shipped
+// configuration. The Compose files are checked against it, and a real
+// nats-server is started from it (the configuration parser of the server
+// the tests embed), with hermod-api as its callout.
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
+
+	"github.com/hermodhq/hermod/shared/agentauth"
+	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/streams"
+)
+
+// natsConfPath is where the Compose files mount nats.conf in the container.
+const natsConfPath = "/etc/nats/hermod.conf"
+
+var confVarRe = regexp.MustCompile(`\$([A-Za-z_][A-Za-z0-9_]*)`)
+
+// natsConfVars lists the $VARIABLES nats.conf reads from the environment.
+func natsConfVars(t *testing.T, root string) []string {
+	t.Helper()
+	src := string(readComposeFile(t, root, "nats.conf"))
+	var out []string
+	for _, line := range strings.Split(src, "\n") {
+		if i := strings.Index(line, "#"); i >= 0 {
+			line = line[:i]
+		}
+		for _, m := range confVarRe.FindAllStringSubmatch(line, -1) {
+			if !slices.Contains(out, m[1]) {
+				out = append(out, m[1])
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("nats.conf reads no $VARIABLE: the passwords and the callout issuer should come from .env")
+	}
+	return out
+}
+
+// TestComposeNATSAuth: every NATS server of both Compose files loads
+// nats.conf and gets the variables it reads (required, from .env); the
+// services connect as the services' user, hermod-api is the auth callout
+// with a system-account connection, and the agent goes through the callout.
+func TestComposeNATSAuth(t *testing.T) {
+	root := repoRoot(t)
+	f := loadComposeFacts(t, root)
+	vars := natsConfVars(t, root)
+	for _, v := range vars {
+		if e, ok := f.EnvExample[v]; !ok || e.Commented || e.Value != "" {
+			t.Errorf(".env.example: %s (read by nats.conf) should be an empty NAME= line for the operator to fill in, got %+v", v, e)
+		}
+	}
+	for _, name := range []string{"compose.yaml", "compose.cluster.yaml"} {
+		var doc composeDoc
+		if err := yaml.Unmarshal(readComposeFile(t, root, name), &doc); err != nil {
+			t.Fatal(err)
+		}
+		nodes := 0
+		for sname, s := range doc.Services {
+			if !imageIs(s, "nats") && !(name == "compose.cluster.yaml" && sname == "nats") {
+				continue
+			}
+			nodes++
+			if c, ok := flagValue(s.Command, "-c", "--config", "-config"); !ok || c != natsConfPath {
+				t.Errorf("%s: service %s does not load %s (-c)", name, sname, natsConfPath)
+			}
+			if !slices.ContainsFunc(s.mounts(), func(m mount) bool { return m.Source == "./nats.conf" && m.Target == natsConfPath }) {
+				t.Errorf("%s: service %s does not mount ./nats.conf at %s", name, sname, natsConfPath)
+			}
+			for _, v := range vars {
+				if !requiredInterpolation(s.Environment[v], v) {
+					t.Errorf("%s: service %s: %s=%q, want ${%s:?message} (nats.conf reads it)", name, sname, v, s.Environment[v], v)
+				}
+			}
+		}
+		if want := map[string]int{"compose.yaml": 1, "compose.cluster.yaml": 3}[name]; nodes != want {
+			t.Errorf("%s: %d NATS servers, want %d", name, nodes, want)
+		}
+		services := map[string]composeService{}
+		for sname, s := range doc.Services {
+			services[sname] = s
+		}
+		if name == "compose.yaml" {
+			// The anchored settings are merged into each service.
+			for _, sname := range []string{"api", "router", "deliverer"} {
+				checkServiceUser(t, name, sname, services[sname].Environment["HERMOD_NATS_URL"], "hermod", "NATS_HERMOD_PASSWORD", 1)
+			}
+			api := services["api"].Environment
+			if !requiredInterpolation(api["HERMOD_AUTH_CALLOUT_SEED"], "HERMOD_AUTH_CALLOUT_SEED") {
+				t.Errorf("%s: the api's HERMOD_AUTH_CALLOUT_SEED is %q, want ${HERMOD_AUTH_CALLOUT_SEED:?message}", name, api["HERMOD_AUTH_CALLOUT_SEED"])
+			}
+			checkServiceUser(t, name, "api", api["HERMOD_NATS_SYSTEM_URL"], "sys", "NATS_SYSTEM_PASSWORD", 1)
+			if u := services["agent"].Environment["HERMOD_NATS_URL"]; strings.Contains(u, "@") {
+				t.Errorf("%s: the agent's HERMOD_NATS_URL %q has credentials: it must authenticate with its id and token through the callout", name, u)
+			}
+		} else {
+			for _, sname := range []string{"api", "router", "deliverer"} {
+				checkServiceUser(t, name, sname, services[sname].Environment["HERMOD_NATS_URL"], "hermod", "NATS_HERMOD_PASSWORD", 3)
+			}
+			checkServiceUser(t, name, "api", services["api"].Environment["HERMOD_NATS_SYSTEM_URL"], "sys", "NATS_SYSTEM_PASSWORD", 3)
+		}
+	}
+}
+
+// checkServiceUser: url names n servers, each as user with the password
+// ${passVar:?...}.
+func checkServiceUser(t *testing.T, file, service, url, user, passVar string, n int) {
+	t.Helper()
+	parts := strings.Split(url, ",")
+	if len(parts) != n {
+		t.Errorf("%s: service %s: %q names %d servers, want %d", file, service, url, len(parts), n)
+	}
+	for _, p := range parts {
+		if !strings.HasPrefix(p, "nats://"+user+":${"+passVar+":?") {
+			t.Errorf("%s: service %s: %q does not connect as %s with ${%s:?...}", file, service, p, user, passVar)
+		}
+	}
+}
+
+// calloutKey runs `hermod-api callout-key` and returns the two values it prints.
+func calloutKey(t *testing.T) (seed, issuer string) {
+	t.Helper()
+	out, err := exec.Command(binPath(t, "hermod-api"), "callout-key").Output()
+	if err != nil {
+		t.Fatalf("hermod-api callout-key: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "HERMOD_AUTH_CALLOUT_SEED="); ok {
+			seed = v
+		}
+		if v, ok := strings.CutPrefix(line, "NATS_CALLOUT_ISSUER="); ok {
+			issuer = v
+		}
+	}
+	c, err := agentauth.NewCallout(seed, "", nil, zerolog.Nop())
+	if err != nil || c.Issuer() != issuer {
+		t.Fatalf("callout-key printed a seed and an issuer that do not match (%v):\n%s", err, out)
+	}
+	return seed, issuer
+}
+
+// The shipped nats.conf, loaded by the real configuration parser with the
+// variables .env would give: the services' and the system user connect
+// (exempt from the callout), an agent registered through the API connects
+// through hermod-api's callout, lands in the services' account with its
+// grant's permissions and delivers, an unknown agent is refused, and a
+// revoked one is kicked through the system account.
+func TestComposeNATSConfigWithCallout(t *testing.T) {
+	root := repoRoot(t)
+	seed, issuer := calloutKey(t)
+	const hermodPW, sysPW = "pw_hermod0123456789abcdef", "pw_sys0123456789abcdef"
+	t.Setenv("NATS_HERMOD_PASSWORD", hermodPW)
+	t.Setenv("NATS_SYSTEM_PASSWORD", sysPW)
+	t.Setenv("NATS_CALLOUT_ISSUER", issuer)
+	opts, err := server.ProcessConfigFile(filepath.Join(root, "deploy", "compose", "nats.conf"))
+	if err != nil {
+		t.Fatalf("nats.conf: %v", err)
+	}
+	// As on the Compose command line (-js -sd), on loopback and a free port.
+	opts.Host, opts.Port, opts.JetStream, opts.StoreDir = "127.0.0.1", -1, true, t.TempDir()
+	opts.NoSigs, opts.NoLog, opts.HTTPPort = true, true, 0
+	if opts.AuthCallout == nil || opts.AuthCallout.Issuer != issuer || opts.SystemAccount != "SYS" {
+		t.Fatalf("nats.conf: auth callout %+v, system account %q", opts.AuthCallout, opts.SystemAccount)
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	addr := ns.Addr().String()
+	serviceURL, systemURL := "nats://hermod:"+hermodPW+"@"+addr, "nats://sys:"+sysPW+"@"+addr
+
+	// The system user is in the system account.
+	sys, err := nats.Connect(systemURL)
+	if err != nil {
+		t.Fatalf("system user: %v", err)
+	}
+	if acc, err := agentauth.AccountOf(context.Background(), sys); err != nil || acc != "SYS" {
+		t.Errorf("system user in account %q (%v), want SYS", acc, err)
+	}
+	sys.Close()
+
+	rd := hermodtest.StartRedis(t)
+	env := map[string]string{"HERMOD_NATS_URL": serviceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+		"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
+	p, _, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": seed, "HERMOD_NATS_SYSTEM_URL": systemURL}, 1)
+
+	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-1", "labels": []string{"env:production"}})
+	token := reg["credentials"].(map[string]any)["token"].(string)
+	agentSink, brokerSink := hermodtest.NewSink(t), hermodtest.NewSink(t)
+	agentHook := p.createWebhook(map[string]any{"name": "in-cluster", "url": agentSink.URL, "event_types": []string{"alert.*"},
+		"target_labels": []string{"env:production"}})
+	brokerHook := p.createWebhook(map[string]any{"name": "central", "url": brokerSink.URL, "event_types": []string{"alert.*"}})
+
+	url := "nats://" + addr
+	// An unknown agent, a wrong token and no credentials are refused.
+	for what, o := range map[string]nats.Option{"unknown agent": nats.UserInfo("ghost", "hagt_nothing"),
+		"wrong token": nats.UserInfo("eu-1", "hagt_wrong"), "no credentials": func(*nats.Options) error { return nil }} {
+		if nc, err := nats.Connect(url, o, nats.MaxReconnects(0)); err == nil {
+			nc.Close()
+			t.Errorf("%s connected", what)
+		}
+	}
+	// The agent's credentials: its own label set, nothing else; placed in the services' account.
+	k := connectAgentClient(t, url, "eu-1", token)
+	if err := k.consumerInfo([]string{"env:production"}); err != nil {
+		t.Errorf("the agent's own label set refused: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	_, err = k.js.Stream(ctx, streams.EventsStream)
+	cancel()
+	if err == nil {
+		t.Errorf("the agent's credentials read the event stream")
+	}
+	cz, err := ns.Connz(&server.ConnzOptions{Username: true, User: agentauth.UserName("eu-1")})
+	if err != nil || len(cz.Conns) != 1 || cz.Conns[0].Account != "HERMOD" {
+		t.Errorf("agent connection %+v (%v), want one in account HERMOD", cz, err)
+	}
+	k.nc.Close()
+
+	// The agent delivers its label set; the deliverer the rest.
+	startReady(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": url, "HERMOD_AGENT_ID": "eu-1", "HERMOD_AGENT_TOKEN": token})
+	p.publish("alert.triggered", map[string]any{})
+	if ds := p.waitStatus(agentHook, "success", 1, 20*time.Second); ds[0]["delivered_by"] != "agent:eu-1" {
+		t.Errorf("agent webhook delivered by %v", ds[0]["delivered_by"])
+	}
+	if ds := p.waitStatus(brokerHook, "success", 1, 20*time.Second); ds[0]["delivered_by"] != "broker" {
+		t.Errorf("central webhook delivered by %v", ds[0]["delivered_by"])
+	}
+	// Revoked: kicked through the system account of nats.conf.
+	p.must(204, "DELETE", "/api/v1/agents/eu-1", nil)
+	hermodtest.Eventually(t, 5*time.Second, "the revoked agent disconnected", func() bool { return agentConns(t, ns, "eu-1") == 0 })
+}
