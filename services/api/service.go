@@ -40,6 +40,19 @@ type Config struct {
 	// hermod-api then kicks an agent's open connections when its grant
 	// changes or it is revoked (docs/agents.md).
 	SystemURL string
+	// SessionTTL and SecureCookies configure the Webhooks page's sessions.
+	SessionTTL    time.Duration
+	SecureCookies bool
+}
+
+// ReadWeb reads the Webhooks page's settings: HERMOD_SESSION_TTL (how long a
+// sign-in lasts) and HERMOD_COOKIE_SECURE (always mark cookies Secure; they
+// are anyway behind TLS or X-Forwarded-Proto: https).
+func ReadWeb(r *envconfig.Reader) (time.Duration, bool) {
+	ttl := r.Duration("HERMOD_SESSION_TTL", DefaultSessionTTL, 5*time.Minute, 30*24*time.Hour)
+	secure := r.String("HERMOD_COOKIE_SECURE", "false")
+	r.Check(secure == "true" || secure == "false", "HERMOD_COOKIE_SECURE", "must be true or false")
+	return ttl, secure == "true"
 }
 
 // validNATSURLs says whether v is a comma-separated list of nats://, tls://,
@@ -82,6 +95,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.AllowCIDRs, _ = envconfig.AllowCIDRs(r, "")
 	c.CalloutSeed = r.Secret("HERMOD_AUTH_CALLOUT_SEED", "")
 	r.Check(c.CalloutSeed == "" || strings.HasPrefix(c.CalloutSeed, "SA"), "HERMOD_AUTH_CALLOUT_SEED", "must be an account seed (SA...)")
+	c.SessionTTL, c.SecureCookies = ReadWeb(r)
 	c.SystemURL = r.URL("HERMOD_NATS_SYSTEM_URL", "")
 	r.Check(c.SystemURL == "" || validNATSURLs(c.SystemURL), "HERMOD_NATS_SYSTEM_URL",
 		"must be nats://user:password@host:port (a system-account user; several comma-separated)")
@@ -102,6 +116,7 @@ func Build(cfg Config, c *connect.Conns, health *ops.Health, m *metrics.Metrics,
 	}
 	return New(c.Store, c.NC, c.JS, notifier, catalog.New(catalog.Default), client, health, m, log, Options{
 		AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes, Version: version.Version, AcquireTTL: cfg.AcquireTTL,
+		SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies,
 		Limits: store.Limits{Retention: cfg.Retention, HistoryLimit: cfg.HistoryLimit, PayloadTTL: cfg.Retention + cfg.MaxHold + 24*time.Hour},
 	}), nil
 }

@@ -62,6 +62,9 @@ type Config struct {
 	// listens for agents (HERMOD_NATS_LISTEN); generated at each start when
 	// unset.
 	CalloutSeed string
+	// SessionTTL and SecureCookies configure the Webhooks page (api.ReadWeb).
+	SessionTTL    time.Duration
+	SecureCookies bool
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -75,6 +78,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		r.Check(err == nil, "HERMOD_NATS_LISTEN", "must be host:port")
 	}
 	c.AdminKeys = api.ParseAdminKeys(r, r.Secret("HERMOD_ADMIN_KEYS", ""))
+	c.SessionTTL, c.SecureCookies = api.ReadWeb(r)
 	c.EncryptionKey = r.Secret("HERMOD_ENCRYPTION_KEY", "")
 	if c.EncryptionKey != "" {
 		_, err := encryption.ParseKey(c.EncryptionKey)
@@ -253,7 +257,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	rec := recorder.New(js, st, log.With().Str("component", "recorder").Logger(), recorder.Options{
 		Limits: router.Limits(cfg.Common), OnError: func(error) { m.RecordErrors.Inc() }})
 	apiCfg := api.Config{Common: cfg.Common, Addr: cfg.APIAddr, AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes,
-		AllowCIDRs: allow, Box: box}
+		AllowCIDRs: allow, Box: box, SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies}
 	srv, err := api.Build(apiCfg, c, health, m, log.With().Str("component", "api").Logger())
 	if err != nil {
 		return err
@@ -440,6 +444,8 @@ func printBanner(out io.Writer, addr, key string, generated bool, dataDir string
 Hermod is running: %[1]s
 Admin key %[3]s:
   %[2]s
+
+The Webhooks page: open %[1]s/ in a browser and sign in with the admin key.
 
 Create a webhook (a receiver on 127.0.0.1:9000, e.g. "python3 -m http.server 9000" answers 501; any HTTP server works):
   curl -s -X POST %[1]s/api/v1/webhooks -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \

@@ -317,6 +317,23 @@ func TestMakeRunFromCleanClone(t *testing.T) {
 		t.Fatalf("curl answers: %v", outs)
 	}
 	hermodtest.Eventually(t, 15*time.Second, "the quickstart event at the sink", func() bool { return sink.Count() == 1 })
+	// The banner points at the Webhooks page, which answers with its sign-in form.
+	pm := regexp.MustCompile(`open (http://\S+/) in a browser`).FindStringSubmatch(banner)
+	if pm == nil {
+		stop()
+		t.Fatalf("the banner does not name the Webhooks page:\n%s", banner)
+	}
+	resp, err := http.Get(pm[1])
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/signin" || !strings.Contains(string(page), `name="key"`) {
+		stop()
+		t.Fatalf("the Webhooks page at %s: %d %s", pm[1], resp.StatusCode, resp.Request.URL)
+	}
 	stop()
 
 	banner2, stop2 := run()
@@ -519,15 +536,16 @@ func TestE2EConfigurationCheckedAndMasked(t *testing.T) {
 		names []string
 	}{
 		{"hermod-api", map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:1", "HERMOD_ACQUIRE_TTL": "soon",
-			"HERMOD_NATS_SYSTEM_URL": "http://sys:pw@127.0.0.1:1"},
-			[]string{"HERMOD_REDIS_URL", "HERMOD_ADMIN_KEYS", "HERMOD_ENCRYPTION_KEY", "HERMOD_ACQUIRE_TTL", "HERMOD_NATS_SYSTEM_URL"}},
+			"HERMOD_NATS_SYSTEM_URL": "http://sys:pw@127.0.0.1:1", "HERMOD_SESSION_TTL": "1s", "HERMOD_COOKIE_SECURE": "yes"},
+			[]string{"HERMOD_REDIS_URL", "HERMOD_ADMIN_KEYS", "HERMOD_ENCRYPTION_KEY", "HERMOD_ACQUIRE_TTL", "HERMOD_NATS_SYSTEM_URL",
+				"HERMOD_SESSION_TTL", "HERMOD_COOKIE_SECURE"}},
 		{"hermod-router", map[string]string{"HERMOD_REDIS_URL": "redis://127.0.0.1:1", "HERMOD_HISTORY_LIMIT": "0"},
 			[]string{"HERMOD_NATS_URL", "HERMOD_HISTORY_LIMIT"}},
 		{"hermod-deliverer", map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:1", "HERMOD_REDIS_URL": "redis://127.0.0.1:1",
 			"HERMOD_ENCRYPTION_KEY": "abc", "HERMOD_DELIVERY_ALLOW_CIDRS": "10.0.0.1", "HERMOD_DELIVERY_CONCURRENCY": "0"},
 			[]string{"HERMOD_ENCRYPTION_KEY", "HERMOD_DELIVERY_ALLOW_CIDRS", "HERMOD_DELIVERY_CONCURRENCY"}},
-		{"hermod", map[string]string{"HERMOD_LOG_LEVEL": "chatty", "HERMOD_NATS_LISTEN": "nowhere"},
-			[]string{"HERMOD_LOG_LEVEL", "HERMOD_NATS_LISTEN"}},
+		{"hermod", map[string]string{"HERMOD_LOG_LEVEL": "chatty", "HERMOD_NATS_LISTEN": "nowhere", "HERMOD_SESSION_TTL": "90d"},
+			[]string{"HERMOD_LOG_LEVEL", "HERMOD_NATS_LISTEN", "HERMOD_SESSION_TTL"}},
 		{"hermod-agent", map[string]string{}, []string{"HERMOD_AGENT_ID", "HERMOD_NATS_URL"}},
 	} {
 		cmd := exec.Command(binPath(t, c.bin))

@@ -85,6 +85,7 @@ func configEnv(c allinone.Config) []string {
 		"HERMOD_BREAKER_COOLDOWN": c.Breaker.Cooldown.String(), "HERMOD_MAX_HOLD": c.MaxHold.String(),
 		"HERMOD_ACQUIRE_TTL": c.AcquireTTL.String(), "HERMOD_RETENTION": c.Retention.String(),
 		"HERMOD_HISTORY_LIMIT": strconv.Itoa(c.HistoryLimit), "HERMOD_DEDUP_WINDOW": c.DedupWindow.String(),
+		"HERMOD_SESSION_TTL": c.SessionTTL.String(), "HERMOD_COOKIE_SECURE": strconv.FormatBool(c.SecureCookies),
 	}
 	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range env {

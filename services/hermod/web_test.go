@@ -7,6 +7,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	allinone "github.com/hermodhq/hermod/services/hermod"
 )
 
 // webClient talks to the page the way a browser does, cookies and all, but
@@ -103,7 +106,7 @@ func (w *webClient) signIn(key string) string {
 // static files.
 func TestWebSignIn(t *testing.T) {
 	bothModes(t, func(t *testing.T) {
-		p := startPipeline(t, nil)
+		p := startPipeline(t, func(c *allinone.Config) { c.SessionTTL = 20 * time.Minute })
 		w := newWebClient(t, p.Base)
 
 		r := w.do("GET", "/", nil, nil)
@@ -154,7 +157,7 @@ func TestWebSignIn(t *testing.T) {
 		r = w.form("/signin", url.Values{"key": {testAdminKey}, "csrf": {w.signinToken()}}, nil)
 		sess := r.set["hermod_session"]
 		if r.code != 303 || sess == nil || !sess.HttpOnly || sess.SameSite != http.SameSiteStrictMode || sess.Path != "/" ||
-			sess.Secure || sess.MaxAge <= 0 || strings.Contains(sess.Value, testAdminKey) {
+			sess.Secure || sess.MaxAge != 1200 || strings.Contains(sess.Value, testAdminKey) {
 			t.Fatalf("session cookie: %d %+v", r.code, sess)
 		}
 		page := w.do("GET", "/", nil, nil)
@@ -174,7 +177,7 @@ func TestWebSignIn(t *testing.T) {
 			t.Fatalf("app.css: %d", r.code)
 		}
 
-		// Behind a TLS proxy the cookie is Secure.
+		// Behind a TLS proxy the cookie is Secure (and always with HERMOD_COOKIE_SECURE=true: TestWebCookieSecure).
 		w2 := newWebClient(t, p.Base)
 		tok := w2.signinToken()
 		r = w2.form("/signin", url.Values{"key": {testAdminKey}, "csrf": {tok}}, map[string]string{"X-Forwarded-Proto": "https"})
@@ -254,6 +257,24 @@ func TestWebSessionAuthorisesTheAPI(t *testing.T) {
 		}
 		if r := w.do("GET", "/", nil, nil); r.code != 303 {
 			t.Fatalf("the page after sign-out: %d", r.code)
+		}
+	})
+}
+
+// HERMOD_COOKIE_SECURE=true marks the cookies Secure even on plain HTTP (a
+// TLS terminator that does not send X-Forwarded-Proto).
+func TestWebCookieSecure(t *testing.T) {
+	bothModes(t, func(t *testing.T) {
+		p := startPipeline(t, func(c *allinone.Config) { c.SecureCookies = true })
+		w := newWebClient(t, p.Base)
+		r := w.do("GET", "/signin", nil, nil)
+		if c := r.set["hermod_signin"]; c == nil || !c.Secure {
+			t.Fatalf("sign-in cookie: %+v", c)
+		}
+		tok := hiddenCSRF.FindStringSubmatch(r.body)[1]
+		r = w.form("/signin", url.Values{"key": {testAdminKey}, "csrf": {tok}}, nil)
+		if c := r.set["hermod_session"]; r.code != 303 || c == nil || !c.Secure {
+			t.Fatalf("session cookie: %d %+v", r.code, c)
 		}
 	})
 }
