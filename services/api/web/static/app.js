@@ -200,7 +200,19 @@
     document.getElementById('empty').hidden = state.webhooks.length > 0;
   }
 
-  async function refresh() {
+  // One refresh at a time; a call during one gets a fresh refresh after it
+  // (so an action's own result is always shown, never a response that left
+  // before the action).
+  function refresh() {
+    if (state.refreshing) {
+      state.pending = state.pending || state.refreshing.then(() => { state.pending = null; return refresh(); });
+      return state.pending;
+    }
+    state.refreshing = doRefresh().finally(() => { state.refreshing = null; });
+    return state.refreshing;
+  }
+
+  async function doRefresh() {
     try {
       const list = await loadWebhooks();
       const sig = JSON.stringify(list);
@@ -331,11 +343,13 @@
   async function refreshDetail(id) {
     const d = state.details.get(id);
     if (!d) return;
+    const seq = (d.statSeq = (d.statSeq || 0) + 1);
     try {
       const [stats, dl] = await Promise.all([
         api('GET', '/webhooks/' + enc(id) + '/stats?window=1h'),
         api('GET', '/webhooks/' + enc(id) + '/deliveries?limit=10'),
       ]);
+      if (seq !== d.statSeq) return;
       drawCharts(d, stats.data);
       const withAttempts = dl.data.filter((x) => x.attempts > 0);
       const full = await Promise.all(withAttempts.map((x) => api('GET', '/deliveries/' + enc(x.id)).catch(() => null)));
@@ -344,6 +358,7 @@
         if (!f) continue;
         for (const a of f.attempt_history || []) attempts.push({ a, d: f });
       }
+      if (seq !== d.statSeq) return;
       attempts.sort((x, y) => Date.parse(y.a.started_at) - Date.parse(x.a.started_at));
       const rows = attempts.slice(0, 10).map(({ a, d: f }) => h('tr', { class: 'row' },
         h('td', { 'data-label': 'Time' }, h('time', { datetime: a.started_at, title: exact(a.started_at), text: fmtTime(a.started_at) })),
@@ -564,8 +579,10 @@
     const d = state.details.get(id);
     if (!d) return;
     const st = d.p.dlStatus.value;
+    const seq = (d.dlSeq = (d.dlSeq || 0) + 1);
     try {
       const page = await api('GET', '/webhooks/' + enc(id) + '/deliveries?limit=25' + (st ? '&status=' + enc(st) : ''));
+      if (seq !== d.dlSeq) return; // a newer request (another filter, a later refresh) wins
       const sig = st + JSON.stringify(page.data);
       if (sig === d.dlSig && d.p.dlRows.childElementCount > 0) return; // unchanged: keep the rows (and focus)
       d.dlSig = sig;
