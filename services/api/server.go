@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -56,7 +57,10 @@ type Server struct {
 	m      *metrics.Metrics
 	log    zerolog.Logger
 	opts   Options
-	keys   [][]byte
+	// keyDigests and keyIDs describe the admin keys (SHA-256 digests for
+	// constant-time checks; ids recorded in web sessions).
+	keyDigests [][32]byte
+	keyIDs     []string
 
 	notifier *index.Notifier
 }
@@ -76,9 +80,13 @@ func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index
 	s := &Server{st: st, nc: nc, js: js, cat: cat, client: client, health: health, m: m, log: log, opts: opts,
 		notifier: notifier}
 	for _, k := range opts.AdminKeys {
-		s.keys = append(s.keys, []byte(k))
+		s.keyDigests = append(s.keyDigests, sha256.Sum256([]byte(k)))
+		s.keyIDs = append(s.keyIDs, keyID([]byte(k)))
 	}
 	e := echo.New()
+	// The client address in logs is the connection's: X-Forwarded-For is
+	// whatever the client says unless a trusted proxy set it.
+	e.IPExtractor = echo.ExtractIPDirect()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(s.recoverer)

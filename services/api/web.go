@@ -75,6 +75,10 @@ func (s *Server) registerWeb(e *echo.Echo) {
 	static, _ := fs.Sub(webStatic, "web/static")
 	files := http.StripPrefix("/static/", http.FileServer(http.FS(static)))
 	e.GET("/static/*", func(c echo.Context) error {
+		// Files only: no directory listings.
+		if st, err := fs.Stat(static, c.Param("*")); err != nil || st.IsDir() {
+			return notFound("file")
+		}
 		h := c.Response().Header()
 		if c.QueryParam("v") == staticVersion {
 			h.Set("Cache-Control", "public, max-age=31536000, immutable")
@@ -125,7 +129,13 @@ func (s *Server) session(c echo.Context) (*store.Session, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
-	return sess, err
+	if err != nil {
+		return nil, err
+	}
+	if !s.keyConfigured(sess.KeyID) {
+		return nil, nil // signed in with a key that has since been removed
+	}
+	return sess, nil
 }
 
 func (s *Server) pageApp(c echo.Context) error {
@@ -186,14 +196,38 @@ func crossSite(c echo.Context) bool {
 	return false
 }
 
-func (s *Server) checkKey(key string) bool {
-	match := 0
-	if key != "" {
-		for _, k := range s.keys {
-			match |= subtle.ConstantTimeCompare([]byte(key), k)
+// keyID names an admin key without revealing it (sessions record it).
+func keyID(key []byte) string {
+	sum := sha256.Sum256(append([]byte("hermod-admin-key:"), key...))
+	return hex.EncodeToString(sum[:16])
+}
+
+// matchKey returns the id of the configured admin key equal to key, or ""
+// when none is. It compares SHA-256 digests in constant time against every
+// key, so neither the match nor the keys' lengths show in the timing.
+func (s *Server) matchKey(key string) string {
+	if key == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(key))
+	found := ""
+	for i, d := range s.keyDigests {
+		if subtle.ConstantTimeCompare(sum[:], d[:]) == 1 {
+			found = s.keyIDs[i]
 		}
 	}
-	return match == 1
+	return found
+}
+
+func (s *Server) checkKey(key string) bool { return s.matchKey(key) != "" }
+
+// keyConfigured says whether a session's key is still one of the admin keys.
+func (s *Server) keyConfigured(id string) bool {
+	ok := 0
+	for _, k := range s.keyIDs {
+		ok |= subtle.ConstantTimeCompare([]byte(id), []byte(k))
+	}
+	return ok == 1
 }
 
 func (s *Server) signin(c echo.Context) error {
@@ -210,12 +244,19 @@ func (s *Server) signin(c echo.Context) error {
 	if err != nil || tok == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(tok)) != 1 {
 		return s.signinForm(c, http.StatusForbidden, "The sign-in form expired. Please try again.")
 	}
-	if !s.checkKey(r.PostForm.Get("key")) {
+	kid := s.matchKey(r.PostForm.Get("key"))
+	if kid == "" {
 		s.log.Warn().Str("remote", c.RealIP()).Msg("web sign-in refused: wrong admin key")
 		return s.signinForm(c, http.StatusUnauthorized, "That admin key is not valid.")
 	}
+	// A new sign-in replaces the browser's old session, if it had one.
+	if old, err := c.Cookie(SessionCookie); err == nil && old.Value != "" {
+		if err := s.st.DeleteSession(r.Context(), old.Value); err != nil {
+			return unavailable("redis", err)
+		}
+	}
 	ttl := s.opts.SessionTTL
-	sess, err := s.st.CreateSession(r.Context(), ttl)
+	sess, err := s.st.CreateSession(r.Context(), kid, ttl)
 	if err != nil {
 		return unavailable("redis", err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	cdpnetwork "github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/hermodhq/hermod/shared/hermodtest"
 )
@@ -80,15 +81,22 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 // js evaluates a JS expression (a statement whose value is ignored).
 func js(expr string) chromedp.Action[chromedp.Void] { return chromedp.Evaluate[chromedp.Void](expr) }
 
-// until polls a JS expression until it is true.
+// until polls a JS expression every 100 ms until it is true.
 func (b *browser) until(timeout time.Duration, what, expr string) {
 	b.t.Helper()
-	hermodtest.Eventually(b.t, timeout, what, func() bool {
+	deadline := time.Now().Add(timeout)
+	for {
 		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
-		defer cancel()
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
-		return err == nil && ok
-	})
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (b *browser) text(expr string) string {
@@ -102,24 +110,21 @@ func (b *browser) text(expr string) string {
 	return s
 }
 
-// click clicks the element a JS expression finds (a real mouse click at
-// its position, as a person would).
+// click waits until the element sel finds is visible, then clicks it in
+// the page (element.click(), the same event a mouse or the keyboard gives).
+// The page redraws parts of itself every few seconds, so a click at screen
+// coordinates could land beside a button that moved; this finds and clicks
+// the element in one step.
 func (b *browser) click(sel string) {
 	b.t.Helper()
-	// The page redraws parts that changed every few seconds: a node found
-	// just before a redraw is gone by the click, so try again.
-	var err error
-	for i := 0; i < 3; i++ {
-		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-		err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
-		cancel()
-		if err == nil || !strings.Contains(err.Error(), "Could not find node") {
-			break
-		}
-	}
-	if err != nil {
-		b.t.Fatalf("click %s: %v", sel, err)
-	}
+	b.run("wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
+	b.until(10*time.Second, "click "+sel, fmt.Sprintf(`(() => {
+		const el = document.querySelector(%s);
+		if (!el || el.disabled || !el.getClientRects().length) return false;
+		el.scrollIntoView({block: "center"});
+		el.click();
+		return true;
+	})()`, jsq(sel)))
 }
 
 // screenshot saves the viewport as a PNG in HERMOD_SCREENSHOTS_DIR (make
@@ -184,7 +189,9 @@ func withCookie(t *testing.T, method, url, cookie, csrf string) int {
 	if csrf != "" {
 		req.Header.Set("X-CSRF-Token", csrf)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,6 +240,12 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		// A second webhook, made through the API, for an agent: the list shows its labels.
 		p.createWebhook(map[string]any{"name": "Cluster alerts (in-cluster)", "url": "http://alertmanager.monitoring.svc:9093/api/v2/alerts",
 			"event_types": []string{"alert.*"}, "target_labels": []string{"env:production", "region:eu"}})
+
+		// Escape closes the form and gives the focus back to the button that opened it.
+		b.click("#add-webhook")
+		b.until(10*time.Second, "form open", `!document.getElementById("webhook-form-section").hidden && document.activeElement.id === "f-name"`)
+		b.run("Escape", chromedp.KeyEvent(kb.Escape))
+		b.until(10*time.Second, "form closed, focus back", `document.getElementById("webhook-form-section").hidden && document.activeElement.id === "add-webhook"`)
 
 		// Add a webhook through the form: a bad URL gets a field error next to the URL field.
 		b.click("#add-webhook")
@@ -286,7 +299,7 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			p.publish("deployment.applied", map[string]any{"deployment_id": fmt.Sprintf("d-%d", i), "stack_id": "s-1"})
 		}
-		hermodtest.Eventually(t, 15*time.Second, "5 events at the sink", func() bool { return sink.Count() == 6 })
+		hermodtest.Eventually(t, 15*time.Second, "5 events at the sink", func() bool { return sink.Count() >= 6 })
 		b.until(20*time.Second, "totals", fmt.Sprintf(`document.querySelector("%s .delivered").textContent === "5" && document.querySelector("%s .rate").textContent === "100.00\u00a0%%"`, row, row))
 		b.until(20*time.Second, "chart and attempts", fmt.Sprintf(`document.querySelectorAll("#detail-%s .deliveries-chart rect.bar-success").length >= 1 && `+
 			`[...document.querySelectorAll("#detail-%s .attempts tbody tr")].filter(r => r.textContent.includes("success") && r.textContent.includes("deployment.applied") && r.textContent.includes("broker")).length === 5`, id, id))
@@ -296,8 +309,21 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		if n := b.text(fmt.Sprintf(`String(document.querySelectorAll("#detail-%s .latency-chart path.line-p50").length)`, id)); n != "1" {
 			t.Fatalf("latency chart has %s p50 lines", n)
 		}
-		b.run("scroll to the top", js(`window.scrollTo(0, 0)`))
+		// Every latency mark lies between the chart's top and its 0 ms axis.
+		if out := b.text(fmt.Sprintf(`(() => {
+			const svg = document.querySelector("#detail-%s .latency-chart");
+			const axis = svg.querySelector("line.axis"), top = 8, bottom = +axis.getAttribute("y1");
+			const bad = [...svg.querySelectorAll("circle.dot")].filter(c => +c.getAttribute("cy") < top - 0.5 || +c.getAttribute("cy") > bottom + 0.5).length;
+			const boxes = [...svg.querySelectorAll("path")].map(p => p.getBBox()).filter(bb => bb.y < top - 2 || bb.y + bb.height > bottom + 2).length;
+			const dots = svg.querySelectorAll("circle.dot").length;
+			return dots + " dots, " + bad + " outside, " + boxes + " lines outside";
+		})()`, id)); !strings.HasSuffix(out, " 0 outside, 0 lines outside") || strings.HasPrefix(out, "0 dots") {
+			t.Fatalf("latency chart: %s", out)
+		}
+		// A taller window for this picture, so it shows both charts and the recent attempts.
+		b.run("tall window", chromedp.EmulateViewport(1280, 1500), js(`document.activeElement.blur(); window.scrollTo(0, 0)`))
 		b.screenshot("webhook-expanded.png")
+		b.run("desktop window", chromedp.EmulateViewport(1280, 900))
 
 		// The list, collapsed.
 		b.click(row + " .expander")
@@ -305,6 +331,14 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		b.screenshot("webhooks-list.png")
 		b.click(row + " .expander")
 		b.until(10*time.Second, "expanded again", fmt.Sprintf(`!!document.querySelector("#detail-%s .play")`, id))
+
+		// Focus stays on a detail button while refreshes redraw the list around it.
+		b.run("focus Rotate", chromedp.Focus(chromedp.CSS("#detail-"+id+" .rotate")))
+		p.publish("deployment.applied", map[string]any{"deployment_id": "focus-1"})
+		b.until(20*time.Second, "the list redrawn with the new total", fmt.Sprintf(`document.querySelector("%s .delivered").textContent === "6"`, row))
+		if f := b.text(`document.activeElement.className + "|" + (document.activeElement.closest("tr.detail")?.id ?? "")`); f != "rotate|detail-"+id {
+			t.Fatalf("a refresh moved the focus to %q", f)
+		}
 
 		// The sink fails: each delivery dies after its one attempt and the webhook shows degraded.
 		sink.SetAnswer(func(int, *http.Request) int { return 500 })
@@ -331,10 +365,13 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		// Edit: the form opens filled in (the URL is never sent back, so it stays empty and unchanged).
 		b.click("#detail-" + id + " .edit")
 		b.until(10*time.Second, "edit form", `!document.getElementById("webhook-form-section").hidden && document.getElementById("f-name").value === "Deploy notifications" && document.getElementById("f-url").value === "" && document.getElementById("f-max_retries").value === "1" && document.querySelector('input[name=event_types][value="deployment.*"]').checked`)
+		// Meanwhile someone else changes the timeout: saving the rename must not undo it.
+		p.must(200, "PATCH", "/api/v1/webhooks/"+id, map[string]any{"timeout_seconds": 45})
 		b.run("rename", js(`document.getElementById("f-name").value = ""`), chromedp.SendKeys(chromedp.CSS("#f-name"), "Deploy notifications (prod)"))
 		b.click("#form-submit")
 		b.until(10*time.Second, "renamed", fmt.Sprintf(`document.querySelector("%s .expander").textContent === "Deploy notifications (prod)" && document.getElementById("webhook-form-section").hidden`, row))
-		if w := p.must(200, "GET", "/api/v1/webhooks/"+id, nil); w["name"] != "Deploy notifications (prod)" || w["url_redacted"] != strings.TrimSuffix(sink.URL, "/") || w["max_retries"].(float64) != 1 {
+		if w := p.must(200, "GET", "/api/v1/webhooks/"+id, nil); w["name"] != "Deploy notifications (prod)" || w["url_redacted"] != strings.TrimSuffix(sink.URL, "/") ||
+			w["max_retries"].(float64) != 1 || w["timeout_seconds"].(float64) != 45 {
 			t.Fatalf("after Edit: %v", w)
 		}
 
@@ -363,7 +400,7 @@ func TestBrowserWebhooksPage(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		b.click("#detail-" + id + " .pause")
-		hermodtest.Eventually(t, 15*time.Second, "the held event goes out after Activate", func() bool { return sink.Count() == before+1 })
+		hermodtest.Eventually(t, 15*time.Second, "the held event goes out after Activate", func() bool { return sink.Count() >= before+1 })
 		if last := sink.Received()[before]; !strings.Contains(string(last.Body), held) {
 			t.Fatalf("after Activate the sink got %s", last.Body)
 		}
@@ -373,7 +410,7 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		b.click("#detail-" + id + " .reveal")
 		b.until(10*time.Second, "secret revealed", fmt.Sprintf(`document.querySelector("#detail-%s .secret-value").textContent === %s`, id, jsq(secret)))
 		b.click("#detail-" + id + " .rotate")
-		b.until(5*time.Second, "confirmation", `document.getElementById("confirm").open`)
+		b.until(10*time.Second, "confirmation", `document.getElementById("confirm").open`)
 		b.click("#confirm-ok")
 		b.until(10*time.Second, "rotated", fmt.Sprintf(`document.querySelector("#detail-%s .secret-value").textContent.startsWith("whsec_") && document.querySelector("#detail-%s .secret-value").textContent !== %s`, id, id, jsq(secret)))
 		rot := p.must(200, "GET", "/api/v1/webhooks/"+id+"/secret", nil)
@@ -390,7 +427,7 @@ func TestBrowserWebhooksPage(t *testing.T) {
 			t.Fatalf("%s buttons have no name", n)
 		}
 		b.run("phone width", chromedp.EmulateViewport(390, 844))
-		b.until(5*time.Second, "fits a phone", `document.documentElement.scrollWidth <= 392`)
+		b.until(10*time.Second, "fits a phone", `document.documentElement.scrollWidth <= 392 && [...document.querySelectorAll(".table-wrap")].every(w => w.scrollWidth <= w.clientWidth + 1)`)
 		b.run("scroll to the top", js(`window.scrollTo(0, 0)`))
 		b.screenshot("webhooks-phone.png")
 		b.run("desktop width", chromedp.EmulateViewport(1280, 900))
@@ -405,12 +442,15 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		}
 		target := p.Base + "/api/v1/webhooks/" + id + "/pause"
 		port := evilSite(t, target)
-		for _, origin := range []string{"http://localhost:" + port, "http://127.0.0.1:" + port} {
+		// From localhost (another site) SameSite=Strict keeps the cookie home: 401.
+		// From 127.0.0.1 on another port (same site, another origin) the cookie
+		// goes along, and the server's own check refuses it: 403 csrf.
+		for origin, code := range map[string]string{"http://localhost:" + port: `"unauthorized"`, "http://127.0.0.1:" + port: `"csrf"`} {
 			b.run("visit "+origin, chromedp.Navigate(origin+"/"))
 			b.until(10*time.Second, "the forged post answered", fmt.Sprintf(`location.href === %s && document.body.textContent.includes('"code"')`, jsq(target)))
 			body := b.text(`document.body.textContent`)
-			if !strings.Contains(body, `"unauthorized"`) && !strings.Contains(body, `"csrf"`) {
-				t.Fatalf("forged post from %s: %s", origin, body)
+			if !strings.Contains(body, `"code":`+code) {
+				t.Fatalf("forged post from %s: %s, want code %s", origin, body, code)
 			}
 			if w := p.must(200, "GET", "/api/v1/webhooks/"+id, nil); w["enabled"] != true {
 				t.Fatalf("a forged post from %s paused the webhook", origin)
@@ -430,7 +470,7 @@ func TestBrowserWebhooksPage(t *testing.T) {
 
 		b.click(row + " .expander")
 		b.click("#detail-" + id + " .delete")
-		b.until(5*time.Second, "confirmation", `document.getElementById("confirm").open`)
+		b.until(10*time.Second, "confirmation", `document.getElementById("confirm").open`)
 		b.click("#confirm-ok")
 		b.until(10*time.Second, "row removed", fmt.Sprintf(`!document.querySelector("%s")`, row))
 		if code, _ := p.do("GET", "/api/v1/webhooks/"+id, nil); code != 404 {

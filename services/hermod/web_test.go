@@ -278,3 +278,57 @@ func TestWebCookieSecure(t *testing.T) {
 		}
 	})
 }
+
+// Every route that changes state refuses the session cookie without the
+// CSRF token, whatever the method or content type; HEAD and OPTIONS change
+// nothing.
+func TestWebCSRFOnEveryStateChange(t *testing.T) {
+	p := startPipeline(t, nil)
+	w := newWebClient(t, p.Base)
+	csrf := w.signIn(testAdminKey)
+	id := p.createWebhook(map[string]any{"name": "guarded", "url": "http://127.0.0.1:9/x", "event_types": []string{"*"}})
+	p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "guard-agent", "labels": []string{"env:x"}})
+	wh := "/api/v1/webhooks/" + id
+	for _, rt := range []struct{ method, path, body string }{
+		{"POST", "/api/v1/webhooks", `{"name":"x","url":"http://127.0.0.1:9/","event_types":["*"]}`},
+		{"PUT", wh, `{"name":"renamed"}`},
+		{"PATCH", wh, `{"name":"renamed"}`},
+		{"DELETE", wh, ""},
+		{"POST", wh + "/pause", ""},
+		{"POST", wh + "/resume", ""},
+		{"POST", wh + "/test", ""},
+		{"POST", wh + "/secret/rotate", "{}"},
+		{"POST", "/api/v1/deliveries/00000000-0000-0000-0000-000000000000/retry", ""},
+		{"POST", "/api/v1/events", `{"event_type":"deployment.applied","data":{}}`},
+		{"POST", "/api/v1/agents", `{"id":"new-agent","labels":["env:x"]}`},
+		{"PUT", "/api/v1/agents/guard-agent", `{"labels":["env:y"]}`},
+		{"DELETE", "/api/v1/agents/guard-agent", ""},
+	} {
+		for _, ct := range []string{"application/json", "text/plain", "application/x-www-form-urlencoded"} {
+			r := w.do(rt.method, rt.path, strings.NewReader(rt.body), map[string]string{"Content-Type": ct,
+				"X-HTTP-Method-Override": "GET"})
+			if r.code != 403 || !strings.Contains(r.body, `"code":"csrf"`) {
+				t.Errorf("%s %s (%s) without the CSRF token: %d %s", rt.method, rt.path, ct, r.code, r.body)
+			}
+		}
+	}
+	for _, m := range []string{"HEAD", "OPTIONS"} {
+		if r := w.do(m, wh+"/pause", nil, nil); r.code < 400 {
+			t.Errorf("%s on a state-changing route: %d", m, r.code)
+		}
+	}
+	hook := p.must(200, "GET", wh, nil)
+	if hook["name"] != "guarded" || hook["enabled"] != true {
+		t.Fatalf("refused requests changed the webhook: %v", hook)
+	}
+	if a := p.must(200, "GET", "/api/v1/agents/guard-agent", nil); a["labels"].([]any)[0] != "env:x" {
+		t.Fatalf("refused requests changed the agent: %v", a)
+	}
+	if n := len(p.must(200, "GET", "/api/v1/webhooks", nil)["data"].([]any)); n != 1 {
+		t.Fatalf("refused requests created webhooks: %d", n)
+	}
+	// With the token the same cookie may act.
+	if r := w.do("POST", wh+"/pause", nil, map[string]string{"X-CSRF-Token": csrf}); r.code != 200 {
+		t.Fatalf("pause with the token: %d %s", r.code, r.body)
+	}
+}

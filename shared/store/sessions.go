@@ -21,8 +21,11 @@ const keySession = "hermod:session:"
 // Session is a signed-in web page session. The cookie carries Token; the
 // page carries CSRF and sends it back on every state-changing request.
 type Session struct {
-	Token     string // only set by CreateSession: never stored in clear
-	CSRF      string
+	Token string // only set by CreateSession: never stored in clear
+	CSRF  string
+	// KeyID names the admin key that signed in (a hash of it, never the
+	// key), so removing a key from the configuration ends its sessions.
+	KeyID     string
 	CreatedAt time.Time
 	ExpiresAt time.Time
 }
@@ -41,8 +44,9 @@ func sessionKey(token string) string {
 	return keySession + hex.EncodeToString(sum[:])
 }
 
-// CreateSession stores a new session valid for ttl.
-func (s *Store) CreateSession(ctx context.Context, ttl time.Duration) (*Session, error) {
+// CreateSession stores a new session valid for ttl, signed in with the
+// admin key that keyID names.
+func (s *Store) CreateSession(ctx context.Context, keyID string, ttl time.Duration) (*Session, error) {
 	token, err := RandomToken(32)
 	if err != nil {
 		return nil, err
@@ -52,10 +56,10 @@ func (s *Store) CreateSession(ctx context.Context, ttl time.Duration) (*Session,
 		return nil, err
 	}
 	now := time.Now().UTC()
-	sess := &Session{Token: token, CSRF: csrf, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	sess := &Session{Token: token, CSRF: csrf, KeyID: keyID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	key := sessionKey(token)
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, "csrf", csrf, "created", now.UnixMilli(), "expires", sess.ExpiresAt.UnixMilli())
+		p.HSet(ctx, key, "csrf", csrf, "key", keyID, "created", now.UnixMilli(), "expires", sess.ExpiresAt.UnixMilli())
 		p.PExpire(ctx, key, ttl)
 		return nil
 	})
@@ -80,7 +84,7 @@ func (s *Store) GetSession(ctx context.Context, token string) (*Session, error) 
 	}
 	created, _ := strconv.ParseInt(h["created"], 10, 64)
 	expires, _ := strconv.ParseInt(h["expires"], 10, 64)
-	sess := &Session{CSRF: h["csrf"], CreatedAt: time.UnixMilli(created).UTC(), ExpiresAt: time.UnixMilli(expires).UTC()}
+	sess := &Session{CSRF: h["csrf"], KeyID: h["key"], CreatedAt: time.UnixMilli(created).UTC(), ExpiresAt: time.UnixMilli(expires).UTC()}
 	// The expiry is checked here too: Redis's own TTL is the cleanup, not
 	// the rule (an embedded store may keep keys past their TTL).
 	if !time.Now().Before(sess.ExpiresAt) {

@@ -11,7 +11,7 @@ import (
 func TestSessionLifecycle(t *testing.T) {
 	s, rd := newStore(t)
 	ctx := context.Background()
-	sess, err := s.CreateSession(ctx, time.Hour)
+	sess, err := s.CreateSession(ctx, "key-1", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,7 +19,7 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatalf("tokens too short or equal: %q %q", sess.Token, sess.CSRF)
 	}
 	got, err := s.GetSession(ctx, sess.Token)
-	if err != nil || got.CSRF != sess.CSRF || got.Token != "" {
+	if err != nil || got.CSRF != sess.CSRF || got.Token != "" || got.KeyID != "key-1" {
 		t.Fatalf("get: %+v %v", got, err)
 	}
 	// Redis holds the token's hash, never the token.
@@ -51,7 +51,7 @@ func TestSessionLifecycle(t *testing.T) {
 func TestSessionExpiresByItsOwnClock(t *testing.T) {
 	s, rd := newStore(t)
 	ctx := context.Background()
-	sess, err := s.CreateSession(ctx, time.Hour)
+	sess, err := s.CreateSession(ctx, "key-1", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,10 @@
     }
     if (r.status === 401) {
       location.assign('/signin');
+    } else if (r.status === 403 && data && data.code === 'csrf') {
+      // The session changed under the page (signed in again in another
+      // tab): reload to pick up the new session's token.
+      location.reload();
     }
     if (!r.ok) throw new ApiError(r.status, data);
     return data;
@@ -104,6 +108,10 @@
     return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
   }
 
+  function fmtMinute(iso) {
+    return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
   function fmtBytes(n) {
     if (n === null || n === undefined) return '—';
     if (n < 1024) return n + ' B';
@@ -142,14 +150,18 @@
 
   // ---------- the list ----------
 
+  const MAX_PAGES = 10; // at most 2,000 webhooks on the page
+
   async function loadWebhooks() {
     const all = [];
     let cursor = '';
-    for (let i = 0; i < 10; i++) { // at most 2,000 webhooks on the page
+    state.truncated = false;
+    for (let i = 0; i < MAX_PAGES; i++) {
       const page = await api('GET', '/webhooks?limit=200' + (cursor ? '&cursor=' + enc(cursor) : ''));
       all.push(...page.data);
       if (!page.next_cursor) break;
       cursor = page.next_cursor;
+      if (i === MAX_PAGES - 1) state.truncated = true;
     }
     return all;
   }
@@ -161,7 +173,7 @@
       h('td', { 'data-label': 'Name' },
         h('button', {
           type: 'button', class: 'link expander', 'aria-expanded': open ? 'true' : 'false',
-          'aria-controls': 'detail-' + w.id, text: w.name, onclick: () => toggle(w.id),
+          'aria-controls': open ? 'detail-' + w.id : null, text: w.name, onclick: () => toggle(w.id),
         })),
       h('td', { 'data-label': 'URL', class: 'mono', text: w.url_redacted }),
       h('td', { 'data-label': 'Events' }, h('span', { class: 'events' }, w.event_types.map((t) => h('span', { class: 'chip', text: t })))),
@@ -174,29 +186,88 @@
     );
   }
 
+  // syncCells makes row look like fresh, replacing only the cells whose
+  // content differs, so a focused button in an unchanged cell keeps focus.
+  function syncCells(row, fresh) {
+    const cells = [...fresh.children];
+    cells.forEach((cell, i) => {
+      const old = row.children[i];
+      if (!old) row.append(cell);
+      else if (old.outerHTML !== cell.outerHTML) old.replaceWith(cell);
+    });
+    while (row.children.length > cells.length) row.lastElementChild.remove();
+  }
+
+  // place puts wanted (in order) as parent's children, moving only nodes
+  // that are out of place (moving a node would blur what it holds).
+  function place(parent, wanted) {
+    const keep = new Set(wanted);
+    for (const el of [...parent.children]) if (!keep.has(el)) el.remove();
+    let prev = null;
+    for (const el of wanted) {
+      const expected = prev ? prev.nextElementSibling : parent.firstElementChild;
+      if (expected !== el) parent.insertBefore(el, expected);
+      prev = el;
+    }
+  }
+
+  // reconcile draws items as rows of tbody, keyed: a row is rebuilt only
+  // when its item changed, and rows stay in place otherwise.
+  function reconcile(tbody, cache, items, keyOf, build, empty) {
+    const wanted = [];
+    const seen = new Set();
+    for (const it of items) {
+      const k = keyOf(it);
+      const sig = JSON.stringify(it);
+      seen.add(k);
+      let c = cache.get(k);
+      if (!c || c.sig !== sig) {
+        const el = build(it);
+        if (c) c.el.replaceWith(el);
+        c = { el, sig };
+        cache.set(k, c);
+      }
+      wanted.push(c.el);
+    }
+    for (const k of [...cache.keys()]) if (!seen.has(k)) cache.delete(k);
+    if (wanted.length === 0) wanted.push(empty);
+    place(tbody, wanted);
+  }
+
+  const listRows = new Map(); // webhook id -> its <tr>
+
   function renderList() {
     const tbody = document.getElementById('webhook-rows');
-    const rows = [];
+    const focused = document.activeElement;
+    const focusId = focused && focused.closest && focused.closest('tr.row') ? focused.closest('tr.row').dataset.id : null;
+    const wanted = [];
     const seen = new Set();
     for (const w of state.webhooks) {
       seen.add(w.id);
-      rows.push(rowFor(w));
+      const fresh = rowFor(w);
+      let row = listRows.get(w.id);
+      if (!row) {
+        row = fresh;
+        listRows.set(w.id, row);
+      } else {
+        syncCells(row, fresh);
+      }
+      wanted.push(row);
       if (state.open.has(w.id)) {
         const d = detailFor(w);
         updateDetail(w, d);
-        rows.push(d.tr);
+        wanted.push(d.tr);
       }
     }
-    // Keep focus where it was when a row is rebuilt.
-    const focused = document.activeElement;
-    const focusId = focused && focused.closest && focused.closest('tr.row') ? focused.closest('tr.row').dataset.id : null;
-    tbody.replaceChildren(...rows);
-    if (focusId) {
+    place(tbody, wanted);
+    // The expander is rebuilt when it toggles: keep the focus on it.
+    if (focusId && (document.activeElement === document.body || !document.activeElement)) {
       const b = document.querySelector('#row-' + CSS.escape(focusId) + ' .expander');
       if (b) b.focus();
     }
     for (const id of [...state.open]) if (!seen.has(id)) state.open.delete(id);
     for (const id of [...state.details.keys()]) if (!seen.has(id)) state.details.delete(id);
+    for (const id of [...listRows.keys()]) if (!seen.has(id)) listRows.delete(id);
     document.getElementById('empty').hidden = state.webhooks.length > 0;
   }
 
@@ -213,6 +284,7 @@
   }
 
   async function doRefresh() {
+    if (document.hidden) return; // no polling in a background tab
     try {
       const list = await loadWebhooks();
       const sig = JSON.stringify(list);
@@ -222,7 +294,8 @@
         renderList();
       }
       showError(null);
-      document.getElementById('refreshed').textContent = 'Updated ' + new Date().toLocaleTimeString();
+      document.getElementById('refreshed').textContent = 'Updated ' + new Date().toLocaleTimeString() +
+        (state.truncated ? ' · showing the first ' + state.webhooks.length + ' webhooks' : '');
       await Promise.all([...state.open].map((id) => refreshDetail(id)));
     } catch (err) {
       showError(new Error('Could not refresh: ' + err.message));
@@ -230,8 +303,13 @@
   }
 
   function toggle(id) {
-    if (state.open.has(id)) state.open.delete(id);
-    else state.open.add(id);
+    if (state.open.has(id)) {
+      state.open.delete(id);
+      const d = state.details.get(id);
+      if (d) hideSecret(d); // a revealed secret does not outlive the panel
+    } else {
+      state.open.add(id);
+    }
     renderList();
     state.listSig = JSON.stringify(state.webhooks);
     if (state.open.has(id)) {
@@ -256,6 +334,8 @@
     p.chart = h('div', { class: 'chart-box' });
     p.latency = h('div', { class: 'chart-box' });
     p.attempts = h('tbody');
+    p.attemptsEmpty = h('tr', {}, h('td', { colspan: '8', class: 'muted', text: 'No attempts yet.' }));
+    p.statsError = h('p', { class: 'form-error', role: 'alert', hidden: true });
     p.dlStatus = h('select', { id: 'dl-status-' + w.id, onchange: () => loadDeliveries(w.id) },
       ['', 'pending', 'acquired', 'success', 'failed', 'dead'].map((s) => h('option', { value: s, text: s || 'all' })));
     p.dlRows = h('tbody');
@@ -264,7 +344,13 @@
       h('div', { class: 'actions' },
         h('button', { type: 'button', class: 'primary play', text: '▶ Play', title: 'Send a signed webhook.test event now', onclick: () => play(w.id) }),
         p.pause,
-        h('button', { type: 'button', class: 'edit', text: 'Edit', onclick: () => openForm(state.webhooks.find((x) => x.id === w.id)) }),
+        h('button', {
+          type: 'button', class: 'edit', text: 'Edit', onclick: () => {
+            const cur = state.webhooks.find((x) => x.id === w.id);
+            if (cur) openForm(cur);
+            else result(w.id, false, 'This webhook no longer exists.');
+          },
+        }),
         h('button', { type: 'button', class: 'danger delete', text: 'Delete', onclick: () => del(w.id) }),
       ),
       p.result,
@@ -278,7 +364,7 @@
             h('button', { type: 'button', class: 'rotate', text: 'Rotate', onclick: () => rotate(w.id) })),
           p.secretNote),
         h('section', { 'aria-label': 'Delivery statistics' },
-          h('h3', { text: 'Delivery statistics' }), p.totals,
+          h('h3', { text: 'Delivery statistics' }), p.statsError, p.totals,
           h('h3', { text: 'Deliveries per minute, last hour' }),
           h('ul', { class: 'legend' },
             h('li', {}, h('span', { class: 'sw success' }), 'success'),
@@ -309,7 +395,7 @@
         p.dlView),
     );
     const tr = h('tr', { class: 'detail', id: 'detail-' + w.id }, h('td', { colspan: '9' }, body));
-    d = { tr, p, id: w.id };
+    d = { tr, p, id: w.id, deliveryCache: new Map(), attemptRows: new Map(), dlRowCache: new Map() };
     state.details.set(w.id, d);
     return d;
   }
@@ -351,35 +437,42 @@
       ]);
       if (seq !== d.statSeq) return;
       drawCharts(d, stats.data);
+      // A delivery's attempts are fetched again only when it changed.
       const withAttempts = dl.data.filter((x) => x.attempts > 0);
-      const full = await Promise.all(withAttempts.map((x) => api('GET', '/deliveries/' + enc(x.id)).catch(() => null)));
+      const full = await Promise.all(withAttempts.map((x) => {
+        const c = d.deliveryCache.get(x.id);
+        if (c && c.updated_at === x.updated_at) return c.full;
+        return api('GET', '/deliveries/' + enc(x.id)).then((f) => {
+          d.deliveryCache.set(x.id, { updated_at: x.updated_at, full: f });
+          return f;
+        }).catch(() => null);
+      }));
+      const keep = new Set(withAttempts.map((x) => x.id));
+      for (const k of [...d.deliveryCache.keys()]) if (!keep.has(k)) d.deliveryCache.delete(k);
+      if (seq !== d.statSeq) return;
       const attempts = [];
       for (const f of full) {
         if (!f) continue;
-        for (const a of f.attempt_history || []) attempts.push({ a, d: f });
+        for (const a of f.attempt_history || []) attempts.push({ a, event_type: f.event_type, delivery: f.id });
       }
-      if (seq !== d.statSeq) return;
       attempts.sort((x, y) => Date.parse(y.a.started_at) - Date.parse(x.a.started_at));
-      const rows = attempts.slice(0, 10).map(({ a, d: f }) => h('tr', { class: 'row' },
-        h('td', { 'data-label': 'Time' }, h('time', { datetime: a.started_at, title: exact(a.started_at), text: fmtTime(a.started_at) })),
-        h('td', { 'data-label': 'Event', text: f.event_type }),
-        h('td', { 'data-label': 'Status' }, badge(a.status)),
-        h('td', { 'data-label': 'HTTP', class: 'num', text: a.status_code ? String(a.status_code) : '—' }),
-        h('td', { 'data-label': 'Duration', class: 'num', text: a.duration_ms + ' ms' }),
-        h('td', { 'data-label': 'Size', class: 'num', text: fmtBytes(a.payload_size) }),
-        h('td', { 'data-label': 'Error', text: a.error || '' }),
-        h('td', { 'data-label': 'Delivered by', text: a.by || '' }),
-      ));
-      if (rows.length === 0) rows.push(h('tr', {}, h('td', { colspan: '8', class: 'muted', text: 'No attempts yet.' })));
-      const asig = JSON.stringify(attempts.slice(0, 10));
-      if (asig !== d.attemptsSig) {
-        d.attemptsSig = asig;
-        d.p.attempts.replaceChildren(...rows);
-      }
+      reconcile(d.p.attempts, d.attemptRows, attempts.slice(0, 10), (x) => x.delivery + '/' + x.a.attempt,
+        ({ a, event_type: et }) => h('tr', { class: 'row' },
+          h('td', { 'data-label': 'Time' }, h('time', { datetime: a.started_at, title: exact(a.started_at), text: fmtTime(a.started_at) })),
+          h('td', { 'data-label': 'Event', text: et }),
+          h('td', { 'data-label': 'Status' }, badge(a.status)),
+          h('td', { 'data-label': 'HTTP', class: 'num', text: a.status_code ? String(a.status_code) : '—' }),
+          h('td', { 'data-label': 'Duration', class: 'num', text: a.duration_ms + ' ms' }),
+          h('td', { 'data-label': 'Size', class: 'num', text: fmtBytes(a.payload_size) }),
+          h('td', { 'data-label': 'Error', text: a.error || '' }),
+          h('td', { 'data-label': 'Delivered by', text: a.by || '' })),
+        d.p.attemptsEmpty);
+      d.p.statsError.textContent = '';
+      d.p.statsError.hidden = true;
       await loadDeliveries(id);
     } catch (err) {
-      d.p.result.className = 'result bad';
-      d.p.result.textContent = 'Could not load statistics: ' + err.message;
+      d.p.statsError.textContent = 'Could not load statistics: ' + err.message;
+      d.p.statsError.hidden = false;
     }
   }
 
@@ -408,7 +501,10 @@
   }
 
   function drawCharts(d, buckets) {
-    const W = 600, H = 170, pad = { l: 38, r: 8, t: 8, b: 18 };
+    const sig = JSON.stringify(buckets);
+    if (sig === d.chartSig) return; // unchanged: keep the drawing (and any tooltip)
+    d.chartSig = sig;
+    const W = 600, H = 170, LH = 130, pad = { l: 38, r: 8, t: 8, b: 18 };
     const n = buckets.length || 1;
     const pw = W - pad.l - pad.r, ph = H - pad.t - pad.b;
     let tot = { success: 0, failed: 0, dead: 0 }, maxCount = 0, maxLat = 0;
@@ -423,7 +519,7 @@
     const bars = [];
     buckets.forEach((b, i) => {
       let y = pad.t + ph;
-      const label = fmtTime(b.minute).slice(0, 5) + ': ' + b.success + ' success, ' + b.failed + ' failed, ' + b.dead + ' dead';
+      const label = fmtMinute(b.minute) + ': ' + b.success + ' success, ' + b.failed + ' failed, ' + b.dead + ' dead';
       for (const k of ['success', 'failed', 'dead']) {
         if (!b[k]) continue;
         const hgt = (b[k] / cmax) * ph;
@@ -438,12 +534,13 @@
       svg('title', { text: summary }), frame(W, H, pad, cmax, ''), bars));
 
     const lmax = niceMax(maxLat);
+    const lph = LH - pad.t - pad.b; // the latency chart is shorter
     const line = (key) => {
       let path = '', pen = false;
       buckets.forEach((b, i) => {
         const v = b[key];
         if (v === null || v === undefined) { pen = false; return; }
-        const x = pad.l + i * bw + bw / 2, y = pad.t + ph - (v / lmax) * ph;
+        const x = pad.l + i * bw + bw / 2, y = pad.t + lph - (v / lmax) * lph;
         path += (pen ? 'L' : 'M') + x.toFixed(1) + ' ' + y.toFixed(1) + ' ';
         pen = true;
       });
@@ -453,15 +550,15 @@
     buckets.forEach((b, i) => {
       if (b.p50_ms === null) return;
       const x = pad.l + i * bw + bw / 2;
-      dots.push(svg('circle', { class: 'dot', cx: x.toFixed(1), cy: (pad.t + ph - (b.p99_ms / lmax) * ph).toFixed(1), r: 2, fill: 'var(--c-p99)' },
-        svg('title', { text: fmtTime(b.minute).slice(0, 5) + ': p50 ' + b.p50_ms + ' ms, p99 ' + b.p99_ms + ' ms' })));
+      dots.push(svg('circle', { class: 'dot', cx: x.toFixed(1), cy: (pad.t + lph - (b.p99_ms / lmax) * lph).toFixed(1), r: 2 },
+        svg('title', { text: fmtMinute(b.minute) + ': p50 ' + b.p50_ms + ' ms, p99 ' + b.p99_ms + ' ms' })));
     });
     const last = buckets.filter((b) => b.p50_ms !== null).pop();
     const lsum = last ? 'Latency over the last hour, up to ' + maxLat + ' ms; latest minute p50 ' + last.p50_ms + ' ms, p99 ' + last.p99_ms + ' ms.'
       : 'No latency data in the last hour.';
     const p50 = line('p50_ms'), p99 = line('p99_ms');
-    d.p.latency.replaceChildren(svg('svg', { class: 'chart latency-chart', viewBox: '0 0 ' + W + ' 130', role: 'img', 'aria-label': lsum },
-      svg('title', { text: lsum }), frame(W, 130, pad, lmax, ' ms'),
+    d.p.latency.replaceChildren(svg('svg', { class: 'chart latency-chart', viewBox: '0 0 ' + W + ' ' + LH, role: 'img', 'aria-label': lsum },
+      svg('title', { text: lsum }), frame(W, LH, pad, lmax, ' ms'),
       p99 ? svg('path', { class: 'line-p99', d: p99 }) : null,
       p50 ? svg('path', { class: 'line-p50', d: p50 }) : null, dots));
   }
@@ -509,6 +606,7 @@
       state.details.delete(id);
       setStatus('Deleted “' + w.name + '”.');
       await refresh();
+      addButton.focus(); // the row that held the focus is gone
     } catch (err) {
       result(id, false, err.message);
     }
@@ -517,9 +615,7 @@
   async function revealSecret(id) {
     const d = state.details.get(id);
     if (d.p.reveal.dataset.shown === '1') {
-      d.p.secretValue.textContent = '••••••••••••••••';
-      d.p.reveal.textContent = 'Reveal';
-      d.p.reveal.dataset.shown = '0';
+      hideSecret(d);
       return;
     }
     try {
@@ -528,6 +624,13 @@
     } catch (err) {
       result(id, false, err.message);
     }
+  }
+
+  function hideSecret(d) {
+    d.p.secretValue.textContent = '••••••••••••••••';
+    d.p.reveal.textContent = 'Reveal';
+    d.p.reveal.dataset.shown = '0';
+    d.p.secretNote.textContent = '';
   }
 
   function showSecret(d, s) {
@@ -583,10 +686,10 @@
     try {
       const page = await api('GET', '/webhooks/' + enc(id) + '/deliveries?limit=25' + (st ? '&status=' + enc(st) : ''));
       if (seq !== d.dlSeq) return; // a newer request (another filter, a later refresh) wins
-      const sig = st + JSON.stringify(page.data);
-      if (sig === d.dlSig && d.p.dlRows.childElementCount > 0) return; // unchanged: keep the rows (and focus)
-      d.dlSig = sig;
-      const rows = page.data.map((x) => h('tr', { class: 'row', 'data-delivery': x.id, 'data-status': x.status },
+      // Keyed rows: only a delivery that changed is redrawn, so a focused
+      // View or Retry button stays put while the list refreshes.
+      const empty = h('tr', {}, h('td', { colspan: '8', class: 'muted', text: 'No deliveries' + (st ? ' with status ' + st : '') + '.' }));
+      reconcile(d.p.dlRows, d.dlRowCache, page.data, (x) => x.id, (x) => h('tr', { class: 'row', 'data-delivery': x.id, 'data-status': x.status },
         h('td', { 'data-label': 'Created' }, timeEl(x.created_at)),
         h('td', { 'data-label': 'Event', text: x.event_type }),
         h('td', { 'data-label': 'Status' }, badge(x.status)),
@@ -594,13 +697,11 @@
         h('td', { 'data-label': 'HTTP', class: 'num', text: x.last_status_code ? String(x.last_status_code) : '—' }),
         h('td', { 'data-label': 'Last error', text: x.last_error || '' }),
         h('td', { 'data-label': 'Delivered by', text: x.delivered_by || '' }),
-        h('td', {},
+        h('td', { 'data-label': 'Actions' },
           h('span', { class: 'actions' },
             h('button', { type: 'button', class: 'view', text: 'View', 'aria-label': 'View delivery ' + x.id, onclick: () => viewDelivery(id, x.id) }),
             x.status === 'dead' ? h('button', { type: 'button', class: 'retry', text: 'Retry', 'aria-label': 'Retry delivery ' + x.id, onclick: () => retry(id, x.id) }) : null)),
-      ));
-      if (rows.length === 0) rows.push(h('tr', {}, h('td', { colspan: '8', class: 'muted', text: 'No deliveries' + (st ? ' with status ' + st : '') + '.' })));
-      d.p.dlRows.replaceChildren(...rows);
+      ), empty);
     } catch (err) {
       result(id, false, 'Could not load deliveries: ' + err.message);
     }
@@ -690,8 +791,12 @@
       return fe;
     }
     slot.textContent = message;
-    const input = base === 'event_types' ? document.getElementById('f-event-types')
-      : base === 'filters' ? document.getElementById('f-filter-labels') : document.getElementById('f-' + base);
+    if (base === 'event_types') {
+      // A fieldset takes no focus: mark it, and send the focus to its first box.
+      document.getElementById('f-event-types').setAttribute('aria-invalid', 'true');
+      return form.querySelector('input[name=event_types]') || slot;
+    }
+    const input = base === 'filters' ? document.getElementById('f-filter-labels') : document.getElementById('f-' + base);
     if (input) input.setAttribute('aria-invalid', 'true');
     if (base === 'target_labels' || base === 'filters' || base === 'max_retries' || base === 'timeout_seconds' ||
       base === 'auth_header' || base === 'description') document.getElementById('advanced').open = true;
@@ -699,8 +804,23 @@
   }
 
   function openForm(w) {
+    if (!formSection.contains(document.activeElement)) state.opener = document.activeElement;
+    if (w && state.eventTypes.length === 0) {
+      showError(new Error('The event catalogue did not load, so the form cannot show this webhook\'s event types: reload the page.'));
+      return;
+    }
     state.editing = w || null;
     form.reset();
+    // Event types a webhook has but the catalogue no longer lists keep a box.
+    for (const el of form.querySelectorAll('.extra-type')) el.remove();
+    if (w) {
+      const box = document.getElementById('event-type-options');
+      const known = new Set([...form.querySelectorAll('input[name=event_types]')].map((c) => c.value));
+      for (const t of w.event_types) {
+        if (!known.has(t)) box.append(h('label', { class: 'extra-type', title: 'Not in the catalogue any more' },
+          h('input', { type: 'checkbox', name: 'event_types', value: t }), t + ' (not in the catalogue)'));
+      }
+    }
     clearErrors();
     const editing = !!w;
     document.getElementById('form-title').textContent = editing ? 'Edit “' + w.name + '”' : 'Add webhook';
@@ -727,10 +847,34 @@
     form.elements.name.focus();
   }
 
-  function closeForm() {
+  // closeForm hides the form; with restore, the focus goes back to the
+  // button that opened it (or Add webhook when that one is gone).
+  function closeForm(restore) {
     formSection.hidden = true;
     addButton.setAttribute('aria-expanded', 'false');
     state.editing = null;
+    if (restore) {
+      const o = state.opener;
+      (o && document.body.contains(o) && o !== document.body ? o : addButton).focus();
+    }
+  }
+
+  // changedOnly keeps, for an edit, only the fields that differ from the
+  // webhook as it was when the form opened: someone else's change to another
+  // field is not overwritten.
+  function changedOnly(body, w) {
+    const norm = {
+      name: w.name, description: w.description || '', event_types: [...w.event_types].sort(),
+      target_labels: w.target_labels && w.target_labels.length ? [...w.target_labels].sort() : null,
+      filters: w.filters || null, max_retries: w.max_retries, timeout_seconds: w.timeout_seconds,
+    };
+    const out = {};
+    for (const [k, v] of Object.entries(body)) {
+      if (!(k in norm)) { out[k] = v; continue; } // url, auth_header: only sent when typed
+      const cmp = Array.isArray(v) ? [...v].sort() : v;
+      if (JSON.stringify(cmp) !== JSON.stringify(norm[k])) out[k] = v;
+    }
+    return out;
   }
 
   function formBody() {
@@ -785,11 +929,19 @@
       return;
     }
     const submit = document.getElementById('form-submit');
+    const editing = state.editing;
+    if (editing) {
+      body = changedOnly(body, editing);
+      if (Object.keys(body).length === 0) {
+        closeForm(true);
+        setStatus('No changes to save.');
+        return;
+      }
+    }
     submit.disabled = true;
     try {
-      const editing = state.editing;
       const w = editing ? await api('PUT', '/webhooks/' + enc(editing.id), body) : await api('POST', '/webhooks', body);
-      closeForm();
+      closeForm(false);
       setStatus((editing ? 'Saved “' : 'Created “') + w.name + '”.');
       await refresh();
       const b = document.querySelector('#row-' + CSS.escape(w.id) + ' .expander');
@@ -817,10 +969,10 @@
     if (field.getAttribute('aria-invalid')) field.removeAttribute('aria-invalid');
   });
 
-  addButton.addEventListener('click', () => (formSection.hidden || state.editing ? openForm(null) : closeForm()));
-  document.getElementById('form-cancel').addEventListener('click', () => { closeForm(); addButton.focus(); });
+  addButton.addEventListener('click', () => (formSection.hidden || state.editing ? openForm(null) : closeForm(true)));
+  document.getElementById('form-cancel').addEventListener('click', () => closeForm(true));
   document.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Escape' && !formSection.hidden && !document.getElementById('confirm').open) closeForm();
+    if (ev.key === 'Escape' && !formSection.hidden && !document.getElementById('confirm').open) closeForm(true);
   });
 
   // ---------- start ----------
@@ -834,6 +986,7 @@
     }
     await refresh();
     setInterval(refresh, REFRESH_MS);
+    document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(); });
     // Relative times move on between refreshes too.
     setInterval(() => {
       for (const t of document.querySelectorAll('time[datetime]')) {
