@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -87,7 +88,7 @@ func (s *Server) agentControl(ctx context.Context, m *nats.Msg) streams.AgentCon
 // coveredWebhooks are the webhooks whose target labels the agent's grant
 // covers, and their label sets' consumers (sorted).
 func (s *Server) coveredWebhooks(ctx context.Context, a *store.Agent) ([]*webhooks.Webhook, []string, error) {
-	all, err := s.st.AllWebhooks(ctx)
+	all, err := s.allWebhooks(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -129,4 +130,43 @@ func (s *Server) Authorize(ctx context.Context, agentID, token string) (agentaut
 		g.WebhookIDs = append(g.WebhookIDs, w.ID)
 	}
 	return g, true, nil
+}
+
+// webhookSnapshot caches every webhook, decrypted, for the agents' control
+// plane, keyed by the store's webhook change counter: a heartbeat or an
+// authorization then costs one GET when nothing changed, instead of loading
+// and decrypting every webhook (37.6 ms a heartbeat with 5,000 webhooks;
+// see BenchmarkAgentHeartbeat). The webhooks in it are shared: read only.
+type webhookSnapshot struct {
+	mu      sync.Mutex
+	version int64
+	loaded  bool
+	all     []*webhooks.Webhook
+}
+
+// allWebhooks returns every webhook as of the store's current version. The
+// version is read before the load, so a change made during the load leaves
+// the snapshot behind the counter and the next call loads again.
+func (s *Server) allWebhooks(ctx context.Context) ([]*webhooks.Webhook, error) {
+	v, err := s.st.Version(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.snap.mu.Lock()
+	if s.snap.loaded && s.snap.version == v {
+		all := s.snap.all
+		s.snap.mu.Unlock()
+		return all, nil
+	}
+	s.snap.mu.Unlock()
+	all, err := s.st.AllWebhooks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.snap.mu.Lock()
+	if !s.snap.loaded || v >= s.snap.version {
+		s.snap.version, s.snap.loaded, s.snap.all = v, true, all
+	}
+	s.snap.mu.Unlock()
+	return all, nil
 }

@@ -63,6 +63,7 @@ type Server struct {
 	keyIDs     []string
 
 	notifier *index.Notifier
+	snap     webhookSnapshot // every webhook, for the agents' control plane
 }
 
 // New builds the API. client makes the test endpoint's request.
