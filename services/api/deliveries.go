@@ -36,7 +36,7 @@ func (s *Server) listDeliveries(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	if status == streams.StatusAcquired {
-		return s.listAcquired(c, w.ID, limit)
+		return s.listAcquired(c, w.ID, w.TargetLabels, limit)
 	}
 	ds, next, err := s.st.ListDeliveries(ctx, w.ID, status, limit, cursor)
 	if err != nil {
@@ -44,7 +44,7 @@ func (s *Server) listDeliveries(c echo.Context) error {
 	}
 	var running map[string]bool
 	if status == "" || status == streams.StatusPending || status == streams.StatusFailed {
-		running = s.inFlight(ctx, w.ID)
+		running = s.inFlight(ctx, w.ID, w.TargetLabels)
 	}
 	out := make([]DeliveryView, 0, len(ds))
 	for _, d := range ds {
@@ -68,9 +68,9 @@ func finished(status string) bool {
 // from the deliverers (an attempt in flight is visible there), not stored.
 // The in-flight set is bounded (HERMOD_WEBHOOK_MAX_INFLIGHT per deliverer),
 // so it is answered as one page.
-func (s *Server) listAcquired(c echo.Context, webhookID string, limit int) error {
+func (s *Server) listAcquired(c echo.Context, webhookID string, labels []string, limit int) error {
 	ctx := c.Request().Context()
-	running := s.inFlight(ctx, webhookID)
+	running := s.inFlight(ctx, webhookID, labels)
 	var out []DeliveryView
 	for _, st := range []string{streams.StatusPending, streams.StatusFailed} {
 		if len(running) == 0 {
@@ -94,8 +94,9 @@ func (s *Server) listAcquired(c echo.Context, webhookID string, limit int) error
 	return c.JSON(http.StatusOK, page(out, ""))
 }
 
-// inFlight asks every deliverer which deliveries of webhookID are running.
-func (s *Server) inFlight(ctx context.Context, webhookID string) map[string]bool {
+// inFlight asks the deliverers that may hold webhookID's deliveries (the
+// broker's, or the agents of its label set) which of them are running.
+func (s *Server) inFlight(ctx context.Context, webhookID string, labels []string) map[string]bool {
 	out := map[string]bool{}
 	inbox := nats.NewInbox()
 	replies := make(chan []byte, 64)
@@ -109,7 +110,7 @@ func (s *Server) inFlight(ctx context.Context, webhookID string) map[string]bool
 		return out
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.nc.PublishRequest(streams.InFlightSubject, inbox, []byte(webhookID)); err != nil {
+	if err := s.nc.PublishRequest(streams.InFlightSubject(labels), inbox, []byte(webhookID)); err != nil {
 		return out
 	}
 	timer := time.NewTimer(InFlightWait)
@@ -144,7 +145,7 @@ func (s *Server) getDelivery(c echo.Context) error {
 		return storeErr(err, "delivery")
 	}
 	v := deliveryView(d)
-	if !finished(d.Status) && s.inFlight(c.Request().Context(), d.WebhookID)[d.ID] {
+	if !finished(d.Status) && s.inFlight(c.Request().Context(), d.WebhookID, d.TargetLabels)[d.ID] {
 		v.Status = streams.StatusAcquired
 	}
 	if hist == nil {

@@ -168,7 +168,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	ctl, err := d.js.Conn().Subscribe(streams.InFlightSubject, d.answerInFlight)
+	ctl, err := d.js.Conn().Subscribe(streams.InFlightSubject(nil), d.answerInFlight)
 	if err != nil {
 		return fmt.Errorf("in-flight subscription: %w", err)
 	}
@@ -230,11 +230,6 @@ func (d *Deliverer) startWorkers(work <-chan streams.Pulled) (wait func()) {
 func (d *Deliverer) RunConsumers(ctx context.Context, names func() []string, interval time.Duration) error {
 	work := make(chan streams.Pulled)
 	waitWorkers := d.startWorkers(work)
-	ctl, err := d.js.Conn().Subscribe(streams.InFlightSubject, d.answerInFlight)
-	if err != nil {
-		return fmt.Errorf("in-flight subscription: %w", err)
-	}
-	defer func() { _ = ctl.Unsubscribe() }()
 	feeds := map[string]func(){}
 	onErr := func(err error) { d.log.Warn().Err(err).Msg("pull interrupted; re-pulling") }
 	refresh := func() {
@@ -251,12 +246,19 @@ func (d *Deliverer) RunConsumers(ctx context.Context, names func() []string, int
 				d.log.Warn().Err(err).Str("consumer", n).Msg("label set consumer not available yet")
 				continue
 			}
+			// The in-flight questions about this label set (and no other).
+			ctl, err := d.js.Conn().Subscribe(streams.InFlightPrefix+n, d.answerInFlight)
+			if err != nil {
+				d.log.Warn().Err(err).Str("consumer", n).Msg("cannot answer in-flight questions for label set")
+				continue
+			}
 			drain, err := streams.FeedShared(cons, d.opts.Concurrency, work, onErr)
 			if err != nil {
+				_ = ctl.Unsubscribe()
 				d.log.Warn().Err(err).Str("consumer", n).Msg("cannot pull from label set")
 				continue
 			}
-			feeds[n] = drain
+			feeds[n] = func() { drain(); _ = ctl.Unsubscribe() }
 			d.log.Info().Str("consumer", n).Msg("taking deliveries of a label set")
 		}
 		for n, drain := range feeds {
@@ -284,6 +286,20 @@ func (d *Deliverer) RunConsumers(ctx context.Context, names func() []string, int
 	close(work)
 	waitWorkers()
 	return nil
+}
+
+// subjectMatches refuses a delivery message whose Hermod-Webhook header
+// names another webhook than its subject. Subjects are what NATS
+// permissions guard: an agent may park deliveries only on its own
+// webhooks' subjects, so a header naming another webhook is forged (or
+// corrupt) and must never be delivered with that webhook's url and secret.
+func (d *Deliverer) subjectMatches(subject string, meta streams.Meta) bool {
+	if streams.SubjectWebhookID(subject) == meta.WebhookID {
+		return true
+	}
+	d.log.Warn().Str("subject", subject).Str("webhook_id", meta.WebhookID).Str("delivery_id", meta.DeliveryID).
+		Msg("dropping a delivery message whose webhook does not match its subject (forged or corrupt)")
+	return false
 }
 
 // answerInFlight tells the API which deliveries of a webhook are being attempted.
@@ -344,6 +360,10 @@ func (d *Deliverer) deliver(p streams.Pulled) {
 		_ = msg.Term()
 		return
 	}
+	if !d.subjectMatches(msg.Subject(), meta) {
+		_ = msg.Term()
+		return
+	}
 	md, err := msg.Metadata()
 	if err != nil {
 		_ = msg.Term()
@@ -369,6 +389,14 @@ func (d *Deliverer) deliver(p streams.Pulled) {
 	}
 	if !w.Enabled {
 		d.hold(msg, meta, md.Sequence.Stream, lost)
+		return
+	}
+	if want := streams.SubjectFor(w.ID, w.TargetLabels, true); msg.Subject() != want {
+		// Not where this webhook's deliveries go now (its target labels
+		// changed while it waited, or it was put on the wrong subject): the
+		// scheduler sends it to whoever delivers the webhook.
+		d.log.Info().Str("delivery_id", meta.DeliveryID).Str("subject", msg.Subject()).Str("to", want).Msg("delivery rerouted")
+		d.park(msg, meta, md.Sequence.Stream, lost, 0, "route")
 		return
 	}
 	st := d.state(w.ID)
@@ -666,6 +694,10 @@ func (d *Deliverer) schedule(msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	if !d.subjectMatches(msg.Subject(), meta) {
+		_ = msg.Term()
+		return
+	}
 	if wait := time.Until(time.UnixMilli(meta.Due)); wait > 0 {
 		_ = msg.NakWithDelay(wait)
 		return
@@ -755,7 +787,7 @@ func (d *Deliverer) drainSubject(ctx context.Context, held jetstream.Stream, sub
 		}
 		seq = raw.Sequence + 1
 		meta, err := streams.ParseMeta(raw.Header)
-		if err != nil {
+		if err != nil || !d.subjectMatches(raw.Subject, meta) {
 			_ = held.DeleteMsg(ctx, raw.Sequence)
 			continue
 		}

@@ -132,6 +132,24 @@ func TestAgentCredentialsKickedOnGrantChangeAndRevoke(t *testing.T) {
 		t.Errorf("%d connections of k1 after the grant change, want 1 (the reconnected one)", n)
 	}
 
+	// An agent cannot publish on the kick subject, but it can name any reply
+	// subject for its own JetStream requests, and the server publishes the
+	// answer there. Such an answer is not a kick request: the victim stays.
+	vreg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "victim", "labels": prod})
+	victim := connectAgentClient(t, url, "victim", vreg["credentials"].(map[string]any)["token"].(string))
+	if err := k.nc.PublishRequest("$JS.API.CONSUMER.INFO."+streams.DeliveriesStream+"."+streams.AgentConsumerName(prod),
+		agentauth.KickPrefix+"victim", nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = k.nc.Flush()
+	watch := time.Now().Add(2 * time.Second)
+	for time.Now().Before(watch) {
+		if victim.reconnects.Load() != 0 || agentConns(t, cn.Server, "victim") != 1 {
+			t.Fatalf("a JetStream answer sent to the kick subject kicked another agent")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	// DELETE: the open connection is closed at once and cannot come back.
 	p.must(204, "DELETE", "/api/v1/agents/k1", nil)
 	hermodtest.Eventually(t, 5*time.Second, "the revoked agent's connection closed", func() bool {

@@ -3,6 +3,7 @@ package allinone_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 	rd := hermodtest.StartRedis(t)
 	env := map[string]string{"HERMOD_NATS_URL": cn.ServiceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
 		"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_ACQUIRE_TTL": "3s"}
-	p, _, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": cn.Seed}, 1)
+	p, dels, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": cn.Seed}, 1)
 
 	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-1", "labels": []string{"env:production"}})
 	token := reg["credentials"].(map[string]any)["token"].(string)
@@ -116,7 +117,8 @@ func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 			t.Errorf("agent credentials could %s", what)
 		}
 	}
-	for _, subj := range []string{"alert.>", "hermod.dlv.>", "_INBOX.>", agentauth.InboxPrefix("other") + ".>", "hermod.agenttest.other"} {
+	for _, subj := range []string{"alert.>", "hermod.dlv.>", "_INBOX.>", agentauth.InboxPrefix("other") + ".>", "hermod.agenttest.other",
+		streams.InFlightSubject(nil), streams.InFlightPrefix + ">", streams.InFlightSubject([]string{"env:staging"})} {
 		if _, err := nc.SubscribeSync(subj); err != nil {
 			t.Fatal(err)
 		}
@@ -128,6 +130,29 @@ func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 			}
 		case <-time.After(2 * time.Second):
 			t.Errorf("agent credentials could subscribe to %s", subj)
+		}
+	}
+
+	// A forged delivery: parked on its own webhook's delay subject (allowed),
+	// but naming a broker webhook in its header. It is refused, never sent
+	// with that webhook's url and secret.
+	other := hermodtest.NewSink(t)
+	otherID := p.createWebhook(map[string]any{"name": "broker", "url": other.URL, "event_types": []string{"deployment.*"},
+		"secret": testSecret})
+	forged := streams.NewMsg(streams.DelaySubject(prodID), "forged-1", streams.Meta{DeliveryID: "00000000-0000-4000-8000-0000000000f0",
+		WebhookID: otherID, EventID: "e-forged", EventType: "deployment.applied", CreatedAt: time.Now().UnixMilli()}, []byte(`{"forged":true}`))
+	if _, err := js.PublishMsg(ctx, forged); err != nil {
+		t.Fatalf("parking on its own webhook's delay subject was refused: %v", err)
+	}
+	hermodtest.Eventually(t, 10*time.Second, "the forged delivery refused by the scheduler", func() bool {
+		b, _ := os.ReadFile(dels[0].log)
+		return strings.Contains(string(b), "does not match its subject")
+	})
+	p.publish("deployment.applied", map[string]any{"n": 1})
+	hermodtest.Eventually(t, 10*time.Second, "the real event at the broker webhook", func() bool { return other.Count() >= 1 })
+	for _, r := range other.Received() {
+		if strings.Contains(string(r.Body), "forged") {
+			t.Fatalf("a forged delivery reached another webhook: %s", r.Body)
 		}
 	}
 	nc.Close()

@@ -54,12 +54,13 @@ func Permissions(g Grant) jwt.Permissions {
 			"$JS.ACK."+streams.DeliveriesStream+"."+c+".>",     // v1 acks
 			"$JS.ACK.*.*."+streams.DeliveriesStream+"."+c+".>", // v2 acks: $JS.ACK.<domain>.<account hash>.<stream>.<consumer>...
 		)
+		p.Sub.Allow.Add(streams.InFlightPrefix + c) // in-flight questions about its own label sets only
 	}
 	for _, w := range g.WebhookIDs {
 		p.Pub.Allow.Add(streams.DelaySubject(w), streams.HeldSubject(w), streams.DeadSubject(w))
 	}
 	p.Pub.Allow.Add(streams.OutcomeSubject, streams.BreakerSubject, streams.AgentControlPrefix+g.AgentID+".*")
-	p.Sub.Allow.Add(InboxPrefix(g.AgentID)+".>", streams.AgentTestPrefix+g.AgentID, streams.InFlightSubject)
+	p.Sub.Allow.Add(InboxPrefix(g.AgentID)+".>", streams.AgentTestPrefix+g.AgentID)
 	// Replies to the control plane's requests (test, in-flight) only.
 	p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 	return p

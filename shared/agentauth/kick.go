@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,7 +44,8 @@ var ErrNoKicker = errors.New("no kicker (set HERMOD_NATS_SYSTEM_URL on hermod-ap
 // RequestKick asks for agentID's connections to be closed and returns how
 // many were.
 func RequestKick(ctx context.Context, nc *nats.Conn, agentID string) (int, error) {
-	m, err := nc.RequestWithContext(ctx, KickPrefix+agentID, nil)
+	body, _ := json.Marshal(KickRequest{KickAgentID: agentID})
+	m, err := nc.RequestWithContext(ctx, KickPrefix+agentID, body)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return 0, ErrNoKicker
 	}
@@ -60,31 +62,78 @@ func RequestKick(ctx context.Context, nc *nats.Conn, agentID string) (int, error
 	return r.Kicked, nil
 }
 
+// KickRequest is the body of a kick request: it names the agent again. An
+// agent cannot publish on KickPrefix, but it can pick the reply subject of
+// its own JetStream requests, and the server then publishes JetStream's
+// answer there; such an answer never has this shape, so it kicks no one.
+type KickRequest struct {
+	KickAgentID string `json:"kick_agent_id"`
+}
+
+// parseKickRequest accepts exactly {"kick_agent_id": id} for the subject's id.
+func parseKickRequest(data []byte, id string) bool {
+	var r KickRequest
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	return dec.Decode(&r) == nil && r.KickAgentID == id && id != "" && !dec.More()
+}
+
+// maxConcurrentKicks bounds the kicks served at once (each waits for the
+// servers' answers).
+const maxConcurrentKicks = 8
+
 // KickFunc closes agentID's connections and returns how many it closed.
 type KickFunc func(ctx context.Context, agentID string) (int, error)
 
 // ServeKicks answers kick requests on nc with kick until ctx ends.
 func ServeKicks(ctx context.Context, nc *nats.Conn, kick KickFunc, log zerolog.Logger) error {
+	sem := make(chan struct{}, maxConcurrentKicks)
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		closed bool
+	)
 	sub, err := nc.QueueSubscribe(KickPrefix+"*", "hermod-kick", func(m *nats.Msg) {
 		id := strings.TrimPrefix(m.Subject, KickPrefix)
-		kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		n, err := kick(kctx, id)
-		r := KickReply{Kicked: n}
-		if err != nil {
-			r.Error = err.Error()
-			log.Warn().Err(err).Str("agent_id", id).Int("kicked", n).Msg("could not kick the agent's connections")
-		} else {
-			log.Info().Str("agent_id", id).Int("kicked", n).Msg("agent connections kicked")
+		if !parseKickRequest(m.Data, id) {
+			log.Warn().Str("subject", m.Subject).Msg("ignoring a malformed kick request")
+			return
 		}
-		data, _ := json.Marshal(r)
-		_ = m.Respond(data)
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			n, err := kick(kctx, id)
+			r := KickReply{Kicked: n}
+			if err != nil {
+				r.Error = err.Error()
+				log.Warn().Err(err).Str("agent_id", id).Int("kicked", n).Msg("could not kick the agent's connections")
+			} else {
+				log.Info().Str("agent_id", id).Int("kicked", n).Msg("agent connections kicked")
+			}
+			data, _ := json.Marshal(r)
+			_ = m.Respond(data)
+		}()
 	})
 	if err != nil {
 		return fmt.Errorf("kick subscription: %w", err)
 	}
 	<-ctx.Done()
-	return sub.Drain()
+	err = sub.Unsubscribe()
+	mu.Lock()
+	closed = true
+	mu.Unlock()
+	wg.Wait()
+	return err
 }
 
 // System-account requests (nats-server ≥ 2.10).

@@ -308,10 +308,30 @@ var (
 	PullHeartbeat = jetstream.PullHeartbeat(1 * time.Second)
 )
 
-// InFlightSubject is asked (core NATS request, data = webhook id) which of a
-// webhook's deliveries have an attempt running now; every deliverer answers
-// with the ids it holds (JSON array), so "acquired" is derived, never stored.
-const InFlightSubject = "hermod.ctl.inflight"
+// InFlightPrefix + "broker", or + the label set's consumer name for an
+// agent-delivered webhook, is asked (core NATS request, data = webhook id)
+// which of a webhook's deliveries have an attempt running now; every
+// deliverer that may hold them answers with the ids it holds (JSON array),
+// so "acquired" is derived, never stored. Agents hear only the questions
+// about their own label sets.
+const InFlightPrefix = "hermod.ctl.inflight."
+
+// InFlightSubject is where the in-flight question about a webhook with
+// these target labels goes.
+func InFlightSubject(targetLabels []string) string {
+	if len(targetLabels) == 0 {
+		return InFlightPrefix + "broker"
+	}
+	return InFlightPrefix + AgentConsumerName(targetLabels)
+}
+
+// SubjectWebhookID is the webhook id a delivery subject names: its last
+// token (every delivery, delay, held and dead subject ends with it). A
+// message whose Hermod-Webhook header names another webhook is forged or
+// corrupt.
+func SubjectWebhookID(subject string) string {
+	return subject[strings.LastIndexByte(subject, '.')+1:]
+}
 
 // Pulled is a message with the time it arrived from the server: its lease
 // (the consumer's ack wait) started then, not when a worker took it.
