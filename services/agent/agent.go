@@ -5,9 +5,10 @@
 // (same headers, signatures, timeouts and retry policy), without the SSRF
 // guard: reaching private addresses is its purpose.
 //
-// Not yet in this release: NATS-enforced permissions for agent credentials
-// (see docs/architecture.md); until then an agent's grant is enforced by the
-// control plane only.
+// NATS enforces its grant: the auth callout served by hermod-api turns the
+// grant into the connection's permissions (docs/agents.md), and the agent
+// reconnects when its grant's label sets or webhooks change, so the new
+// permissions are authorized.
 package agent
 
 import (
@@ -17,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +87,26 @@ type Agent struct {
 	// kicks the connection when the grant changes), so the consumers follow
 	// the new grant at once instead of at the next heartbeat.
 	wake chan struct{}
+	// reconnected is set by every reconnect; connGrant is the grant (its
+	// label sets and webhooks) that the current connection's permissions
+	// were issued for. NATS fixes permissions when a connection is
+	// authorized, so when the grant changes under a connection (a label set
+	// or a webhook first used, or removed) the agent reconnects to be
+	// authorized again by the callout.
+	reconnected *atomic.Bool
+	connGrant   string
+}
+
+// grantKey names what an agent's NATS permissions depend on.
+func grantKey(conf streams.AgentConfig) string {
+	ids := make([]string, 0, len(conf.Webhooks))
+	for _, w := range conf.Webhooks {
+		ids = append(ids, w.ID)
+	}
+	cons := append([]string(nil), conf.Consumers...)
+	sort.Strings(ids)
+	sort.Strings(cons)
+	return strings.Join(cons, ",") + "|" + strings.Join(ids, ",")
 }
 
 // ask sends hello or heartbeat and applies the answer.
@@ -118,10 +141,25 @@ func (a *Agent) ask(ctx context.Context, kind string) error {
 			PrevSecretExpiresAt: time.UnixMilli(w.PrevSecretExpiresAt), TargetLabels: w.TargetLabels, MaxRetries: w.MaxRetries,
 			TimeoutSeconds: w.TimeoutSeconds, Enabled: w.Enabled, UpdatedAt: time.UnixMilli(w.UpdatedAt)}
 	}
+	key := grantKey(conf)
+	stale := false
 	a.mu.Lock()
 	a.conf, a.hooks = conf, hooks
+	switch {
+	case a.reconnected == nil:
+	case a.reconnected.Swap(false) || a.connGrant == "":
+		a.connGrant = key
+	case key != a.connGrant:
+		stale, a.connGrant = true, ""
+	}
 	a.mu.Unlock()
 	a.refused.Store(false)
+	if stale {
+		a.log.Info().Msg("the grant's label sets or webhooks changed; reconnecting so NATS authorizes the new permissions")
+		if err := a.nc.ForceReconnect(); err != nil {
+			a.log.Warn().Err(err).Msg("reconnect for the new permissions failed; they apply when the current ones expire")
+		}
+	}
 	return nil
 }
 
@@ -212,9 +250,11 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	// The id and token authenticate the connection (NATS's auth callout turns
 	// the grant into permissions); the inbox prefix is the agent's own.
 	wake := make(chan struct{}, 1)
+	reconnected := &atomic.Bool{}
 	nc, err := connect.NATS(cfg.NATSURL, "hermod-agent-"+cfg.ID, nats.UserInfo(cfg.ID, cfg.Token),
 		nats.CustomInboxPrefix(agentauth.InboxPrefix(cfg.ID)),
 		nats.ReconnectHandler(func(*nats.Conn) {
+			reconnected.Store(true)
 			select {
 			case wake <- struct{}{}:
 			default:
@@ -228,7 +268,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	if err != nil {
 		return err
 	}
-	a := &Agent{nc: nc, cfg: cfg, log: log, hooks: map[string]*webhooks.Webhook{}, wake: wake}
+	a := &Agent{nc: nc, cfg: cfg, log: log, hooks: map[string]*webhooks.Webhook{}, wake: wake, reconnected: reconnected}
 	for {
 		err := a.ask(ctx, "hello")
 		if err == nil {

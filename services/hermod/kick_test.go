@@ -310,3 +310,49 @@ func TestAllInOneListeningRunsTheCallout(t *testing.T) {
 		t.Errorf("no kick logged")
 	}
 }
+
+// With the shipped configuration (the auth callout), a label set and a
+// webhook first used after the agent connected are picked up without a
+// restart: the agent notices at its next heartbeat that its grant's label
+// sets or webhooks changed and reconnects, so NATS authorizes the new
+// permissions (which it fixes at connect). It also parks a retry of the new
+// webhook on that webhook's delay subject, which needs the new permissions.
+func TestE2EAgentFollowsNewLabelSetUnderCallout(t *testing.T) {
+	cn := hermodtest.NATSWithCallout(t)
+	rd := hermodtest.StartRedis(t)
+	env := map[string]string{"HERMOD_NATS_URL": cn.ServiceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+		"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
+	p, _, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": cn.Seed, "HERMOD_NATS_SYSTEM_URL": cn.SystemURL}, 1)
+	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-2", "labels": []string{"env:production", "region:eu"}})
+	token := reg["credentials"].(map[string]any)["token"].(string)
+	sink := hermodtest.NewSink(t)
+	first := p.createWebhook(map[string]any{"name": "prod", "url": sink.URL + "/first", "event_types": []string{"alert.*"},
+		"target_labels": []string{"env:production"}})
+	url := "nats://" + cn.Server.Addr().String()
+	agent, _ := startReady(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": url, "HERMOD_AGENT_ID": "eu-2", "HERMOD_AGENT_TOKEN": token})
+	p.publish("alert.triggered", map[string]any{"n": 1})
+	p.waitStatus(first, "success", 1, 20*time.Second)
+
+	// A new label set, first used now; its first attempt fails, so the agent
+	// must park the retry on the new webhook's delay subject.
+	sink.SetAnswer(func(n int, r *http.Request) int {
+		if r.URL.Path == "/late" && n == 2 {
+			return 503
+		}
+		return 200
+	})
+	late := p.createWebhook(map[string]any{"name": "eu", "url": sink.URL + "/late", "event_types": []string{"cluster.*"},
+		"target_labels": []string{"region:eu"}})
+	p.publish("cluster.degraded", map[string]any{"n": 2})
+	ds := p.waitStatus(late, "success", 1, 40*time.Second)
+	if ds[0]["delivered_by"] != "agent:eu-2" || ds[0]["attempts"].(float64) != 2 {
+		t.Fatalf("the late label set's delivery: %v", ds[0])
+	}
+	log := readFile(t, agent.log)
+	if !strings.Contains(log, "reconnecting so NATS authorizes the new permissions") {
+		t.Errorf("the agent did not reconnect for its new permissions:\n%s", tail(log, 2000))
+	}
+	if strings.Contains(log, "Permissions Violation") && strings.Contains(log, "hermod.delay."+late) {
+		t.Errorf("parking the retry was refused:\n%s", tail(log, 2000))
+	}
+}
