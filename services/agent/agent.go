@@ -293,6 +293,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	m := metrics.New()
 	a.d = deliverer.New(js, a, client, log, m, deliverer.Options{Concurrency: cfg.Concurrency, WebhookInflight: cfg.WebhookInflight,
 		AcquireTTL: ttl, BreakerThreshold: cfg.Breaker.Threshold, BreakerCooldown: cfg.Breaker.Cooldown, By: "agent:" + cfg.ID,
+		OutcomeSubject: streams.AgentOutcomeSubject(cfg.ID), BreakerSubject: streams.AgentBreakerSubject(cfg.ID),
 		Allowed: func() bool { return !a.refused.Load() }})
 	health := ops.NewHealth(map[string]ops.Check{
 		"nats": func(context.Context) error {

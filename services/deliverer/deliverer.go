@@ -47,6 +47,9 @@ type Options struct {
 	BreakerCooldown  time.Duration
 	ReleaseInterval  time.Duration // how often held deliveries are checked
 	By               string        // "broker"
+	// OutcomeSubject and BreakerSubject are where results go (default the
+	// broker's; an agent publishes on its own subjects).
+	OutcomeSubject, BreakerSubject string
 	// Allowed, when set, is asked before every delivery; false (an agent the
 	// control plane refused) leaves the message unsettled: its lease expires
 	// and another deliverer or agent takes it.
@@ -111,6 +114,12 @@ func New(js jetstream.JetStream, hooks Webhooks, client *delivery.Client, log ze
 	}
 	if opts.By == "" {
 		opts.By = "broker"
+	}
+	if opts.OutcomeSubject == "" {
+		opts.OutcomeSubject = streams.OutcomeSubject
+	}
+	if opts.BreakerSubject == "" {
+		opts.BreakerSubject = streams.BreakerSubject
 	}
 	return &Deliverer{js: js, hooks: hooks, client: client, log: log, m: m, opts: opts, release: make(chan struct{}, 1),
 		settle: make(chan settlement, 4*opts.Concurrency)}
@@ -561,7 +570,7 @@ func (d *Deliverer) breaker(webhookID string, st *webhookState, c delivery.Class
 	st.mu.Unlock()
 	if report != nil {
 		data, _ := json.Marshal(report)
-		if _, err := d.js.PublishMsgAsync(&nats.Msg{Subject: streams.BreakerSubject, Data: data}); err != nil {
+		if _, err := d.js.PublishMsgAsync(&nats.Msg{Subject: d.opts.BreakerSubject, Data: data}); err != nil {
 			d.log.Warn().Err(err).Str("webhook_id", webhookID).Msg("breaker report not published")
 		}
 	}
@@ -582,7 +591,7 @@ func targetLabels(w *webhooks.Webhook) []string {
 
 func (d *Deliverer) outcomeMsg(o *streams.Outcome) *nats.Msg {
 	data, _ := json.Marshal(o)
-	return &nats.Msg{Subject: streams.OutcomeSubject, Data: data}
+	return &nats.Msg{Subject: d.opts.OutcomeSubject, Data: data}
 }
 
 // finishDead publishes the dead outcome and the dead letter, then acks.

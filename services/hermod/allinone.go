@@ -255,7 +255,8 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	}
 	rt := router.New(js, ix, log.With().Str("component", "router").Logger(), m, router.Options{Workers: cfg.RouterWorkers})
 	rec := recorder.New(js, st, log.With().Str("component", "recorder").Logger(), recorder.Options{
-		Limits: router.Limits(cfg.Common), OnError: func(error) { m.RecordErrors.Inc() }})
+		Limits: router.Limits(cfg.Common), OnError: func(error) { m.RecordErrors.Inc() },
+		Agents: recorder.StoreAgents(st, recorder.IndexLabels(ix))})
 	apiCfg := api.Config{Common: cfg.Common, Addr: cfg.APIAddr, AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes,
 		AllowCIDRs: allow, Box: box, SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies}
 	srv, err := api.Build(apiCfg, c, health, m, log.With().Str("component", "api").Logger())

@@ -612,15 +612,16 @@ func startReady(t *testing.T, bin string, env map[string]string) (*proc, string)
 // deliverers and their ops addresses.
 func startFleet(t *testing.T, env, apiEnv map[string]string, n int) (*pipeline, []*proc, []string) {
 	t.Helper()
-	_, apiAddr := startReady(t, "hermod-api", merge(env, map[string]string{"HERMOD_ADMIN_KEYS": testAdminKey}, apiEnv))
-	startReady(t, "hermod-router", env)
+	api, apiAddr := startReady(t, "hermod-api", merge(env, map[string]string{"HERMOD_ADMIN_KEYS": testAdminKey}, apiEnv))
+	router, _ := startReady(t, "hermod-router", env)
 	var dels []*proc
 	var ops []string
 	for i := 0; i < n; i++ {
 		d, addr := startReady(t, "hermod-deliverer", env)
 		dels, ops = append(dels, d), append(ops, addr)
 	}
-	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
+	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second},
+		procs: map[string]*proc{"hermod-api": api, "hermod-router": router}}
 	t.Cleanup(p.hc.CloseIdleConnections)
 	return p, dels, ops
 }

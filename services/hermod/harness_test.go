@@ -61,6 +61,8 @@ type pipeline struct {
 	cancel func()
 	done   chan error
 	hc     *http.Client
+	// procs are the separate processes of startFleet, by binary name.
+	procs map[string]*proc
 }
 
 // bothModes runs body twice: against the all-in-one running in the test

@@ -2,6 +2,7 @@ package allinone_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -154,6 +155,34 @@ func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 		if strings.Contains(string(r.Body), "forged") {
 			t.Fatalf("a forged delivery reached another webhook: %s", r.Body)
 		}
+	}
+
+	// Results: the broker's results subject is refused; on its own subject,
+	// an outcome for a delivery of a webhook outside its grant is refused
+	// by the recorder, and the delivery's record is unchanged.
+	brokerDone := p.waitStatus(otherID, "success", 1, 10*time.Second)[0]
+	if err := nc.Publish(streams.OutcomeSubject, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	select {
+	case err := <-violations:
+		if !strings.Contains(err.Error(), "Permissions Violation") {
+			t.Errorf("publish on the broker's results subject: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Errorf("agent credentials could publish on %s", streams.OutcomeSubject)
+	}
+	fake, _ := json.Marshal(streams.Outcome{V: streams.SchemaVersion, DeliveryID: brokerDone["id"].(string), WebhookID: otherID,
+		Status: streams.StatusDead, Attempt: 9, By: "broker", Error: "forged", CreatedAt: time.Now().UnixMilli()})
+	if _, err := js.Publish(ctx, streams.AgentOutcomeSubject("eu-1"), fake); err != nil {
+		t.Fatalf("publishing on its own results subject: %v", err)
+	}
+	hermodtest.Eventually(t, 10*time.Second, "the recorder refusing the forged outcome", func() bool {
+		return strings.Contains(readFile(t, p.procs["hermod-router"].log), "refusing an agent's result")
+	})
+	if d := p.must(200, "GET", "/api/v1/deliveries/"+brokerDone["id"].(string), nil); d["status"] != "success" || d["attempts"].(float64) != 1 {
+		t.Fatalf("a forged outcome changed a broker delivery: %v", d)
 	}
 	nc.Close()
 

@@ -56,7 +56,8 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 		return fmt.Errorf("load webhook index: %w", err)
 	}
 	rt := New(c.JS, ix, log, m, Options{Workers: cfg.Workers})
-	rec := recorder.New(c.JS, c.Store, log, recorder.Options{Limits: Limits(cfg.Common), OnError: func(error) { m.RecordErrors.Inc() }})
+	rec := recorder.New(c.JS, c.Store, log, recorder.Options{Limits: Limits(cfg.Common), OnError: func(error) { m.RecordErrors.Inc() },
+		Agents: recorder.StoreAgents(c.Store, recorder.IndexLabels(ix))})
 	health.SetReady()
 	log.Info().Str("ops_addr", cfg.OpsAddr).Msg("router ready")
 	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,

@@ -59,7 +59,7 @@ func Permissions(g Grant) jwt.Permissions {
 	for _, w := range g.WebhookIDs {
 		p.Pub.Allow.Add(streams.DelaySubject(w), streams.HeldSubject(w), streams.DeadSubject(w))
 	}
-	p.Pub.Allow.Add(streams.OutcomeSubject, streams.BreakerSubject, streams.AgentControlPrefix+g.AgentID+".*")
+	p.Pub.Allow.Add(streams.AgentOutcomeSubject(g.AgentID), streams.AgentBreakerSubject(g.AgentID), streams.AgentControlPrefix+g.AgentID+".*")
 	p.Sub.Allow.Add(InboxPrefix(g.AgentID)+".>", streams.AgentTestPrefix+g.AgentID)
 	// Replies to the control plane's requests (test, in-flight) only.
 	p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}

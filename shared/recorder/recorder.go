@@ -7,7 +7,9 @@ package recorder
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/streams"
+	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
 // Writer applies batches; *store.Store implements it.
@@ -32,6 +35,18 @@ type Options struct {
 	Sweep     time.Duration // index sweep interval (default 1m)
 	// OnError is called with each failed write (metrics).
 	OnError func(error)
+	// Agents checks the results agents publish on their own subjects;
+	// without it such results are refused.
+	Agents AgentChecker
+}
+
+// AgentChecker answers what the recorder needs to know before it believes
+// an agent's result: the agent's grant, the webhook's target labels, and
+// which webhook a delivery belongs to. ok false: unknown (or revoked).
+type AgentChecker interface {
+	AgentLabels(ctx context.Context, agentID string) (labels []string, ok bool, err error)
+	WebhookLabels(ctx context.Context, webhookID string) (labels []string, ok bool, err error)
+	DeliveryWebhook(ctx context.Context, deliveryID string) (webhookID string, ok bool, err error)
 }
 
 // Recorder consumes the results stream.
@@ -124,13 +139,45 @@ func (r *Recorder) Run(ctx context.Context) error {
 
 func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 	var b store.Batch
+	// Deliveries enqueued in this batch, for checking agents' outcomes that
+	// arrive in the same batch as their enqueue record.
+	enqueued := map[string]string{}
 	for _, m := range batch {
-		switch m.Subject() {
+		if m.Subject() != streams.EnqueuedSubject {
+			continue
+		}
+		var e streams.Enqueued
+		if json.Unmarshal(m.Data(), &e) == nil {
+			for _, it := range e.Deliveries {
+				enqueued[it.DeliveryID] = it.WebhookID
+			}
+		}
+	}
+	for _, m := range batch {
+		subject := m.Subject()
+		agentID, kind, fromAgent := streams.ParseAgentResultSubject(subject)
+		if fromAgent {
+			subject = streams.OutcomeSubject
+			if kind == "breaker" {
+				subject = streams.BreakerSubject
+			}
+		}
+		switch subject {
 		case streams.BreakerSubject:
 			var bs streams.BreakerState
 			if err := json.Unmarshal(m.Data(), &bs); err != nil || bs.V > streams.SchemaVersion || bs.WebhookID == "" {
 				r.log.Error().Err(err).Msg("dropping an unreadable breaker report")
 				continue
+			}
+			if fromAgent {
+				ok, err := r.agentMay(agentID, bs.WebhookID, "", enqueued)
+				if err != nil {
+					r.retryLater(batch, err)
+					return
+				}
+				if !ok {
+					continue
+				}
 			}
 			b.Breakers = append(b.Breakers, bs)
 		case streams.EnqueuedSubject:
@@ -144,6 +191,20 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 			var o streams.Outcome
 			if err := json.Unmarshal(m.Data(), &o); err != nil || o.V > streams.SchemaVersion || o.DeliveryID == "" {
 				r.log.Error().Err(err).Int("v", o.V).Msg("dropping an unreadable outcome")
+				continue
+			}
+			if fromAgent {
+				ok, err := r.agentMay(agentID, o.WebhookID, o.DeliveryID, enqueued)
+				if err != nil {
+					r.retryLater(batch, err)
+					return
+				}
+				if !ok {
+					continue
+				}
+				o.By = "agent:" + agentID // who sent it, whatever it says
+			} else if strings.HasPrefix(o.By, "agent:") {
+				r.log.Warn().Str("delivery_id", o.DeliveryID).Msg("refusing an agent's outcome published on the broker's subject")
 				continue
 			}
 			b.Outcomes = append(b.Outcomes, o)
@@ -180,5 +241,112 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 	}
 	for _, m := range batch {
 		_ = m.Ack()
+	}
+}
+
+// agentMay says whether agentID may report on webhookID (and deliveryID,
+// when given): the agent is known, the webhook has target labels its grant
+// covers, and the delivery belongs to that webhook. A refusal is logged; an
+// error (the store unreachable) means ask again later.
+func (r *Recorder) agentMay(agentID, webhookID, deliveryID string, enqueued map[string]string) (bool, error) {
+	refuse := func(why string) (bool, error) {
+		r.log.Warn().Str("agent_id", agentID).Str("webhook_id", webhookID).Str("delivery_id", deliveryID).
+			Msg("refusing an agent's result: " + why)
+		return false, nil
+	}
+	if r.opts.Agents == nil {
+		return refuse("no agent checker configured")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	granted, ok, err := r.opts.Agents.AgentLabels(ctx, agentID)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		return refuse("unknown or revoked agent")
+	}
+	target, ok, err := r.opts.Agents.WebhookLabels(ctx, webhookID)
+	if err != nil {
+		return false, err
+	}
+	if !ok || len(target) == 0 || !webhooks.Covers(granted, target) {
+		return refuse("the webhook is not one its grant covers")
+	}
+	if deliveryID == "" {
+		return true, nil
+	}
+	owner, ok := enqueued[deliveryID]
+	if !ok {
+		owner, ok, err = r.opts.Agents.DeliveryWebhook(ctx, deliveryID)
+		if err != nil {
+			return false, err
+		}
+	}
+	if !ok || owner != webhookID {
+		return refuse("the delivery does not belong to that webhook")
+	}
+	return true, nil
+}
+
+// retryLater gives a batch back (the store could not be asked): it comes
+// again after a second.
+func (r *Recorder) retryLater(batch []jetstream.Msg, err error) {
+	r.log.Warn().Err(err).Int("batch", len(batch)).Msg("cannot check agents' results now; retrying")
+	if r.opts.OnError != nil {
+		r.opts.OnError(err)
+	}
+	for _, m := range batch {
+		_ = m.NakWithDelay(time.Second)
+	}
+}
+
+// StoreAgents is the AgentChecker over the store, with webhookLabels for a
+// webhook's target labels (the index, which falls back to the store).
+func StoreAgents(st *store.Store, webhookLabels func(ctx context.Context, id string) ([]string, bool, error)) AgentChecker {
+	return storeAgents{st: st, labels: webhookLabels}
+}
+
+type storeAgents struct {
+	st     *store.Store
+	labels func(ctx context.Context, id string) ([]string, bool, error)
+}
+
+func (s storeAgents) AgentLabels(ctx context.Context, id string) ([]string, bool, error) {
+	a, err := s.st.GetAgent(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return a.Labels, true, nil
+}
+
+func (s storeAgents) WebhookLabels(ctx context.Context, id string) ([]string, bool, error) {
+	return s.labels(ctx, id)
+}
+
+func (s storeAgents) DeliveryWebhook(ctx context.Context, id string) (string, bool, error) {
+	return s.st.DeliveryWebhook(ctx, id)
+}
+
+// WebhookSource finds webhooks (an *index.Index: its memory, then the store).
+type WebhookSource interface {
+	Get(id string) (*webhooks.Webhook, bool)
+	Refresh(ctx context.Context, id string) (*webhooks.Webhook, error)
+}
+
+// IndexLabels reads a webhook's target labels from src.
+func IndexLabels(src WebhookSource) func(ctx context.Context, id string) ([]string, bool, error) {
+	return func(ctx context.Context, id string) ([]string, bool, error) {
+		if w, ok := src.Get(id); ok {
+			return w.TargetLabels, true, nil
+		}
+		w, err := src.Refresh(ctx, id)
+		if err != nil || w == nil {
+			return nil, false, err
+		}
+		return w.TargetLabels, true, nil
 	}
 }

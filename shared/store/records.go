@@ -556,3 +556,16 @@ func (s *Store) SweepIndexes(ctx context.Context, retention time.Duration) error
 	}
 	return nil
 }
+
+// DeliveryWebhook returns the webhook a delivery record belongs to (ok
+// false when there is no such record).
+func (s *Store) DeliveryWebhook(ctx context.Context, id string) (string, bool, error) {
+	w, err := s.rdb.HGet(ctx, keyDelivery+id, "webhook_id").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("delivery %s: %w", id, err)
+	}
+	return w, w != "", nil
+}

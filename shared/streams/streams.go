@@ -261,6 +261,10 @@ const (
 	EnqueuedSubject = ResultsPrefix + "enq"     // streams.Enqueued
 	OutcomeSubject  = ResultsPrefix + "out"     // streams.Outcome
 	BreakerSubject  = ResultsPrefix + "breaker" // streams.BreakerState
+	// AgentResultsPrefix + <agent id> + ".out" | ".breaker": an agent's own
+	// results subjects (its permissions allow only its own), so the
+	// recorder knows which agent sent a result and checks its grant.
+	AgentResultsPrefix = ResultsPrefix + "agent."
 )
 
 // DeliverSubject is where a broker delivery for webhookID waits.
@@ -393,4 +397,28 @@ func AgentConsumerConfig(labels []string, ttl time.Duration) jetstream.ConsumerC
 	return jetstream.ConsumerConfig{Durable: AgentConsumerName(labels), AckPolicy: jetstream.AckExplicitPolicy,
 		FilterSubject: AgentPrefix + LabelSetHash(labels) + ".>", AckWait: ttl, MaxAckPending: 20000, MaxDeliver: 10,
 		Description: "agent deliveries for " + strings.Join(labels, ",")}
+}
+
+// AgentOutcomeSubject is where agent id publishes its outcomes.
+func AgentOutcomeSubject(id string) string { return AgentResultsPrefix + id + ".out" }
+
+// AgentBreakerSubject is where agent id publishes its breaker reports.
+func AgentBreakerSubject(id string) string { return AgentResultsPrefix + id + ".breaker" }
+
+// ParseAgentResultSubject splits an agent's results subject into the agent
+// id and the kind ("out" or "breaker"); ok is false for any other subject.
+func ParseAgentResultSubject(subject string) (id, kind string, ok bool) {
+	rest, found := strings.CutPrefix(subject, AgentResultsPrefix)
+	if !found {
+		return "", "", false
+	}
+	i := strings.LastIndexByte(rest, '.')
+	if i <= 0 {
+		return "", "", false
+	}
+	id, kind = rest[:i], rest[i+1:]
+	if strings.Contains(id, ".") || (kind != "out" && kind != "breaker") {
+		return "", "", false
+	}
+	return id, kind, true
 }

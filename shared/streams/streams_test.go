@@ -94,3 +94,30 @@ func TestEnsureStreamsAndFeed(t *testing.T) {
 		t.Errorf("fed %d messages, want 5", got)
 	}
 }
+
+func TestParseAgentResultSubject(t *testing.T) {
+	for _, c := range []struct {
+		subject, id, kind string
+		ok                bool
+	}{
+		{AgentOutcomeSubject("eu-1"), "eu-1", "out", true},
+		{AgentBreakerSubject("eu_2"), "eu_2", "breaker", true},
+		{OutcomeSubject, "", "", false},
+		{BreakerSubject, "", "", false},
+		{AgentResultsPrefix + "eu-1.other", "", "", false},
+		{AgentResultsPrefix + "a.b.out", "", "", false},
+		{AgentResultsPrefix + ".out", "", "", false},
+		{AgentResultsPrefix + "out", "", "", false},
+	} {
+		id, kind, ok := ParseAgentResultSubject(c.subject)
+		if id != c.id || kind != c.kind || ok != c.ok {
+			t.Errorf("ParseAgentResultSubject(%q) = %q %q %v, want %q %q %v", c.subject, id, kind, ok, c.id, c.kind, c.ok)
+		}
+	}
+	if got := SubjectWebhookID(DelaySubject("w-1")); got != "w-1" {
+		t.Errorf("SubjectWebhookID: %q", got)
+	}
+	if got := SubjectWebhookID(AgentSubject([]string{"env:x"}, "w-2")); got != "w-2" {
+		t.Errorf("SubjectWebhookID(agent): %q", got)
+	}
+}
