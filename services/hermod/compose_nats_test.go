@@ -28,7 +28,11 @@ import (
 // natsConfPath is where the Compose files mount nats.conf in the container.
 const natsConfPath = "/etc/nats/hermod.conf"
 
-var confVarRe = regexp.MustCompile(`\$([A-Za-z_][A-Za-z0-9_]*)`)
+var (
+	confVarRe = regexp.MustCompile(`\$([A-Za-z_][A-Za-z0-9_]*)`)
+	// A $ inside a quoted string is text (a subject such as "$SYS.REQ..."), not a variable.
+	confQuotedRe = regexp.MustCompile(`"[^"]*"`)
+)
 
 // natsConfVars lists the $VARIABLES nats.conf reads from the environment.
 func natsConfVars(t *testing.T, root string) []string {
@@ -39,7 +43,7 @@ func natsConfVars(t *testing.T, root string) []string {
 		if i := strings.Index(line, "#"); i >= 0 {
 			line = line[:i]
 		}
-		for _, m := range confVarRe.FindAllStringSubmatch(line, -1) {
+		for _, m := range confVarRe.FindAllStringSubmatch(confQuotedRe.ReplaceAllString(line, ""), -1) {
 			if !slices.Contains(out, m[1]) {
 				out = append(out, m[1])
 			}
@@ -193,7 +197,9 @@ func TestComposeNATSConfigWithCallout(t *testing.T) {
 	if err != nil {
 		t.Fatalf("system user: %v", err)
 	}
-	if acc, err := agentauth.AccountOf(context.Background(), sys); err != nil || acc != "SYS" {
+	actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer acancel()
+	if acc, err := agentauth.AccountOf(actx, sys); err != nil || acc != "SYS" {
 		t.Errorf("system user in account %q (%v), want SYS", acc, err)
 	}
 	sys.Close()

@@ -774,14 +774,11 @@ func checkHermodService(file, sname string, s composeService, f composeFacts, op
 			sadd("does not set %s, which %s requires", k, bin)
 		}
 	}
-	// The agent talks to NATS only (never Redis) and gets only its own
-	// variables, not the shared .env with the keys.
+	// Every service gets only the variables its environment lists, never
+	// the whole .env (which holds keys that other services must not see).
 	agent := bin == "hermod-agent"
-	if s.EnvFile == nil && !agent {
-		sadd("has no env_file (.env)")
-	}
-	if agent && s.EnvFile != nil {
-		sadd("has env_file: the agent must not receive the control plane's keys")
+	if s.EnvFile != nil {
+		sadd("has env_file: a service must get only the variables it needs, not the whole .env with the keys")
 	}
 	deps := []string{"nats", "redis"}
 	if agent {
@@ -1125,7 +1122,7 @@ func TestComposeCheckerCatchesProblems(t *testing.T) {
 			}
 			return map[string]any{
 				"build": map[string]any{"context": "../..", "dockerfile": "deploy/Dockerfile"}, "command": []any{bin},
-				"env_file": []any{".env"}, "environment": env, "stop_grace_period": "45s",
+				"environment": env, "stop_grace_period": "45s",
 				"depends_on":  map[string]any{"nats": map[string]any{"condition": "service_healthy"}, "redis": map[string]any{"condition": "service_healthy"}},
 				"healthcheck": map[string]any{"test": []any{"CMD", "wget", "-qO-", "http://127.0.0.1:" + port + "/readyz"}},
 			}
