@@ -157,6 +157,22 @@ func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 		}
 	}
 
+	// The reply-subject trick: a pull request whose reply subject is an
+	// event subject makes JetStream deliver the agent's own pending delivery
+	// there, into the event stream. The router drops it (it carries a
+	// delivery's headers) instead of replaying the event to every webhook.
+	before := len(p.deliveries(otherID, ""))
+	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+streams.DeliveriesStream+"."+streams.AgentConsumerName([]string{"env:production"}),
+		"deployment.applied", []byte(`{"batch":1,"expires":1000000000}`)); err != nil {
+		t.Fatal(err)
+	}
+	hermodtest.Eventually(t, 10*time.Second, "the router dropping the copied delivery", func() bool {
+		return strings.Contains(readFile(t, p.procs["hermod-router"].log), "copy of a delivery message published as an event")
+	})
+	if n := len(p.deliveries(otherID, "")); n != before {
+		t.Fatalf("a copied delivery was fanned out as an event: %d deliveries, want %d", n, before)
+	}
+
 	// Results: the broker's results subject is refused; on its own subject,
 	// an outcome for a delivery of a webhook outside its grant is refused
 	// by the recorder, and the delivery's record is unchanged.

@@ -94,6 +94,16 @@ func (r *Router) Run(ctx context.Context) error {
 }
 
 func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.Webhook {
+	// A message with a delivery's headers is a copy of a delivery, not a
+	// platform event: an agent can have JetStream deliver one of its pulled
+	// messages to any subject (the reply subject of its pull request), and
+	// its body is an envelope. Fanning it out would replay the event.
+	if h := msg.Headers(); h.Get(streams.HdrDelivery) != "" || h.Get(streams.HdrVersion) != "" {
+		r.log.Warn().Str("subject", msg.Subject()).Str("delivery_id", h.Get(streams.HdrDelivery)).
+			Msg("dropping a copy of a delivery message published as an event")
+		_ = msg.Term()
+		return buf
+	}
 	body := msg.Data()
 	env, ev, err := matching.ParseEnvelope(body)
 	if err != nil {
