@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -111,11 +109,11 @@ func (s *Server) createAgent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
+	raw, err := store.RandomToken(32)
+	if err != nil {
 		return err
 	}
-	token := "hagt_" + base64.RawURLEncoding.EncodeToString(raw)
+	token := "hagt_" + raw
 	now := time.Now().UTC()
 	a := &store.Agent{ID: *req.ID, Labels: labels, TokenHash: store.HashToken(token), CreatedAt: now, UpdatedAt: now}
 	if err := s.st.CreateAgent(c.Request().Context(), a); err != nil {

@@ -400,11 +400,12 @@ func (d *Deliverer) deliver(p streams.Pulled) {
 		d.hold(msg, meta, md.Sequence.Stream, lost)
 		return
 	}
-	if want := streams.SubjectFor(w.ID, w.TargetLabels, true); msg.Subject() != want {
+	if !streams.IsReadySubject(msg.Subject(), w.ID, w.TargetLabels) {
 		// Not where this webhook's deliveries go now (its target labels
 		// changed while it waited, or it was put on the wrong subject): the
 		// scheduler sends it to whoever delivers the webhook.
-		d.log.Info().Str("delivery_id", meta.DeliveryID).Str("subject", msg.Subject()).Str("to", want).Msg("delivery rerouted")
+		d.log.Info().Str("delivery_id", meta.DeliveryID).Str("subject", msg.Subject()).
+			Str("to", streams.SubjectFor(w.ID, w.TargetLabels, true)).Msg("delivery rerouted")
 		d.park(msg, meta, md.Sequence.Stream, lost, 0, "route")
 		return
 	}

@@ -119,8 +119,7 @@ func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
 		"HERMOD_ACQUIRE_TTL": "5s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
 	p, _, _ := startFleet(t, env, nil, 1)
 
-	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-1", "labels": []string{"env:production", "region:eu"}})
-	token := reg["credentials"].(map[string]any)["token"].(string)
+	token := p.registerAgent("eu-1", "env:production", "region:eu")
 	sinks := map[string]*hermodtest.Sink{}
 	ids := map[string]string{}
 	for name, labels := range map[string][]string{"broker": nil, "prod": {"env:production"}, "prod-eu": {"env:production", "region:eu"},

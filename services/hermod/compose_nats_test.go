@@ -180,15 +180,7 @@ func TestComposeNATSConfigWithCallout(t *testing.T) {
 	if opts.AuthCallout == nil || opts.AuthCallout.Issuer != issuer || opts.SystemAccount != "SYS" {
 		t.Fatalf("nats.conf: auth callout %+v, system account %q", opts.AuthCallout, opts.SystemAccount)
 	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := hermodtest.Server(t, opts)
 	addr := ns.Addr().String()
 	serviceURL, systemURL := "nats://hermod:"+hermodPW+"@"+addr, "nats://sys:"+sysPW+"@"+addr
 
@@ -209,8 +201,7 @@ func TestComposeNATSConfigWithCallout(t *testing.T) {
 		"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
 	p, _, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": seed, "HERMOD_NATS_SYSTEM_URL": systemURL}, 1)
 
-	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-1", "labels": []string{"env:production"}})
-	token := reg["credentials"].(map[string]any)["token"].(string)
+	token := p.registerAgent("eu-1", "env:production")
 	agentSink, brokerSink := hermodtest.NewSink(t), hermodtest.NewSink(t)
 	agentHook := p.createWebhook(map[string]any{"name": "in-cluster", "url": agentSink.URL, "event_types": []string{"alert.*"},
 		"target_labels": []string{"env:production"}})

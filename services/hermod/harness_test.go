@@ -250,6 +250,13 @@ func (p *pipeline) createWebhook(body map[string]any) string {
 	return p.must(201, "POST", "/api/v1/webhooks", body)["id"].(string)
 }
 
+// registerAgent registers an agent granted labels and returns its token.
+func (p *pipeline) registerAgent(id string, labels ...string) string {
+	p.t.Helper()
+	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": id, "labels": labels})
+	return reg["credentials"].(map[string]any)["token"].(string)
+}
+
 func (p *pipeline) publish(eventType string, data any) string {
 	p.t.Helper()
 	return p.must(202, "POST", "/api/v1/events", map[string]any{"event_type": eventType, "data": data})["id"].(string)

@@ -80,13 +80,9 @@ func (k *kickClient) consumerInfo(labels []string) error {
 // connection of an agent revoked with DELETE is closed at once, and the
 // credentials can no longer connect.
 func TestAgentCredentialsKickedOnGrantChangeAndRevoke(t *testing.T) {
-	cn := hermodtest.NATSWithCallout(t)
-	rd := hermodtest.StartRedis(t)
-	env := map[string]string{"HERMOD_NATS_URL": cn.ServiceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey}
-	p, _, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": cn.Seed, "HERMOD_NATS_SYSTEM_URL": cn.SystemURL}, 0)
+	p, cn := calloutFleet(t, 0)
 
-	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "k1", "labels": []string{"env:production", "env:staging"}})
-	token := reg["credentials"].(map[string]any)["token"].(string)
+	token := p.registerAgent("k1", "env:production", "env:staging")
 	sink := hermodtest.NewSink(t)
 	prod, staging := []string{"env:production"}, []string{"env:staging"}
 	for name, labels := range map[string][]string{"prod": prod, "staging": staging} {
@@ -135,8 +131,7 @@ func TestAgentCredentialsKickedOnGrantChangeAndRevoke(t *testing.T) {
 	// An agent cannot publish on the kick subject, but it can name any reply
 	// subject for its own JetStream requests, and the server publishes the
 	// answer there. Such an answer is not a kick request: the victim stays.
-	vreg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "victim", "labels": prod})
-	victim := connectAgentClient(t, url, "victim", vreg["credentials"].(map[string]any)["token"].(string))
+	victim := connectAgentClient(t, url, "victim", p.registerAgent("victim", prod...))
 	if err := k.nc.PublishRequest("$JS.API.CONSUMER.INFO."+streams.DeliveriesStream+"."+streams.AgentConsumerName(prod),
 		agentauth.KickPrefix+"victim", nil); err != nil {
 		t.Fatal(err)
@@ -172,14 +167,9 @@ func TestAgentCredentialsKickedOnGrantChangeAndRevoke(t *testing.T) {
 // its next heartbeat, and not when its user JWT expires), and can no longer
 // connect.
 func TestE2ERevokedAgentDisconnected(t *testing.T) {
-	cn := hermodtest.NATSWithCallout(t)
-	rd := hermodtest.StartRedis(t)
-	env := map[string]string{"HERMOD_NATS_URL": cn.ServiceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
-		"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
-	p, _, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": cn.Seed, "HERMOD_NATS_SYSTEM_URL": cn.SystemURL}, 0)
+	p, cn := calloutFleet(t, 0)
 
-	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-1", "labels": []string{"env:production"}})
-	token := reg["credentials"].(map[string]any)["token"].(string)
+	token := p.registerAgent("eu-1", "env:production")
 	sink := hermodtest.NewSink(t)
 	id := p.createWebhook(map[string]any{"name": "prod", "url": sink.URL, "event_types": []string{"alert.*"},
 		"target_labels": []string{"env:production"}})
@@ -257,8 +247,7 @@ func TestAllInOneListeningRunsTheCallout(t *testing.T) {
 	t.Cleanup(p.hc.CloseIdleConnections)
 	url := "nats://" + natsAddr
 
-	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "a1", "labels": []string{"env:production"}})
-	token := reg["credentials"].(map[string]any)["token"].(string)
+	token := p.registerAgent("a1", "env:production")
 	sink := hermodtest.NewSink(t)
 	id := p.createWebhook(map[string]any{"name": "prod", "url": sink.URL, "event_types": []string{"alert.*"},
 		"target_labels": []string{"env:production"}})
@@ -318,13 +307,8 @@ func TestAllInOneListeningRunsTheCallout(t *testing.T) {
 // permissions (which it fixes at connect). It also parks a retry of the new
 // webhook on that webhook's delay subject, which needs the new permissions.
 func TestE2EAgentFollowsNewLabelSetUnderCallout(t *testing.T) {
-	cn := hermodtest.NATSWithCallout(t)
-	rd := hermodtest.StartRedis(t)
-	env := map[string]string{"HERMOD_NATS_URL": cn.ServiceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
-		"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
-	p, _, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": cn.Seed, "HERMOD_NATS_SYSTEM_URL": cn.SystemURL}, 1)
-	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-2", "labels": []string{"env:production", "region:eu"}})
-	token := reg["credentials"].(map[string]any)["token"].(string)
+	p, cn := calloutFleet(t, 1)
+	token := p.registerAgent("eu-2", "env:production", "region:eu")
 	sink := hermodtest.NewSink(t)
 	first := p.createWebhook(map[string]any{"name": "prod", "url": sink.URL + "/first", "event_types": []string{"alert.*"},
 		"target_labels": []string{"env:production"}})
@@ -355,4 +339,17 @@ func TestE2EAgentFollowsNewLabelSetUnderCallout(t *testing.T) {
 	if strings.Contains(log, "Permissions Violation") && strings.Contains(log, "hermod.delay."+late) {
 		t.Errorf("parking the retry was refused:\n%s", tail(log, 2000))
 	}
+}
+
+// calloutFleet starts NATS with the auth callout and a system account, a
+// redis-server, and hermod-api (the callout and the kicker), hermod-router
+// and n hermod-deliverers as processes; deliveries may reach loopback.
+func calloutFleet(t *testing.T, n int) (*pipeline, *hermodtest.CalloutNATS) {
+	t.Helper()
+	cn := hermodtest.NATSWithCallout(t)
+	rd := hermodtest.StartRedis(t)
+	env := map[string]string{"HERMOD_NATS_URL": cn.ServiceURL, "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+		"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
+	p, _, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": cn.Seed, "HERMOD_NATS_SYSTEM_URL": cn.SystemURL}, n)
+	return p, cn
 }

@@ -28,8 +28,7 @@ func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 		"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_ACQUIRE_TTL": "3s"}
 	p, dels, _ := startFleet(t, env, map[string]string{"HERMOD_AUTH_CALLOUT_SEED": cn.Seed}, 1)
 
-	reg := p.must(201, "POST", "/api/v1/agents", map[string]any{"id": "eu-1", "labels": []string{"env:production"}})
-	token := reg["credentials"].(map[string]any)["token"].(string)
+	token := p.registerAgent("eu-1", "env:production")
 	prod := hermodtest.NewSink(t)
 	const auth = "Bearer in-cluster-s3cret"
 	prodID := p.createWebhook(map[string]any{"name": "prod", "url": prod.URL + "/p4th", "event_types": []string{"alert.*"},

@@ -29,16 +29,7 @@ func clusterNode(t *testing.T, name string, routes []string) *server.Server {
 	for _, r := range routes {
 		opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
 	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
+	return hermodtest.Server(t, opts)
 }
 
 func userURL(ns *server.Server, user, pw string) string {

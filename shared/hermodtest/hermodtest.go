@@ -40,8 +40,24 @@ func NATS(t testing.TB) *server.Server {
 
 // StartNATS starts an embedded JetStream server on a free loopback port.
 func StartNATS(dir string) (*server.Server, error) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+	return startServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
 		StoreDir: dir, NoSigs: true, NoLog: true, MaxPayload: 8 << 20})
+}
+
+// Server starts an embedded server with opts for t (a test's own accounts,
+// users or cluster) and shuts it down when t ends.
+func Server(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	ns, err := startServer(opts)
+	if err != nil {
+		t.Fatalf("start nats: %v", err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+func startServer(opts *server.Options) (*server.Server, error) {
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -294,21 +310,13 @@ func NATSWithCallout(t testing.TB) *CalloutNATS {
 	seed, _ := kp.Seed()
 	pub, _ := kp.PublicKey()
 	sys := server.NewAccount("SYS")
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+	ns := Server(t, &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
 		NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
 		Accounts:      []*server.Account{sys},
 		SystemAccount: "SYS",
 		Users: []*server.User{{Username: "hermod", Password: "hermod-service-pw"},
 			{Username: "sys", Password: "hermod-system-pw", Account: sys}},
 		AuthCallout: &server.AuthCallout{Issuer: pub, AuthUsers: []string{"hermod", "sys"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	addr := ns.Addr().String()
 	return &CalloutNATS{Server: ns, ServiceURL: "nats://hermod:hermod-service-pw@" + addr,
 		SystemURL: "nats://sys:hermod-system-pw@" + addr, Seed: string(seed)}

@@ -139,20 +139,10 @@ func (r *Recorder) Run(ctx context.Context) error {
 
 func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 	var b store.Batch
-	// Deliveries enqueued in this batch, for checking agents' outcomes that
-	// arrive in the same batch as their enqueue record.
-	enqueued := map[string]string{}
-	for _, m := range batch {
-		if m.Subject() != streams.EnqueuedSubject {
-			continue
-		}
-		var e streams.Enqueued
-		if json.Unmarshal(m.Data(), &e) == nil {
-			for _, it := range e.Deliveries {
-				enqueued[it.DeliveryID] = it.WebhookID
-			}
-		}
-	}
+	// Deliveries enqueued earlier in this batch (an enqueue record always
+	// comes before its deliveries' outcomes in the stream), for checking an
+	// agent's outcome before its record is written. Filled as they pass.
+	var enqueued map[string]string
 	for _, m := range batch {
 		subject := m.Subject()
 		agentID, kind, fromAgent := streams.ParseAgentResultSubject(subject)
@@ -187,6 +177,14 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 				continue
 			}
 			b.Enqueued = append(b.Enqueued, e)
+			if enqueued == nil {
+				enqueued = make(map[string]string, len(e.Deliveries))
+			}
+			for _, it := range e.Deliveries {
+				if len(it.TargetLabels) > 0 { // only agents' deliveries are ever checked
+					enqueued[it.DeliveryID] = it.WebhookID
+				}
+			}
 		default:
 			var o streams.Outcome
 			if err := json.Unmarshal(m.Data(), &o); err != nil || o.V > streams.SchemaVersion || o.DeliveryID == "" {

@@ -304,6 +304,19 @@ func SubjectFor(webhookID string, targetLabels []string, enabled bool) string {
 	}
 }
 
+// IsReadySubject says whether subject is SubjectFor(id, labels, true),
+// without building it (broker deliveries check it on every attempt).
+func IsReadySubject(subject, id string, labels []string) bool {
+	head, ok := strings.CutSuffix(subject, id)
+	if !ok {
+		return false
+	}
+	if len(labels) == 0 {
+		return head == DeliverPrefix
+	}
+	return strings.HasPrefix(head, AgentPrefix) && head == AgentPrefix+LabelSetHash(labels)+"."
+}
+
 // Pull options every consumer uses: short pull requests with frequent
 // heartbeats, so a pull lost under load (a starved process, a reconnect) is
 // replaced within seconds instead of after the 30 s default expiry.

@@ -121,3 +121,28 @@ func TestParseAgentResultSubject(t *testing.T) {
 		t.Errorf("SubjectWebhookID(agent): %q", got)
 	}
 }
+
+func TestIsReadySubject(t *testing.T) {
+	labels := []string{"env:production"}
+	for _, c := range []struct {
+		subject, id string
+		labels      []string
+		want        bool
+	}{
+		{DeliverSubject("w1"), "w1", nil, true},
+		{AgentSubject(labels, "w1"), "w1", labels, true},
+		{DeliverSubject("w1"), "w1", labels, false},
+		{AgentSubject(labels, "w1"), "w1", nil, false},
+		{AgentSubject([]string{"env:staging"}, "w1"), "w1", labels, false},
+		{DeliverSubject("w2"), "w1", nil, false},
+		{DelaySubject("w1"), "w1", nil, false},
+		{DeliverSubject("xw1"), "w1", nil, false},
+	} {
+		if got := IsReadySubject(c.subject, c.id, c.labels); got != c.want {
+			t.Errorf("IsReadySubject(%q, %q, %v) = %v, want %v", c.subject, c.id, c.labels, got, c.want)
+		}
+		if c.want != (c.subject == SubjectFor(c.id, c.labels, true)) {
+			t.Errorf("%q: disagrees with SubjectFor", c.subject)
+		}
+	}
+}

@@ -1,0 +1,74 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// grants is an AgentChecker over fixed tables.
+type grants struct {
+	agents     map[string][]string
+	hooks      map[string][]string
+	deliveries map[string]string
+	err        error
+}
+
+func (g grants) AgentLabels(_ context.Context, id string) ([]string, bool, error) {
+	l, ok := g.agents[id]
+	return l, ok, g.err
+}
+
+func (g grants) WebhookLabels(_ context.Context, id string) ([]string, bool, error) {
+	l, ok := g.hooks[id]
+	return l, ok, nil
+}
+
+func (g grants) DeliveryWebhook(_ context.Context, id string) (string, bool, error) {
+	w, ok := g.deliveries[id]
+	return w, ok, nil
+}
+
+// Which results the recorder believes from an agent.
+func TestAgentMay(t *testing.T) {
+	g := grants{
+		agents:     map[string][]string{"eu": {"env:production", "region:eu"}},
+		hooks:      map[string][]string{"prod": {"env:production"}, "staging": {"env:staging"}, "broker": nil},
+		deliveries: map[string]string{"d-prod": "prod", "d-broker": "broker"},
+	}
+	batch := map[string]string{"d-new": "prod"} // enqueued earlier in the same batch
+	for _, c := range []struct {
+		name                    string
+		agent, webhook, deliver string
+		want                    bool
+	}{
+		{"its own webhook's delivery", "eu", "prod", "d-prod", true},
+		{"a delivery enqueued in the same batch", "eu", "prod", "d-new", true},
+		{"a breaker report for its webhook", "eu", "prod", "", true},
+		{"unknown or revoked agent", "us", "prod", "d-prod", false},
+		{"a label set outside its grant", "eu", "staging", "", false},
+		{"a broker webhook", "eu", "broker", "d-broker", false},
+		{"an unknown webhook", "eu", "gone", "", false},
+		{"another webhook's delivery under its own", "eu", "prod", "d-broker", false},
+		{"an unknown delivery", "eu", "prod", "d-none", false},
+	} {
+		r := New(nil, nil, zerolog.Nop(), Options{Agents: g})
+		got, err := r.agentMay(c.agent, c.webhook, c.deliver, batch)
+		if err != nil || got != c.want {
+			t.Errorf("%s: %v %v, want %v", c.name, got, err, c.want)
+		}
+	}
+	// Without a checker, nothing from agents is believed; a store error is an error (asked again later).
+	if ok, _ := New(nil, nil, zerolog.Nop(), Options{}).agentMay("eu", "prod", "d-prod", nil); ok {
+		t.Error("believed an agent without a checker")
+	}
+	g.err = errors.New("redis down")
+	if _, err := New(nil, nil, zerolog.Nop(), Options{Agents: g}).agentMay("eu", "prod", "d-prod", nil); err == nil {
+		t.Error("a store error was not returned")
+	}
+}
