@@ -27,10 +27,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
-	"github.com/hermodhq/hermod/services/deliverer"
 	"github.com/hermodhq/hermod/shared/agentauth"
 	"github.com/hermodhq/hermod/shared/connect"
 	"github.com/hermodhq/hermod/shared/delivery"
+	"github.com/hermodhq/hermod/shared/dispatch"
 	"github.com/hermodhq/hermod/shared/envconfig"
 	"github.com/hermodhq/hermod/shared/lifecycle"
 	"github.com/hermodhq/hermod/shared/metrics"
@@ -82,7 +82,7 @@ type Agent struct {
 	conf    streams.AgentConfig
 	hooks   map[string]*webhooks.Webhook
 	refused atomic.Bool
-	d       *deliverer.Deliverer
+	d       *dispatch.Worker
 	// wake asks for a heartbeat now: after a reconnect (the control plane
 	// kicks the connection when the grant changes), so the consumers follow
 	// the new grant at once instead of at the next heartbeat.
@@ -163,7 +163,7 @@ func (a *Agent) ask(ctx context.Context, kind string) error {
 	return nil
 }
 
-// Get implements deliverer.Webhooks.
+// Get implements dispatch.Webhooks.
 func (a *Agent) Get(id string) (*webhooks.Webhook, bool) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
@@ -171,7 +171,7 @@ func (a *Agent) Get(id string) (*webhooks.Webhook, bool) {
 	return w, ok
 }
 
-// Refresh implements deliverer.Webhooks: ask the control plane again.
+// Refresh implements dispatch.Webhooks: ask the control plane again.
 func (a *Agent) Refresh(ctx context.Context, id string) (*webhooks.Webhook, error) {
 	if err := a.ask(ctx, "hello"); err != nil {
 		return nil, err
@@ -290,11 +290,12 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	a.mu.RUnlock()
 	client := delivery.NewClient(delivery.ClientOptions{Guard: false, MaxIdlePerHost: max(64, cfg.Concurrency), UserAgent: version.UserAgent()})
 	defer client.Close()
-	m := metrics.New()
-	a.d = deliverer.New(js, a, client, log, m, deliverer.Options{Concurrency: cfg.Concurrency, WebhookInflight: cfg.WebhookInflight,
-		AcquireTTL: ttl, BreakerThreshold: cfg.Breaker.Threshold, BreakerCooldown: cfg.Breaker.Cooldown, By: "agent:" + cfg.ID,
-		OutcomeSubject: streams.AgentOutcomeSubject(cfg.ID), BreakerSubject: streams.AgentBreakerSubject(cfg.ID),
-		Allowed: func() bool { return !a.refused.Load() }})
+	m := metrics.New("hermod-agent")
+	a.d = dispatch.NewWorker(dispatch.Deps{Pub: js, Webhooks: a, Log: log, Metrics: metrics.NewDelivery(m.Registry),
+		By: "agent:" + cfg.ID, OutcomeSubject: streams.AgentOutcomeSubject(cfg.ID), BreakerSubject: streams.AgentBreakerSubject(cfg.ID),
+		Rules: dispatch.Rules{AcquireTTL: ttl}}, client, dispatch.WorkerOptions{Concurrency: cfg.Concurrency,
+		Isolation: dispatch.NewIsolation(cfg.WebhookInflight, cfg.Breaker.Threshold, cfg.Breaker.Cooldown),
+		Refused:   a.refused.Load})
 	health := ops.NewHealth(map[string]ops.Check{
 		"nats": func(context.Context) error {
 			if !nc.IsConnected() {
@@ -314,11 +315,10 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 		return err
 	}
 	defer func() { _ = testSub.Unsubscribe() }()
-	health.SetReady()
-	log.Info().Strs("labels", labels).Str("ops_addr", cfg.OpsAddr).Msg("agent ready")
-	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
-		lifecycle.Component{Name: "deliveries", Run: func(ctx context.Context) error { return a.d.RunConsumers(ctx, a.consumers, time.Second) }},
+	log.Info().Strs("labels", labels).Str("ops_addr", cfg.OpsAddr).Msg("agent starting")
+	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health,
+		lifecycle.Component{Name: "deliveries", Run: func(ctx context.Context) error { return a.d.RunConsumers(ctx, js, a.consumers, time.Second) }},
 		lifecycle.Component{Name: "heartbeats", Run: a.heartbeats},
-		lifecycle.Component{Name: "ops", Server: true, Run: func(ctx context.Context) error { return ops.Serve(ctx, cfg.OpsAddr, health, m.Registry) }},
+		ops.Component(cfg.OpsAddr, health, m.Registry),
 	)
 }

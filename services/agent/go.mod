@@ -3,7 +3,6 @@ module github.com/hermodhq/hermod/services/agent
 go 1.26.0
 
 require (
-	github.com/hermodhq/hermod/services/deliverer v0.0.0
 	github.com/hermodhq/hermod/shared v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/rs/zerolog v1.35.1
@@ -14,6 +13,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/kr/text v0.2.0 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
@@ -32,7 +32,4 @@ require (
 	google.golang.org/protobuf v1.36.8 // indirect
 )
 
-replace (
-	github.com/hermodhq/hermod/services/deliverer => ../deliverer
-	github.com/hermodhq/hermod/shared => ../../shared
-)
+replace github.com/hermodhq/hermod/shared => ../../shared

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -16,18 +17,13 @@ import (
 	"github.com/hermodhq/hermod/shared/streams"
 )
 
-var listableStatuses = map[string]bool{
-	streams.StatusPending: true, streams.StatusSuccess: true, streams.StatusFailed: true, streams.StatusDead: true,
-	streams.StatusAcquired: true,
-}
-
 func (s *Server) listDeliveries(c echo.Context) error {
 	w, err := s.loadWebhook(c)
 	if err != nil {
 		return err
 	}
-	status := c.QueryParam("status")
-	if status != "" && !listableStatuses[status] {
+	status := streams.Status(c.QueryParam("status"))
+	if status != "" && !slices.Contains(streams.Statuses, status) {
 		return invalidField("status", "must be one of pending, acquired, success, failed, dead")
 	}
 	limit, cursor, err := pageParams(c)
@@ -49,7 +45,7 @@ func (s *Server) listDeliveries(c echo.Context) error {
 	out := make([]DeliveryView, 0, len(ds))
 	for _, d := range ds {
 		v := deliveryView(d)
-		if running[d.ID] && !finished(d.Status) {
+		if running[d.ID] && !d.Status.Final() {
 			if status != "" {
 				continue // it is acquired now, not pending or failed
 			}
@@ -60,10 +56,6 @@ func (s *Server) listDeliveries(c echo.Context) error {
 	return c.JSON(http.StatusOK, page(out, next))
 }
 
-func finished(status string) bool {
-	return status == streams.StatusSuccess || status == streams.StatusDead
-}
-
 // listAcquired lists the deliveries whose attempt is running now: derived
 // from the deliverers (an attempt in flight is visible there), not stored.
 // The in-flight set is bounded (HERMOD_WEBHOOK_MAX_INFLIGHT per deliverer),
@@ -72,7 +64,7 @@ func (s *Server) listAcquired(c echo.Context, webhookID string, labels []string,
 	ctx := c.Request().Context()
 	running := s.inFlight(ctx, webhookID, labels)
 	var out []DeliveryView
-	for _, st := range []string{streams.StatusPending, streams.StatusFailed} {
+	for _, st := range []streams.Status{streams.StatusPending, streams.StatusFailed} {
 		if len(running) == 0 {
 			break
 		}
@@ -145,7 +137,7 @@ func (s *Server) getDelivery(c echo.Context) error {
 		return storeErr(err, "delivery")
 	}
 	v := deliveryView(d)
-	if !finished(d.Status) && s.inFlight(c.Request().Context(), d.WebhookID, d.TargetLabels)[d.ID] {
+	if !d.Status.Final() && s.inFlight(c.Request().Context(), d.WebhookID, d.TargetLabels)[d.ID] {
 		v.Status = streams.StatusAcquired
 	}
 	if hist == nil {
@@ -171,7 +163,7 @@ func (s *Server) retryDelivery(c echo.Context) error {
 		return storeErr(err, "delivery")
 	}
 	if d.Status != streams.StatusDead {
-		return conflict("only a dead delivery can be retried; this one is " + d.Status)
+		return conflict("only a dead delivery can be retried; this one is " + string(d.Status))
 	}
 	if len(payload) == 0 {
 		return conflict("the event payload of this delivery has expired")

@@ -129,7 +129,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	}
 	defer c.Close()
 	health := ops.NewHealth(c.Checks())
-	m := metrics.New()
+	m := metrics.New("hermod-api")
 	srv, err := Build(cfg, c, health, m, log)
 	if err != nil {
 		return err
@@ -173,9 +173,8 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 			return agentauth.ServeKicks(ctx, c.NC, kicker.Kick, log)
 		}})
 	}
-	health.SetReady()
-	log.Info().Str("addr", l.Addr().String()).Msg("api ready")
-	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping, comps...)
+	log.Info().Str("addr", l.Addr().String()).Msg("api starting")
+	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health, comps...)
 }
 
 // CalloutKey prints a new auth callout issuer as .env lines: the seed for

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hermodhq/hermod/shared/store"
+	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
@@ -73,12 +74,12 @@ type DeliveryView struct {
 	WebhookID      string                `json:"webhook_id"`
 	EventID        string                `json:"event_id"`
 	EventType      string                `json:"event_type"`
-	Status         string                `json:"status"`
+	Status         streams.Status        `json:"status"`
 	Attempts       int                   `json:"attempts"`
 	NextRetryAt    *string               `json:"next_retry_at"`
 	LastStatusCode *int                  `json:"last_status_code"`
 	LastError      *string               `json:"last_error"`
-	DeadReason     *string               `json:"dead_reason,omitempty"`
+	DeadReason     *streams.Reason       `json:"dead_reason,omitempty"`
 	TargetLabels   []string              `json:"target_labels"`
 	DeliveredBy    *string               `json:"delivered_by"`
 	CreatedAt      string                `json:"created_at"`
@@ -104,7 +105,7 @@ func deliveryView(d *store.Delivery) DeliveryView {
 		e := d.LastError
 		v.LastError = &e
 	}
-	if d.Reason != "" && d.Status == "dead" {
+	if d.Reason != "" && d.Status == streams.StatusDead {
 		r := d.Reason
 		v.DeadReason = &r
 	}

@@ -1,15 +1,19 @@
+// Package deliverer is hermod-deliverer: it runs the delivery engine's
+// worker (broker deliveries), scheduler (delayed deliveries) and releaser
+// (held deliveries) from shared/dispatch, fed by the webhook index.
 package deliverer
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"sync"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/shared/connect"
 	"github.com/hermodhq/hermod/shared/delivery"
+	"github.com/hermodhq/hermod/shared/dispatch"
 	"github.com/hermodhq/hermod/shared/encryption"
 	"github.com/hermodhq/hermod/shared/envconfig"
 	"github.com/hermodhq/hermod/shared/index"
@@ -42,12 +46,6 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	return c, r.Err()
 }
 
-// Options turns the configuration into deliverer options.
-func (c Config) Options() Options {
-	return Options{Concurrency: c.Concurrency, WebhookInflight: c.WebhookInflight, AcquireTTL: c.AcquireTTL, MaxHold: c.MaxHold,
-		BreakerThreshold: c.Breaker.Threshold, BreakerCooldown: c.Breaker.Cooldown}
-}
-
 // NewClient builds the guarded HTTP client of the broker deliverers.
 func NewClient(allowCIDRs string, concurrency int) (*delivery.Client, error) {
 	allow, err := delivery.ParseCIDRs(allowCIDRs)
@@ -58,6 +56,47 @@ func NewClient(allowCIDRs string, concurrency int) (*delivery.Client, error) {
 		UserAgent: version.UserAgent()}), nil
 }
 
+// Deliverer is what hermod-deliverer runs; the all-in-one runs the same.
+type Deliverer struct {
+	Worker    *dispatch.Worker
+	Scheduler *dispatch.Scheduler
+	Releaser  *dispatch.Releaser
+	js        jetstream.JetStream
+	ttl       time.Duration
+	client    *delivery.Client
+}
+
+// Build makes the deliverer's components on js, fed by ix (whose changes
+// wake the releaser), with their metrics registered on m.
+func Build(js jetstream.JetStream, ix *index.Index, cfg Config, log zerolog.Logger, m *metrics.Metrics) (*Deliverer, error) {
+	client, err := NewClient(cfg.AllowCIDRs, cfg.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	deps := dispatch.Deps{Pub: js, Webhooks: ix, Log: log, Metrics: metrics.NewDelivery(m.Registry), By: "broker",
+		Rules: dispatch.Rules{AcquireTTL: cfg.AcquireTTL, MaxHold: cfg.MaxHold}}
+	d := &Deliverer{js: js, ttl: cfg.AcquireTTL, client: client,
+		Worker: dispatch.NewWorker(deps, client, dispatch.WorkerOptions{Concurrency: cfg.Concurrency,
+			Isolation: dispatch.NewIsolation(cfg.WebhookInflight, cfg.Breaker.Threshold, cfg.Breaker.Cooldown)}),
+		Scheduler: dispatch.NewScheduler(deps),
+		Releaser:  dispatch.NewReleaser(deps, 0),
+	}
+	ix.OnChange(d.Releaser.WebhookChanged)
+	return d, nil
+}
+
+// Components are the deliverer's lifecycle components.
+func (d *Deliverer) Components() []lifecycle.Component {
+	return []lifecycle.Component{
+		{Name: "deliverer", Run: func(ctx context.Context) error { return d.Worker.Run(ctx, d.js, d.ttl) }},
+		{Name: "scheduler", Run: func(ctx context.Context) error { return d.Scheduler.Run(ctx, d.js) }},
+		{Name: "releaser", Run: func(ctx context.Context) error { return d.Releaser.Run(ctx, d.js) }},
+	}
+}
+
+// Close releases the HTTP client's connections.
+func (d *Deliverer) Close() { d.client.Close() }
+
 // Main runs a deliverer until ctx ends.
 func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
 	c, err := connect.Open(ctx, "hermod-deliverer", cfg.Common, cfg.Box, nil)
@@ -65,29 +104,16 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 		return err
 	}
 	defer c.Close()
-	client, err := NewClient(cfg.AllowCIDRs, cfg.Concurrency)
+	m := metrics.New("hermod-deliverer")
+	ix := index.New(c.Store, c.NC, log, index.Options{})
+	d, err := Build(c.JS, ix, cfg, log, m)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	m := metrics.New()
-	ix := index.New(c.Store, c.NC, log, index.Options{})
-	d := New(c.JS, ix, client, log, m, cfg.Options())
-	ix.OnChange(d.WebhookChanged)
-	idxCtx, idxCancel := context.WithCancel(context.Background())
-	defer idxCancel()
-	var wg sync.WaitGroup
-	if err := ix.Start(idxCtx, &wg); err != nil {
-		return fmt.Errorf("load webhook index: %w", err)
-	}
+	defer d.Close()
 	health := ops.NewHealth(c.Checks())
-	health.SetReady()
-	log.Info().Str("ops_addr", cfg.OpsAddr).Int("concurrency", cfg.Concurrency).Msg("deliverer ready")
-	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
-		lifecycle.Component{Name: "deliverer", Run: d.Run},
-		lifecycle.Component{Name: "ops", Server: true, Run: func(ctx context.Context) error { return ops.Serve(ctx, cfg.OpsAddr, health, m.Registry) }},
-	)
-	idxCancel()
-	wg.Wait()
-	return err
+	comps := append([]lifecycle.Component{ix.Component()}, d.Components()...)
+	comps = append(comps, ops.Component(cfg.OpsAddr, health, m.Registry))
+	log.Info().Str("ops_addr", cfg.OpsAddr).Int("concurrency", cfg.Concurrency).Msg("deliverer starting")
+	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health, comps...)
 }

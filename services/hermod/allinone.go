@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -35,7 +34,6 @@ import (
 	"github.com/hermodhq/hermod/shared/lifecycle"
 	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/ops"
-	"github.com/hermodhq/hermod/shared/recorder"
 )
 
 // LoopbackCIDRs is the all-in-one's default delivery allow-list.
@@ -235,28 +233,21 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	defer func() { _ = c.Redis.Close() }() // nc is closed above
 	st, js := c.Store, c.JS
 
-	m := metrics.New()
+	m := metrics.New("hermod")
 	health := ops.NewHealth(c.Checks())
+	// The same components the separate binaries run, on one connection and
+	// one webhook index.
 	ix := index.New(st, nc, log, index.Options{})
 	allow := cfg.AllowCIDRs
-	client, err := deliverer.NewClient(allow, cfg.Concurrency)
+	dl, err := deliverer.Build(js, ix, deliverer.Config{Common: cfg.Common, Concurrency: cfg.Concurrency,
+		WebhookInflight: cfg.WebhookInflight, AllowCIDRs: allow, Breaker: cfg.Breaker},
+		log.With().Str("component", "deliverer").Logger(), m)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	dl := deliverer.New(js, ix, client, log.With().Str("component", "deliverer").Logger(), m, deliverer.Config{
-		Common: cfg.Common, Concurrency: cfg.Concurrency, WebhookInflight: cfg.WebhookInflight, Breaker: cfg.Breaker}.Options())
-	ix.OnChange(dl.WebhookChanged)
-	idxCtx, idxCancel := context.WithCancel(context.Background())
-	defer idxCancel()
-	var wg sync.WaitGroup
-	if err := ix.Start(idxCtx, &wg); err != nil {
-		return fmt.Errorf("load webhook index: %w", err)
-	}
-	rt := router.New(js, ix, log.With().Str("component", "router").Logger(), m, router.Options{Workers: cfg.RouterWorkers})
-	rec := recorder.New(js, st, log.With().Str("component", "recorder").Logger(), recorder.Options{
-		Limits: router.Limits(cfg.Common), OnError: func(error) { m.RecordErrors.Inc() },
-		Agents: recorder.StoreAgents(st, recorder.IndexLabels(ix))})
+	defer dl.Close()
+	rt := router.Build(c, ix, router.Config{Common: cfg.Common, Workers: cfg.RouterWorkers},
+		log.With().Str("component", "router").Logger(), m)
 	apiCfg := api.Config{Common: cfg.Common, Addr: cfg.APIAddr, AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes,
 		AllowCIDRs: allow, Box: box, SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies}
 	srv, err := api.Build(apiCfg, c, health, m, log.With().Str("component", "api").Logger())
@@ -273,12 +264,12 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		log.Warn().Str("allow", allow).Msg("development mode: deliveries may reach these addresses (HERMOD_DELIVERY_ALLOW_CIDRS)")
 	}
 	comps := []lifecycle.Component{
+		ix.Component(),
 		{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
-		{Name: "router", Run: rt.Run},
-		{Name: "deliverer", Run: dl.Run},
-		{Name: "recorder", Run: rec.Run},
 		{Name: "agent control", Run: srv.ServeAgents},
 	}
+	comps = append(comps, rt.Components()...)
+	comps = append(comps, dl.Components()...)
 	if calloutSeed != "" {
 		alog := log.With().Str("component", "api").Logger()
 		callout, err := agentauth.NewCallout(calloutSeed, "", srv, alog)
@@ -293,12 +284,8 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 				return agentauth.ServeKicks(ctx, nc, embeddedKick(ns), alog)
 			}})
 	}
-	health.SetReady()
 	printBanner(out, l.Addr().String(), cfg.AdminKeys[0], generatedKey, cfg.DataDir)
-	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping, comps...)
-	idxCancel()
-	wg.Wait()
-	return err
+	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health, comps...)
 }
 
 // natsServiceUser is the all-in-one's own user on its embedded NATS when it

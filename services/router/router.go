@@ -53,12 +53,12 @@ type Router struct {
 	js   jetstream.JetStream
 	ix   Matcher
 	log  zerolog.Logger
-	m    *metrics.Metrics
+	m    *metrics.Routing
 	opts Options
 }
 
 // New builds a router.
-func New(js jetstream.JetStream, ix Matcher, log zerolog.Logger, m *metrics.Metrics, opts Options) *Router {
+func New(js jetstream.JetStream, ix Matcher, log zerolog.Logger, m *metrics.Routing, opts Options) *Router {
 	if opts.Workers <= 0 {
 		opts.Workers = 8
 	}
@@ -159,10 +159,7 @@ func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.
 	if err := msg.Ack(); err != nil {
 		r.log.Warn().Err(err).Str("event_id", ev.ID).Msg("event ack failed (redelivery is deduplicated)")
 	}
-	if r.m != nil {
-		r.m.EventsRouted.Inc()
-		r.m.DeliveriesQueued.Add(float64(len(enq.Deliveries)))
-	}
+	r.m.Routed(len(enq.Deliveries))
 	return matched
 }
 

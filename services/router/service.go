@@ -2,9 +2,7 @@ package router
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -39,6 +37,29 @@ func Limits(c envconfig.Common) store.Limits {
 	return store.Limits{Retention: c.Retention, HistoryLimit: c.HistoryLimit, PayloadTTL: c.Retention + c.MaxHold + 24*time.Hour}
 }
 
+// Parts are what hermod-router runs: the router and the recorder. The
+// all-in-one runs the same.
+type Parts struct {
+	Router   *Router
+	Recorder *recorder.Recorder
+}
+
+// Build makes the router and the recorder on c, the router matching
+// against ix, with their metrics registered on m.
+func Build(c *connect.Conns, ix *index.Index, cfg Config, log zerolog.Logger, m *metrics.Metrics) *Parts {
+	rec := metrics.NewRecording(m.Registry)
+	return &Parts{
+		Router: New(c.JS, ix, log, metrics.NewRouting(m.Registry), Options{Workers: cfg.Workers}),
+		Recorder: recorder.New(c.JS, c.Store, log, recorder.Options{Limits: Limits(cfg.Common), OnError: rec.Error,
+			Agents: recorder.StoreAgents(c.Store, recorder.IndexLabels(ix))}),
+	}
+}
+
+// Components are the router's and recorder's lifecycle components.
+func (p *Parts) Components() []lifecycle.Component {
+	return []lifecycle.Component{{Name: "router", Run: p.Router.Run}, {Name: "recorder", Run: p.Recorder.Run}}
+}
+
 // Main runs the router and the recorder until ctx ends.
 func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
 	c, err := connect.Open(ctx, "hermod-router", cfg.Common, nil, nil) // the router never needs a secret
@@ -46,26 +67,11 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 		return err
 	}
 	defer c.Close()
-	m := metrics.New()
+	m := metrics.New("hermod-router")
 	ix := index.New(c.Store, c.NC, log, index.Options{})
 	health := ops.NewHealth(c.Checks())
-	idxCtx, idxCancel := context.WithCancel(context.Background())
-	defer idxCancel()
-	var wg sync.WaitGroup
-	if err := ix.Start(idxCtx, &wg); err != nil {
-		return fmt.Errorf("load webhook index: %w", err)
-	}
-	rt := New(c.JS, ix, log, m, Options{Workers: cfg.Workers})
-	rec := recorder.New(c.JS, c.Store, log, recorder.Options{Limits: Limits(cfg.Common), OnError: func(error) { m.RecordErrors.Inc() },
-		Agents: recorder.StoreAgents(c.Store, recorder.IndexLabels(ix))})
-	health.SetReady()
-	log.Info().Str("ops_addr", cfg.OpsAddr).Msg("router ready")
-	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,
-		lifecycle.Component{Name: "router", Run: rt.Run},
-		lifecycle.Component{Name: "recorder", Run: rec.Run},
-		lifecycle.Component{Name: "ops", Server: true, Run: func(ctx context.Context) error { return ops.Serve(ctx, cfg.OpsAddr, health, m.Registry) }},
-	)
-	idxCancel()
-	wg.Wait()
-	return err
+	comps := append([]lifecycle.Component{ix.Component()}, Build(c, ix, cfg, log, m).Components()...)
+	comps = append(comps, ops.Component(cfg.OpsAddr, health, m.Registry))
+	log.Info().Str("ops_addr", cfg.OpsAddr).Msg("router starting")
+	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health, comps...)
 }

@@ -1,6 +1,8 @@
-// Package delivery makes webhook HTTP requests and decides what happens to a
-// delivery after an attempt. Both the broker deliverer and the agent use it,
-// so headers, signatures, timeouts and retry policy are the same everywhere.
+// Package delivery makes webhook HTTP requests and classifies their answers
+// (Classify, Backoff, ParseRetryAfter); what then becomes of the delivery is
+// decided by dispatch.Decide. Both the broker deliverer and the agent use
+// it, so headers, signatures, timeouts and retry policy are the same
+// everywhere.
 package delivery
 
 import (
@@ -50,57 +52,8 @@ func Classify(status int) Class {
 	}
 }
 
-// Action is what to do with a delivery message after an attempt.
-type Action int
-
-// Actions.
-const (
-	Ack        Action = iota // delivered: record success and ack
-	Retry                    // record failed, republish for later, ack this copy
-	DeadLetter               // record dead, publish to the dead-letter stream, ack
-)
-
-func (a Action) String() string {
-	switch a {
-	case Ack:
-		return "ack"
-	case Retry:
-		return "retry"
-	default:
-		return "dead"
-	}
-}
-
-// Decision is the result of Decide.
-type Decision struct {
-	Action Action
-	Delay  time.Duration // for Retry
-	Reason string        // for DeadLetter: "terminal" or "exhausted"
-}
-
 // MaxRetryAfter caps a Retry-After header.
 const MaxRetryAfter = time.Hour
-
-// Decide is the one place that says what happens after an attempt.
-// failed is the number of failed attempts including this one when it
-// failed; maxAttempts is max(max_retries, 1); retryAfter is a parsed
-// Retry-After (0 when absent); jitter is in [-1, 1].
-func Decide(class Class, status int, failed, maxAttempts int, retryAfter time.Duration, jitter float64) Decision {
-	switch class {
-	case Success:
-		return Decision{Action: Ack}
-	case Terminal:
-		return Decision{Action: DeadLetter, Reason: "terminal"}
-	}
-	if failed >= maxAttempts {
-		return Decision{Action: DeadLetter, Reason: "exhausted"}
-	}
-	d := Backoff(failed, jitter)
-	if retryAfter > 0 && (status == 429 || status == 503) {
-		d = min(retryAfter, MaxRetryAfter)
-	}
-	return Decision{Action: Retry, Delay: d}
-}
 
 // Backoff is 2^n seconds ±10% after the n-th failed attempt; jitter in [-1,1].
 func Backoff(n int, jitter float64) time.Duration {

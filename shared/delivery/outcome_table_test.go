@@ -34,75 +34,11 @@ func TestClassifyTable(t *testing.T) {
 	}
 }
 
-func TestClassAndActionStrings(t *testing.T) {
+func TestClassStrings(t *testing.T) {
 	for c, want := range map[delivery.Class]string{delivery.Success: "success", delivery.Retryable: "retryable", delivery.Terminal: "terminal"} {
 		if c.String() != want {
 			t.Errorf("%d.String() = %q", int(c), c.String())
 		}
-	}
-	for a, want := range map[delivery.Action]string{delivery.Ack: "ack", delivery.Retry: "retry", delivery.DeadLetter: "dead"} {
-		if a.String() != want {
-			t.Errorf("%d.String() = %q", int(a), a.String())
-		}
-	}
-}
-
-func TestDecideTable(t *testing.T) {
-	maxAttempts := func(maxRetries int) int { return (&webhooks.Webhook{MaxRetries: maxRetries}).MaxAttempts() }
-	s := time.Second
-	for _, c := range []struct {
-		name       string
-		class      delivery.Class
-		status     int
-		failed     int
-		max        int
-		retryAfter time.Duration
-		jitter     float64
-		action     delivery.Action
-		delay      time.Duration
-		reason     string
-	}{
-		{"200 acks", delivery.Success, 200, 0, 5, 0, 0, delivery.Ack, 0, ""},
-		{"204 after failures acks", delivery.Success, 204, 4, 5, 0, 0, delivery.Ack, 0, ""},
-		{"success ignores retry-after", delivery.Success, 200, 0, 5, time.Minute, 0, delivery.Ack, 0, ""},
-		{"400 dead terminal", delivery.Terminal, 400, 1, 5, 0, 0, delivery.DeadLetter, 0, "terminal"},
-		{"410 dead terminal on the first attempt", delivery.Terminal, 410, 1, 10, 0, 0, delivery.DeadLetter, 0, "terminal"},
-		{"terminal wins over budget left", delivery.Terminal, 422, 1, 10, time.Minute, 0, delivery.DeadLetter, 0, "terminal"},
-		{"SSRF refusal (status 0) terminal", delivery.Terminal, 0, 1, 5, 0, 0, delivery.DeadLetter, 0, "terminal"},
-		{"1st failure 2s", delivery.Retryable, 500, 1, 5, 0, 0, delivery.Retry, 2 * s, ""},
-		{"2nd failure 4s", delivery.Retryable, 502, 2, 5, 0, 0, delivery.Retry, 4 * s, ""},
-		{"3rd failure 8s", delivery.Retryable, 504, 3, 5, 0, 0, delivery.Retry, 8 * s, ""},
-		{"4th failure 16s", delivery.Retryable, 0, 4, 5, 0, 0, delivery.Retry, 16 * s, ""},
-		{"3xx retried like 5xx", delivery.Retryable, 302, 1, 5, 0, 0, delivery.Retry, 2 * s, ""},
-		{"408 retried", delivery.Retryable, 408, 2, 5, 0, 0, delivery.Retry, 4 * s, ""},
-		{"jitter +1 is +10%", delivery.Retryable, 500, 3, 5, 0, 1, delivery.Retry, 8800 * time.Millisecond, ""},
-		{"jitter -1 is -10%", delivery.Retryable, 500, 3, 5, 0, -1, delivery.Retry, 7200 * time.Millisecond, ""},
-		{"failed == max dead exhausted", delivery.Retryable, 500, 5, 5, 0, 0, delivery.DeadLetter, 0, "exhausted"},
-		{"failed > max dead exhausted", delivery.Retryable, 500, 7, 5, 0, 0, delivery.DeadLetter, 0, "exhausted"},
-		{"max_retries 0 means one attempt", delivery.Retryable, 500, 1, maxAttempts(0), 0, 0, delivery.DeadLetter, 0, "exhausted"},
-		{"max_retries 1 means one attempt", delivery.Retryable, 500, 1, maxAttempts(1), 0, 0, delivery.DeadLetter, 0, "exhausted"},
-		{"max_retries 2 allows a retry", delivery.Retryable, 500, 1, maxAttempts(2), 0, 0, delivery.Retry, 2 * s, ""},
-		{"max_retries 10, 9th failure", delivery.Retryable, 500, 9, maxAttempts(10), 0, 0, delivery.Retry, 512 * s, ""},
-		{"max_retries 10, 10th failure", delivery.Retryable, 500, 10, maxAttempts(10), 0, 0, delivery.DeadLetter, 0, "exhausted"},
-		{"429 honours Retry-After", delivery.Retryable, 429, 1, 5, 90 * s, 0, delivery.Retry, 90 * s, ""},
-		{"503 honours Retry-After", delivery.Retryable, 503, 2, 5, 45 * s, 1, delivery.Retry, 45 * s, ""},
-		{"429 Retry-After shorter than backoff", delivery.Retryable, 429, 4, 5, 1 * s, 0, delivery.Retry, 1 * s, ""},
-		{"429 Retry-After capped at 1h", delivery.Retryable, 429, 1, 5, 3 * time.Hour, 0, delivery.Retry, time.Hour, ""},
-		{"503 Retry-After capped at 1h", delivery.Retryable, 503, 1, 5, time.Hour + time.Nanosecond, 0, delivery.Retry, time.Hour, ""},
-		{"429 Retry-After exactly 1h", delivery.Retryable, 429, 1, 5, time.Hour, 0, delivery.Retry, time.Hour, ""},
-		{"429 without Retry-After uses backoff", delivery.Retryable, 429, 2, 5, 0, 0, delivery.Retry, 4 * s, ""},
-		{"500 ignores Retry-After", delivery.Retryable, 500, 1, 5, 30 * s, 0, delivery.Retry, 2 * s, ""},
-		{"502 ignores Retry-After", delivery.Retryable, 502, 1, 5, 30 * s, 0, delivery.Retry, 2 * s, ""},
-		{"408 ignores Retry-After", delivery.Retryable, 408, 1, 5, 30 * s, 0, delivery.Retry, 2 * s, ""},
-		{"timeout (0) ignores Retry-After", delivery.Retryable, 0, 1, 5, 30 * s, 0, delivery.Retry, 2 * s, ""},
-		{"Retry-After never extends the budget", delivery.Retryable, 429, 5, 5, 10 * s, 0, delivery.DeadLetter, 0, "exhausted"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			d := delivery.Decide(c.class, c.status, c.failed, c.max, c.retryAfter, c.jitter)
-			if d.Action != c.action || d.Delay != c.delay || d.Reason != c.reason {
-				t.Errorf("Decide = {%s %s %q}, want {%s %s %q}", d.Action, d.Delay, d.Reason, c.action, c.delay, c.reason)
-			}
-		})
 	}
 }
 

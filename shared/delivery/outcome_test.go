@@ -24,44 +24,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// Decide is the one place that says what happens after an attempt.
-func TestDecide(t *testing.T) {
-	for _, c := range []struct {
-		name       string
-		class      Class
-		status     int
-		failed     int
-		max        int
-		retryAfter time.Duration
-		jitter     float64
-		want       Action
-		delay      time.Duration
-		reason     string
-	}{
-		{"success", Success, 200, 0, 5, 0, 0, Ack, 0, ""},
-		{"success after failures", Success, 204, 3, 5, 0, 0, Ack, 0, ""},
-		{"terminal 404", Terminal, 404, 1, 5, 0, 0, DeadLetter, 0, "terminal"},
-		{"first failure", Retryable, 503, 1, 5, 0, 0, Retry, 2 * time.Second, ""},
-		{"second failure", Retryable, 503, 2, 5, 0, 0, Retry, 4 * time.Second, ""},
-		{"third failure", Retryable, 500, 3, 5, 0, 0, Retry, 8 * time.Second, ""},
-		{"fourth failure", Retryable, 0, 4, 5, 0, 0, Retry, 16 * time.Second, ""},
-		{"jitter +10%", Retryable, 500, 1, 5, 0, 1, Retry, 2200 * time.Millisecond, ""},
-		{"jitter -10%", Retryable, 500, 2, 5, 0, -1, Retry, 3600 * time.Millisecond, ""},
-		{"exhausted", Retryable, 500, 5, 5, 0, 0, DeadLetter, 0, "exhausted"},
-		{"max_retries 0 allows one attempt", Retryable, 500, 1, 1, 0, 0, DeadLetter, 0, "exhausted"},
-		{"retry-after on 429", Retryable, 429, 1, 5, 30 * time.Second, 0, Retry, 30 * time.Second, ""},
-		{"retry-after on 503", Retryable, 503, 1, 5, 7 * time.Second, 0, Retry, 7 * time.Second, ""},
-		{"retry-after ignored on 500", Retryable, 500, 1, 5, 30 * time.Second, 0, Retry, 2 * time.Second, ""},
-		{"retry-after capped at 1h", Retryable, 429, 1, 5, 5 * time.Hour, 0, Retry, time.Hour, ""},
-		{"retry-after does not extend the budget", Retryable, 429, 5, 5, 10 * time.Second, 0, DeadLetter, 0, "exhausted"},
-	} {
-		d := Decide(c.class, c.status, c.failed, c.max, c.retryAfter, c.jitter)
-		if d.Action != c.want || d.Delay != c.delay || d.Reason != c.reason {
-			t.Errorf("%s: %+v, want %s delay %s reason %q", c.name, d, c.want, c.delay, c.reason)
-		}
-	}
-}
-
 func TestBackoffSchedule(t *testing.T) {
 	for n, base := range map[int]time.Duration{1: 2 * time.Second, 2: 4 * time.Second, 3: 8 * time.Second, 4: 16 * time.Second, 5: 32 * time.Second} {
 		if got := Backoff(n, 0); got != base {

@@ -7,6 +7,7 @@ package index
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/hermodhq/hermod/shared/lifecycle"
 	"github.com/hermodhq/hermod/shared/matching"
 	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/streams"
@@ -89,12 +91,25 @@ func (ix *Index) Refresh(ctx context.Context, id string) (*webhooks.Webhook, err
 	return w, nil
 }
 
-// Start loads every webhook, then follows changes until ctx ends. It returns
-// once the first load succeeded; the follower runs in the goroutine tracked by wg.
-func (ix *Index) Start(ctx context.Context, wg *sync.WaitGroup) error {
+// Component is the index as a lifecycle component, started the same way
+// in every binary: Start loads every webhook (nothing runs on an empty
+// index), Run follows the changes until the workers drained (it is a
+// Server component: draining deliveries still look webhooks up).
+func (ix *Index) Component() lifecycle.Component {
+	return lifecycle.Component{Name: "webhook index", Start: ix.Load, Run: ix.Run, Server: true}
+}
+
+// Load loads every webhook from the store.
+func (ix *Index) Load(ctx context.Context) error {
 	if err := ix.resync(ctx); err != nil {
-		return err
+		return fmt.Errorf("load webhook index: %w", err)
 	}
+	return nil
+}
+
+// Run follows change notices (and the version poll and periodic resync)
+// and announces this index until ctx ends.
+func (ix *Index) Run(ctx context.Context) error {
 	notices := make(chan *nats.Msg, 4096)
 	sub, err := ix.nc.Subscribe(streams.ChangesSubject, func(m *nats.Msg) {
 		select {
@@ -103,25 +118,23 @@ func (ix *Index) Start(ctx context.Context, wg *sync.WaitGroup) error {
 		}
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("webhook index: %w", err)
 	}
+	defer func() { _ = sub.Unsubscribe() }()
 	id := nats.NewInbox()
 	probe, err := ix.nc.Subscribe(ProbeSubject, func(*nats.Msg) { _ = ix.nc.Publish(AliveSubject, []byte(id)) })
 	if err != nil {
-		_ = sub.Unsubscribe()
-		return err
+		return fmt.Errorf("webhook index: %w", err)
 	}
-	wg.Add(2)
+	defer func() { _ = probe.Unsubscribe() }()
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer func() { _ = sub.Unsubscribe() }()
-		ix.follow(ctx, notices)
-	}()
-	go func() {
-		defer wg.Done()
-		defer func() { _ = probe.Unsubscribe() }()
 		ix.announce(ctx, id)
 	}()
+	ix.follow(ctx, notices)
+	wg.Wait()
 	return nil
 }
 

@@ -62,9 +62,11 @@ func TestIndexFollowsChanges(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		ix := New(st, connect(), zerolog.Nop(), Options{PollInterval: 50 * time.Millisecond})
 		ix.OnChange(func(id string, w *webhooks.Webhook) { changed.Store(id, w != nil) })
-		if err := ix.Start(ixCtx, &wg); err != nil {
+		if err := ix.Load(ixCtx); err != nil {
 			t.Fatal(err)
 		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = ix.Run(ixCtx) }()
 		indexes = append(indexes, ix)
 	}
 	for _, ix := range indexes {

@@ -14,18 +14,40 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Component is one long-running part; Run returns after ctx ends and its
-// work in hand is finished. A Server component keeps running (answering
-// /readyz with 503) until every other component has drained.
+// Component is one long-running part. Start, when set, runs first, in the
+// order the components are given and before any Run (the webhook index
+// loads there, so nothing runs on an empty index); Run returns after ctx
+// ends and its work in hand is finished. A Server component keeps running
+// until every other component has drained: the servers (the API, /readyz
+// answering 503 meanwhile) and what the draining workers still use (the
+// webhook index).
 type Component struct {
 	Name   string
+	Start  func(ctx context.Context) error
 	Run    func(ctx context.Context) error
 	Server bool
 }
 
-// Run starts every component, waits for ctx to end (or one to fail), calls
-// stopping, stops the workers, then the servers, waiting up to timeout in all.
-func Run(ctx context.Context, log zerolog.Logger, timeout time.Duration, stopping func(), comps ...Component) error {
+// Readiness is told when every component started and when the shutdown
+// begins; *ops.Health implements it.
+type Readiness interface {
+	SetReady()
+	SetStopping()
+}
+
+// Run starts every component (Start in order, then every Run), tells ready
+// it is ready, waits for ctx to end (or one component to fail), tells ready
+// it is stopping, stops the workers, then the servers, waiting up to
+// timeout in all.
+func Run(ctx context.Context, log zerolog.Logger, timeout time.Duration, ready Readiness, comps ...Component) error {
+	for _, c := range comps {
+		if c.Start == nil {
+			continue
+		}
+		if err := c.Start(ctx); err != nil {
+			return fmt.Errorf("%s: %w", c.Name, err)
+		}
+	}
 	workCtx, stopWork := context.WithCancel(context.Background())
 	defer stopWork()
 	serveCtx, stopServe := context.WithCancel(context.Background())
@@ -47,6 +69,9 @@ func Run(ctx context.Context, log zerolog.Logger, timeout time.Duration, stoppin
 			errs <- nil
 		}()
 	}
+	if ready != nil {
+		ready.SetReady()
+	}
 	var first error
 	select {
 	case <-ctx.Done():
@@ -59,8 +84,8 @@ func Run(ctx context.Context, log zerolog.Logger, timeout time.Duration, stoppin
 			first = errors.New("a component stopped unexpectedly")
 		}
 	}
-	if stopping != nil {
-		stopping()
+	if ready != nil {
+		ready.SetStopping()
 	}
 	deadline := time.After(timeout)
 	stopWork()

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,26 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+type readiness struct{ ready, stopping func() }
+
+func (r readiness) SetReady()    { r.ready() }
+func (r readiness) SetStopping() { r.stopping() }
+
+// A failing Start stops the run before any component runs.
+func TestStartFailureRunsNothing(t *testing.T) {
+	ran := false
+	err := Run(context.Background(), zerolog.Nop(), time.Second, nil,
+		Component{Name: "index", Start: func(context.Context) error { return errors.New("store down") },
+			Run: func(context.Context) error { ran = true; return nil }},
+		Component{Name: "worker", Run: func(context.Context) error { ran = true; return nil }})
+	if err == nil || err.Error() != "index: store down" {
+		t.Fatalf("err = %v, want the index's start error", err)
+	}
+	if ran {
+		t.Error("a component ran after a start failed")
+	}
+}
+
 // Readiness goes first, then workers drain, then servers stop.
 func TestShutdownOrder(t *testing.T) {
 	var mu sync.Mutex
@@ -21,9 +42,9 @@ func TestShutdownOrder(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, zerolog.Nop(), 5*time.Second, func() { note("unready") },
+		done <- Run(ctx, zerolog.Nop(), 5*time.Second, readiness{ready: func() { note("ready") }, stopping: func() { note("unready") }},
 			Component{Name: "server", Server: true, Run: func(ctx context.Context) error { <-ctx.Done(); note("server stopped"); return nil }},
-			Component{Name: "worker", Run: func(ctx context.Context) error {
+			Component{Name: "worker", Start: func(context.Context) error { note("started"); return nil }, Run: func(ctx context.Context) error {
 				<-ctx.Done()
 				time.Sleep(50 * time.Millisecond) // draining
 				note("worker drained")
@@ -34,8 +55,8 @@ func TestShutdownOrder(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"unready", "worker drained", "server stopped"}
-	if len(order) != 3 || order[0] != want[0] || order[1] != want[1] || order[2] != want[2] {
+	want := []string{"started", "ready", "unready", "worker drained", "server stopped"}
+	if !slices.Equal(order, want) {
 		t.Errorf("order %v, want %v", order, want)
 	}
 }

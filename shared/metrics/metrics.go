@@ -1,50 +1,168 @@
-// Package metrics declares Hermod's Prometheus metrics.
+// Package metrics declares Hermod's Prometheus metrics. Each binary exposes
+// the metrics of the work it does: it makes a registry with New, then
+// registers the sets of the components it runs (Delivery for deliverers and
+// agents, Routing for the router, Recording for the recorder); the
+// all-in-one registers them all.
 package metrics
 
 import (
+	"runtime"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hermodhq/hermod/shared/version"
 )
 
-// Metrics of one process. Each service registers them on its registry.
+// Metrics is one process's registry.
 type Metrics struct {
-	Registry         *prometheus.Registry
-	Attempts         *prometheus.CounterVec // by outcome
-	AttemptDuration  prometheus.Histogram
-	EndToEnd         prometheus.Histogram
-	EventsRouted     prometheus.Counter
-	DeliveriesQueued prometheus.Counter
-	DeadLetters      prometheus.Counter
-	RecordErrors     prometheus.Counter
-	Parked           *prometheus.CounterVec // by reason
-	InFlight         prometheus.Gauge
+	Registry *prometheus.Registry
 }
 
-// New creates and registers the metrics.
-func New() *Metrics {
+// New creates a registry with the Go and process collectors and
+// hermod_build_info{binary, version, goversion} = 1.
+func New(binary string) *Metrics {
 	r := prometheus.NewRegistry()
-	m := &Metrics{
-		Registry: r,
+	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "hermod_build_info",
+		Help:        "Always 1; the labels say which binary and version runs.",
+		ConstLabels: prometheus.Labels{"binary": binary, "version": version.Version, "goversion": runtime.Version()}})
+	info.Set(1)
+	r.MustRegister(info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Metrics{Registry: r}
+}
+
+// Delivery are the metrics of a process that makes delivery attempts.
+// Its methods do nothing on a nil *Delivery.
+type Delivery struct {
+	Attempts        *prometheus.CounterVec // by outcome
+	AttemptDuration prometheus.Histogram
+	EndToEnd        prometheus.Histogram
+	DeadLetters     prometheus.Counter
+	Parked          *prometheus.CounterVec // by reason
+	InFlight        prometheus.Gauge
+	BreakerOpen     *prometheus.GaugeVec // by webhook_id, 1 while open
+}
+
+// NewDelivery creates the delivery metrics and registers them on r.
+func NewDelivery(r prometheus.Registerer) *Delivery {
+	m := &Delivery{
 		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_delivery_attempts_total",
 			Help: "Delivery attempts by outcome (success, retry, dead)."}, []string{"outcome"}),
 		AttemptDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hermod_delivery_attempt_seconds",
 			Help: "Duration of HTTP delivery attempts.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}),
 		EndToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hermod_delivery_latency_seconds",
 			Help: "Time from enqueue to a successful delivery.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 16)}),
-		EventsRouted: prometheus.NewCounter(prometheus.CounterOpts{Name: "hermod_events_routed_total",
-			Help: "Events fanned out by the router."}),
-		DeliveriesQueued: prometheus.NewCounter(prometheus.CounterOpts{Name: "hermod_deliveries_enqueued_total",
-			Help: "Deliveries enqueued by the router."}),
 		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: "hermod_dead_letters_total",
 			Help: "Deliveries that died and went to the dead-letter stream."}),
-		RecordErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "hermod_record_write_errors_total",
-			Help: "Failed writes of delivery records to Redis (retried)."}),
 		Parked: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_deliveries_parked_total",
 			Help: "Deliveries parked outside the deliverers' window, by reason."}, []string{"reason"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hermod_deliveries_in_flight",
 			Help: "HTTP attempts running in this process."}),
+		BreakerOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hermod_webhook_breaker_open",
+			Help: "1 while this process's failure breaker for the webhook is open, else 0."}, []string{"webhook_id"}),
 	}
-	r.MustRegister(m.Attempts, m.AttemptDuration, m.EndToEnd, m.EventsRouted, m.DeliveriesQueued,
-		m.DeadLetters, m.RecordErrors, m.Parked, m.InFlight, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.MustRegister(m.Attempts, m.AttemptDuration, m.EndToEnd, m.DeadLetters, m.Parked, m.InFlight, m.BreakerOpen)
 	return m
+}
+
+// Attempt counts an attempt's outcome ("success", "retry", "dead").
+func (m *Delivery) Attempt(outcome string) {
+	if m != nil {
+		m.Attempts.WithLabelValues(outcome).Inc()
+	}
+}
+
+// Park counts a delivery parked for reason.
+func (m *Delivery) Park(reason string) {
+	if m != nil {
+		m.Parked.WithLabelValues(reason).Inc()
+	}
+}
+
+// Dead counts a dead letter.
+func (m *Delivery) Dead() {
+	if m != nil {
+		m.Attempts.WithLabelValues("dead").Inc()
+		m.DeadLetters.Inc()
+	}
+}
+
+// Started and Finished bracket an HTTP attempt of seconds.
+func (m *Delivery) Started() {
+	if m != nil {
+		m.InFlight.Inc()
+	}
+}
+
+// Finished ends an attempt that took seconds.
+func (m *Delivery) Finished(seconds float64) {
+	if m != nil {
+		m.InFlight.Dec()
+		m.AttemptDuration.Observe(seconds)
+	}
+}
+
+// Delivered observes the time from enqueue to delivery.
+func (m *Delivery) Delivered(seconds float64) {
+	if m != nil {
+		m.EndToEnd.Observe(seconds)
+	}
+}
+
+// Breaker sets webhook id's breaker gauge.
+func (m *Delivery) Breaker(id string, open bool) {
+	if m == nil {
+		return
+	}
+	if open {
+		m.BreakerOpen.WithLabelValues(id).Set(1)
+	} else {
+		m.BreakerOpen.DeleteLabelValues(id)
+	}
+}
+
+// Routing are the router's metrics.
+type Routing struct {
+	EventsRouted     prometheus.Counter
+	DeliveriesQueued prometheus.Counter
+}
+
+// NewRouting creates the router's metrics and registers them on r.
+func NewRouting(r prometheus.Registerer) *Routing {
+	m := &Routing{
+		EventsRouted: prometheus.NewCounter(prometheus.CounterOpts{Name: "hermod_events_routed_total",
+			Help: "Events fanned out by the router."}),
+		DeliveriesQueued: prometheus.NewCounter(prometheus.CounterOpts{Name: "hermod_deliveries_enqueued_total",
+			Help: "Deliveries enqueued by the router."}),
+	}
+	r.MustRegister(m.EventsRouted, m.DeliveriesQueued)
+	return m
+}
+
+// Routed counts one event fanned out to n deliveries.
+func (m *Routing) Routed(n int) {
+	if m != nil {
+		m.EventsRouted.Inc()
+		m.DeliveriesQueued.Add(float64(n))
+	}
+}
+
+// Recording are the recorder's metrics.
+type Recording struct {
+	RecordErrors prometheus.Counter
+}
+
+// NewRecording creates the recorder's metrics and registers them on r.
+func NewRecording(r prometheus.Registerer) *Recording {
+	m := &Recording{RecordErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "hermod_record_write_errors_total",
+		Help: "Failed writes of delivery records to Redis (retried)."})}
+	r.MustRegister(m.RecordErrors)
+	return m
+}
+
+// Error counts a failed write.
+func (m *Recording) Error(error) {
+	if m != nil {
+		m.RecordErrors.Inc()
+	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/hermodhq/hermod/shared/streams"
 )
 
-var recordStatuses = []string{streams.StatusPending, streams.StatusSuccess, streams.StatusFailed, streams.StatusDead}
+var recordStatuses = []streams.Status{streams.StatusPending, streams.StatusSuccess, streams.StatusFailed, streams.StatusDead}
 
 // LatencyBuckets are the upper bounds (ms) of the per-minute latency histogram.
 var LatencyBuckets = []int64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000}
@@ -136,15 +136,15 @@ type Limits struct {
 
 // AttemptEntry is one line of a delivery's attempt history.
 type AttemptEntry struct {
-	Attempt     int    `json:"attempt"`
-	Epoch       int    `json:"epoch"`
-	StartedAt   string `json:"started_at"`
-	Status      string `json:"status"`
-	StatusCode  int    `json:"status_code"`
-	DurationMs  int64  `json:"duration_ms"`
-	PayloadSize int    `json:"payload_size"`
-	Error       string `json:"error"`
-	By          string `json:"by"`
+	Attempt     int            `json:"attempt"`
+	Epoch       int            `json:"epoch"`
+	StartedAt   string         `json:"started_at"`
+	Status      streams.Status `json:"status"`
+	StatusCode  int            `json:"status_code"`
+	DurationMs  int64          `json:"duration_ms"`
+	PayloadSize int            `json:"payload_size"`
+	Error       string         `json:"error"`
+	By          string         `json:"by"`
 }
 
 func minuteKey(webhookID string, ms int64) string {
@@ -267,8 +267,8 @@ type Delivery struct {
 	WebhookID      string
 	EventID        string
 	EventType      string
-	Status         string
-	Reason         string
+	Status         streams.Status
+	Reason         streams.Reason
 	Epoch          int
 	Attempts       int
 	NextRetryAt    time.Time
@@ -295,7 +295,7 @@ func msTime(s string) time.Time {
 
 func deliveryFromHash(id string, h map[string]string) *Delivery {
 	d := &Delivery{ID: id, WebhookID: h["webhook_id"], EventID: h["event_id"], EventType: h["event_type"],
-		Status: h["status"], Reason: h["reason"], LastError: h["last_error"], DeliveredBy: h["delivered_by"],
+		Status: streams.Status(h["status"]), Reason: streams.Reason(h["reason"]), LastError: h["last_error"], DeliveredBy: h["delivered_by"],
 		NextRetryAt: msTime(h["next_retry_at"]), CreatedAt: msTime(h["created_at"]), UpdatedAt: msTime(h["updated_at"]),
 		CompletedAt: msTime(h["completed_at"])}
 	d.Epoch, _ = strconv.Atoi(h["epoch"])
@@ -343,10 +343,10 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, []Attemp
 
 // ListDeliveries returns a page of a webhook's deliveries, newest first,
 // optionally only those in one status.
-func (s *Store) ListDeliveries(ctx context.Context, webhookID, status string, limit int, cursor string) ([]*Delivery, string, error) {
+func (s *Store) ListDeliveries(ctx context.Context, webhookID string, status streams.Status, limit int, cursor string) ([]*Delivery, string, error) {
 	key := keyWebhookDlv + webhookID
 	if status != "" {
-		key += ":" + status
+		key += ":" + string(status)
 	}
 	ids, next, err := s.pageDesc(ctx, key, limit, cursor)
 	if err != nil {
@@ -547,7 +547,7 @@ func (s *Store) SweepIndexes(ctx context.Context, retention time.Duration) error
 		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			p.ZRem(ctx, all, gone...)
 			for _, st := range recordStatuses {
-				p.ZRem(ctx, all+":"+st, gone...)
+				p.ZRem(ctx, all+":"+string(st), gone...)
 			}
 			return nil
 		}); err != nil {

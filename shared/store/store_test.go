@@ -29,7 +29,7 @@ func newStore(t *testing.T) (*Store, *hermodtest.Redis) {
 	return New(rd.Client(t), box), rd
 }
 
-func outcome(did string, epoch, attempt int, status, attemptStatus string, code int) streams.Outcome {
+func outcome(did string, epoch, attempt int, status, attemptStatus streams.Status, code int) streams.Outcome {
 	return streams.Outcome{V: 1, DeliveryID: did, WebhookID: "wh-1", EventID: "ev-1", EventType: "alert.triggered",
 		Epoch: epoch, Attempt: attempt, Status: status, AttemptStatus: attemptStatus, StatusCode: code, DurationMs: 12,
 		By: "broker", StartedAt: time.Now().UnixMilli(), FinishedAt: time.Now().UnixMilli(), CreatedAt: time.Now().UnixMilli(),
@@ -92,7 +92,7 @@ func TestMergeOrderAndDuplicates(t *testing.T) {
 	if succ != 1 || fail != 1 {
 		t.Errorf("minute stats success=%d failed=%d, want 1 and 1", succ, fail)
 	}
-	for _, st := range []string{"pending", "failed", "dead"} {
+	for _, st := range []streams.Status{"pending", "failed", "dead"} {
 		if ds, _, _ := s.ListDeliveries(ctx, "wh-1", st, 10, ""); len(ds) != 0 {
 			t.Errorf("listed as %s too", st)
 		}

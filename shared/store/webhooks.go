@@ -240,7 +240,7 @@ func (s *Store) dropRecords(ctx context.Context, webhookID string) error {
 	}
 	keys := []string{keyStats + webhookID}
 	for _, st := range recordStatuses {
-		keys = append(keys, all+":"+st)
+		keys = append(keys, all+":"+string(st))
 	}
 	return s.rdb.Del(ctx, keys...).Err()
 }

@@ -41,7 +41,7 @@ const (
 const (
 	DeliverPrefix = "hermod.dlv."    // ready for a broker deliverer
 	DelayPrefix   = "hermod.delay."  // waiting for a due time (backoff, Retry-After, breaker, saturation)
-	AgentPrefix   = "hermod.agentq." // + <label-set hash>.<webhook id>: for agents (issue 3)
+	AgentPrefix   = "hermod.agentq." // + <label-set hash>.<webhook id>: for agents
 	HeldPrefix    = "hermod.held."   // parked while the webhook is paused
 	ResultsPrefix = "hermod.results."
 	DeadPrefix    = "hermod.dead."
@@ -63,6 +63,9 @@ const (
 	HdrCreated   = "Hermod-Created"  // unix ms, first enqueue
 	HdrDue       = "Hermod-Due"      // unix ms, for delayed messages
 	HdrHeldSince = "Hermod-Held-Since"
+	// Headers of a dead letter.
+	HdrReason = "Hermod-Reason" // why it died (a streams.Reason)
+	HdrError  = "Hermod-Error"  // the last error
 )
 
 // Settings of the streams and consumers that depend on configuration.

@@ -6,22 +6,40 @@ import "encoding/json"
 // version and the previous one, so agents of the previous release keep working.
 const SchemaVersion = 1
 
+// Status is a delivery's status. The values below are the only ones: the
+// engine writes them, the recorder stores them, the API and the Webhooks
+// page show and filter by them.
+type Status string
+
 // Delivery statuses, as the API shows them.
 const (
-	StatusPending  = "pending"
-	StatusAcquired = "acquired"
-	StatusSuccess  = "success"
-	StatusFailed   = "failed"
-	StatusDead     = "dead"
+	StatusPending  Status = "pending"
+	StatusAcquired Status = "acquired" // never stored: an attempt is running (derived by the API)
+	StatusSuccess  Status = "success"
+	StatusFailed   Status = "failed"
+	StatusDead     Status = "dead"
 )
+
+// Statuses lists every status, in the order the API documents them.
+var Statuses = []Status{StatusPending, StatusAcquired, StatusSuccess, StatusFailed, StatusDead}
+
+// Final says whether a delivery in status s will not be attempted again
+// (unless an operator retries it).
+func (s Status) Final() bool { return s == StatusSuccess || s == StatusDead }
+
+// Reason is why a delivery died.
+type Reason string
 
 // Reasons a delivery died, in Outcome.Reason.
 const (
-	ReasonExhausted = "exhausted" // max(max_retries,1) failed attempts
-	ReasonTerminal  = "terminal"  // a non-retryable answer (4xx)
-	ReasonAbandoned = "abandoned" // its lease expired 5 times without an outcome
-	ReasonExpired   = "expired"   // held longer than HERMOD_MAX_HOLD
+	ReasonExhausted Reason = "exhausted" // max(max_retries,1) failed attempts
+	ReasonTerminal  Reason = "terminal"  // a non-retryable answer (4xx)
+	ReasonAbandoned Reason = "abandoned" // its lease expired 5 times without an outcome
+	ReasonExpired   Reason = "expired"   // held longer than HERMOD_MAX_HOLD
 )
+
+// Reasons lists every dead reason.
+var Reasons = []Reason{ReasonExhausted, ReasonTerminal, ReasonAbandoned, ReasonExpired}
 
 // Outcome is one state change of a delivery, published to the results stream
 // by whoever made it (a deliverer, an agent, the scheduler) and written to
@@ -37,13 +55,13 @@ type Outcome struct {
 	// Attempt is the number of attempts made in this epoch, this one included.
 	Attempt int `json:"attempt"`
 	// Status is the delivery's status after this outcome.
-	Status string `json:"status"`
+	Status Status `json:"status"`
 	// AttemptStatus is success or failed when an HTTP attempt was made, else "".
-	AttemptStatus string   `json:"attempt_status,omitempty"`
+	AttemptStatus Status   `json:"attempt_status,omitempty"`
 	StatusCode    int      `json:"status_code,omitempty"`
 	DurationMs    int64    `json:"duration_ms,omitempty"`
 	Error         string   `json:"error,omitempty"`
-	Reason        string   `json:"reason,omitempty"`
+	Reason        Reason   `json:"reason,omitempty"`
 	By            string   `json:"by,omitempty"`
 	StartedAt     int64    `json:"started_at,omitempty"`  // unix ms
 	FinishedAt    int64    `json:"finished_at,omitempty"` // unix ms
