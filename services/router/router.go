@@ -48,9 +48,16 @@ type Options struct {
 	Workers int // events processed at once (default 8)
 }
 
+// Publisher publishes to JetStream without waiting; jetstream.JetStream
+// implements it.
+type Publisher interface {
+	PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+}
+
 // Router is the fan-out stage.
 type Router struct {
 	js   jetstream.JetStream
+	pub  Publisher
 	ix   Matcher
 	log  zerolog.Logger
 	m    *metrics.Routing
@@ -62,7 +69,7 @@ func New(js jetstream.JetStream, ix Matcher, log zerolog.Logger, m *metrics.Rout
 	if opts.Workers <= 0 {
 		opts.Workers = 8
 	}
-	return &Router{js: js, ix: ix, log: log, m: m, opts: opts}
+	return &Router{js: js, pub: js, ix: ix, log: log, m: m, opts: opts}
 }
 
 // Run consumes events until ctx ends, then finishes the events in hand.
@@ -135,7 +142,7 @@ func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.
 		if len(w.TargetLabels) == 0 && !w.Enabled {
 			meta.HeldSince = created
 		}
-		f, err := r.js.PublishMsgAsync(streams.NewMsg(subject, did, meta, body))
+		f, err := r.pub.PublishMsgAsync(streams.NewMsg(subject, did, meta, body))
 		if err != nil {
 			r.log.Warn().Err(err).Str("event_id", ev.ID).Msg("enqueue failed; the event will be redelivered")
 			_ = msg.NakWithDelay(time.Second)
@@ -179,7 +186,7 @@ func (r *Router) publishEnqueued(enq *streams.Enqueued) error {
 		if err != nil {
 			return err
 		}
-		f, err := r.js.PublishMsgAsync(&nats.Msg{Subject: streams.EnqueuedSubject, Data: data,
+		f, err := r.pub.PublishMsgAsync(&nats.Msg{Subject: streams.EnqueuedSubject, Data: data,
 			Header: nats.Header{streams.HdrMsgID: {"enq:" + enq.EventID + ":" + strconv.Itoa(start)}}})
 		if err != nil {
 			return err
@@ -189,8 +196,12 @@ func (r *Router) publishEnqueued(enq *streams.Enqueued) error {
 	return waitAll(futures)
 }
 
+// ackTimeout bounds the wait for the acknowledgements of one event's
+// publishes.
+var ackTimeout = 30 * time.Second
+
 func waitAll(fs []jetstream.PubAckFuture) error {
-	timeout := time.After(30 * time.Second)
+	timeout := time.After(ackTimeout)
 	for _, f := range fs {
 		select {
 		case <-f.Ok():

@@ -10,12 +10,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/streams"
 )
 
 // fakeHeld is a HeldStream in memory.
 type fakeHeld struct {
-	j    *journal
+	j    *hermodtest.Journal
 	mu   sync.Mutex
 	msgs map[uint64]*jetstream.RawStreamMsg
 	next uint64
@@ -42,7 +43,7 @@ func (h *fakeHeld) Info(context.Context, ...jetstream.StreamInfoOpt) (*jetstream
 func (h *fakeHeld) Purge(_ context.Context, opts ...jetstream.StreamPurgeOpt) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.j.add("purge")
+	h.j.Add("purge")
 	h.msgs = map[uint64]*jetstream.RawStreamMsg{}
 	return nil
 }
@@ -66,7 +67,7 @@ func (h *fakeHeld) GetMsg(_ context.Context, seq uint64, _ ...jetstream.GetMsgOp
 func (h *fakeHeld) DeleteMsg(_ context.Context, seq uint64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.j.add("delete %d", seq)
+	h.j.Add("delete %d", seq)
 	delete(h.msgs, seq)
 	return nil
 }
@@ -87,7 +88,7 @@ func TestReleaserReleasesAResumedWebhook(t *testing.T) {
 	}
 	wantJournal(t, b, "publish hermod.dlv.w1", "puback hermod.dlv.w1", "delete 1",
 		"publish hermod.dlv.w1", "puback hermod.dlv.w1", "delete 2")
-	m := b.pub.published()[0]
+	m := b.pub.Published()[0]
 	meta, _ := streams.ParseMeta(m.Header)
 	if meta.HeldSince != 0 || meta.Attempts != 1 || m.Header.Get(streams.HdrMsgID) != "d1:held:1" {
 		t.Errorf("released %+v id %q", meta, m.Header.Get(streams.HdrMsgID))
@@ -109,7 +110,7 @@ func TestReleaserKeepsThenExpires(t *testing.T) {
 	wantJournal(t, b, "publish hermod.results.out", "puback hermod.results.out",
 		"publish hermod.dead.w1", "puback hermod.dead.w1", "delete 1")
 	var o streams.Outcome
-	if err := json.Unmarshal(b.pub.on(t, streams.OutcomeSubject).Data, &o); err != nil {
+	if err := json.Unmarshal(b.pub.On(t, streams.OutcomeSubject).Data, &o); err != nil {
 		t.Fatal(err)
 	}
 	if o.DeliveryID != "d1" || o.Status != streams.StatusDead || o.Reason != streams.ReasonExpired || o.Error == "" {
@@ -122,14 +123,14 @@ func TestReleaserExpiredNotStoredIsKept(t *testing.T) {
 	b := newBundle(t)
 	b.hooks.hooks["w1"].Enabled = false
 	b.deps.Rules.MaxHold = time.Hour
-	b.pub.fail = map[string]bool{streams.DeadSubject("w1"): true}
+	b.pub.Fail = map[string]bool{streams.DeadSubject("w1"): true}
 	held := newHeld(b)
 	held.put(streams.HeldSubject("w1"), streams.Meta{DeliveryID: "d1", WebhookID: "w1", HeldSince: t0.Add(-2 * time.Hour).UnixMilli()})
 	if err := NewReleaser(b.deps, 0).Pass(context.Background(), held); err == nil {
 		t.Error("no error for an expired delivery whose dead letter was not stored")
 	}
 	if len(held.msgs) != 1 {
-		t.Errorf("held delivery deleted: %v", b.j.all())
+		t.Errorf("held delivery deleted: %v", b.j.All())
 	}
 }
 

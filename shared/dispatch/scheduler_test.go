@@ -20,7 +20,7 @@ func TestSchedulerReleasesWhenDue(t *testing.T) {
 	meta := streams.Meta{Due: t0.UnixMilli(), Attempts: 2, Lost: 1}
 	NewScheduler(b.deps).Handle(b.msg(streams.DelaySubject("w1"), meta))
 	wantJournal(t, b, "publish hermod.dlv.w1", "puback hermod.dlv.w1", "ack")
-	m := b.pub.on(t, streams.DeliverSubject("w1"))
+	m := b.pub.On(t, streams.DeliverSubject("w1"))
 	got, _ := streams.ParseMeta(m.Header)
 	if got.Due != 0 || got.Attempts != 2 || got.Lost != 1 {
 		t.Errorf("released %+v", got)
@@ -36,7 +36,7 @@ func TestSchedulerReleasesToTheAgents(t *testing.T) {
 	b := newBundle(t)
 	b.hooks.hooks["w1"].TargetLabels = []string{"env=prod"}
 	NewScheduler(b.deps).Handle(b.msg(streams.DelaySubject("w1"), streams.Meta{}))
-	b.pub.on(t, streams.AgentSubject([]string{"env=prod"}, "w1"))
+	b.pub.On(t, streams.AgentSubject([]string{"env=prod"}, "w1"))
 }
 
 func TestSchedulerHoldsAPausedWebhook(t *testing.T) {
@@ -63,9 +63,9 @@ func TestSchedulerRetriesLater(t *testing.T) {
 	wantJournal(t, b, "nak 1s")
 
 	b2 := newBundle(t)
-	b2.pub.fail = map[string]bool{streams.DeliverSubject("w1"): true}
+	b2.pub.Fail = map[string]bool{streams.DeliverSubject("w1"): true}
 	NewScheduler(b2.deps).Handle(b2.msg(streams.DelaySubject("w1"), streams.Meta{}))
-	got := b2.j.all()
+	got := b2.j.All()
 	if len(got) == 0 || got[len(got)-1] != "nak 1s" {
 		t.Errorf("journal %v, want a nak of 1s last", got)
 	}
@@ -76,7 +76,7 @@ func TestSchedulerRejectsForgedAndUnreadable(t *testing.T) {
 	s := NewScheduler(b.deps)
 	s.Handle(b.msg(streams.DelaySubject("w2"), streams.Meta{}))
 	bad := b.msg(streams.DelaySubject("w1"), streams.Meta{})
-	bad.header.Del(streams.HdrVersion)
+	bad.Header.Del(streams.HdrVersion)
 	s.Handle(bad)
 	wantJournal(t, b, "term", "term")
 }

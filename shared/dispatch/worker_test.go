@@ -8,15 +8,18 @@ import (
 	"time"
 
 	"github.com/hermodhq/hermod/shared/delivery"
+	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/streams"
 )
 
-func pulled(m *fakeMsg, at time.Time) streams.Pulled { return streams.Pulled{Msg: m, At: at} }
+func pulled(m *hermodtest.FakeMsg, at time.Time) streams.Pulled {
+	return streams.Pulled{Msg: m, At: at}
+}
 
 func outcomeOf(t *testing.T, b *bundle) streams.Outcome {
 	t.Helper()
 	var o streams.Outcome
-	if err := json.Unmarshal(b.pub.on(t, streams.OutcomeSubject).Data, &o); err != nil {
+	if err := json.Unmarshal(b.pub.On(t, streams.OutcomeSubject).Data, &o); err != nil {
 		t.Fatal(err)
 	}
 	return o
@@ -24,7 +27,7 @@ func outcomeOf(t *testing.T, b *bundle) streams.Outcome {
 
 func wantJournal(t *testing.T, b *bundle, want ...string) {
 	t.Helper()
-	if got := b.j.all(); !slices.Equal(got, want) {
+	if got := b.j.All(); !slices.Equal(got, want) {
 		t.Errorf("journal\n  %q\nwant\n  %q", got, want)
 	}
 }
@@ -45,13 +48,13 @@ func settle(w *Worker) {
 // the message acked.
 func TestWorkerDeliverAcksAfterTheOutcomeIsStored(t *testing.T) {
 	b := newBundle(t)
-	b.pub.hold = true
+	b.pub.Hold = true
 	w := b.worker(WorkerOptions{})
 	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
 	done := make(chan struct{})
 	go func() { defer close(done); s := <-w.settle; w.settleOne(s) }()
 	wantJournal(t, b, "send d1", "publish hermod.results.out") // no ack before the PubAck
-	b.pub.ackAll()
+	b.pub.AckAll()
 	<-done
 	wantJournal(t, b, "send d1", "publish hermod.results.out", "puback hermod.results.out", "ack")
 	o := outcomeOf(t, b)
@@ -70,12 +73,12 @@ func TestWorkerDeliverAcksAfterTheOutcomeIsStored(t *testing.T) {
 // before the ack; when that fails too, the message is left to redelivery.
 func TestWorkerDeliverOutcomeNotStoredLeavesTheMessage(t *testing.T) {
 	b := newBundle(t)
-	b.pub.fail = map[string]bool{streams.OutcomeSubject: true}
+	b.pub.Fail = map[string]bool{streams.OutcomeSubject: true}
 	w := b.worker(WorkerOptions{})
 	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
 	settle(w)
-	if slices.Contains(b.j.all(), "ack") {
-		t.Errorf("acked without a stored outcome: %v", b.j.all())
+	if slices.Contains(b.j.All(), "ack") {
+		t.Errorf("acked without a stored outcome: %v", b.j.All())
 	}
 }
 
@@ -89,7 +92,7 @@ func TestWorkerRetry(t *testing.T) {
 	w.Handle(pulled(m, t0))
 	wantJournal(t, b, "send d1", "publish hermod.results.out", "puback hermod.results.out",
 		"publish hermod.delay.w1", "puback hermod.delay.w1", "ack")
-	cp := b.pub.on(t, streams.DelaySubject("w1"))
+	cp := b.pub.On(t, streams.DelaySubject("w1"))
 	meta, err := streams.ParseMeta(cp.Header)
 	if err != nil {
 		t.Fatal(err)
@@ -112,10 +115,10 @@ func TestWorkerRetry(t *testing.T) {
 func TestWorkerRetryNotStoredLeavesTheMessage(t *testing.T) {
 	b := newBundle(t)
 	b.sender.answer = delivery.Result{StatusCode: 500, Class: delivery.Retryable}
-	b.pub.fail = map[string]bool{streams.DelaySubject("w1"): true}
+	b.pub.Fail = map[string]bool{streams.DelaySubject("w1"): true}
 	b.worker(WorkerOptions{}).Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
-	if slices.Contains(b.j.all(), "ack") {
-		t.Errorf("acked a retry that was not stored: %v", b.j.all())
+	if slices.Contains(b.j.All(), "ack") {
+		t.Errorf("acked a retry that was not stored: %v", b.j.All())
 	}
 }
 
@@ -127,7 +130,7 @@ func TestWorkerDeadTerminal(t *testing.T) {
 	b.worker(WorkerOptions{}).Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
 	wantJournal(t, b, "send d1", "publish hermod.results.out", "puback hermod.results.out",
 		"publish hermod.dead.w1", "puback hermod.dead.w1", "ack")
-	dl := b.pub.on(t, streams.DeadSubject("w1"))
+	dl := b.pub.On(t, streams.DeadSubject("w1"))
 	if dl.Header.Get(streams.HdrReason) != "terminal" || dl.Header.Get(streams.HdrMsgID) != "" || string(dl.Data) != `{"id":"e1"}` {
 		t.Errorf("dead letter %v %s", dl.Header, dl.Data)
 	}
@@ -140,7 +143,7 @@ func TestWorkerDeadTerminal(t *testing.T) {
 func TestWorkerAbandoned(t *testing.T) {
 	b := newBundle(t)
 	m := b.msg(streams.DeliverSubject("w1"), streams.Meta{Lost: 3, Attempts: 2})
-	m.delivered = 3
+	m.Delivered = 3
 	b.worker(WorkerOptions{}).Handle(pulled(m, t0))
 	wantJournal(t, b, "publish hermod.results.out", "puback hermod.results.out",
 		"publish hermod.dead.w1", "puback hermod.dead.w1", "ack")
@@ -160,7 +163,7 @@ func TestWorkerParksASaturatedWebhook(t *testing.T) {
 	w := b.worker(WorkerOptions{Isolation: iso})
 	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{Attempts: 2}), t0))
 	wantJournal(t, b, "publish hermod.delay.w1", "puback hermod.delay.w1", "ack")
-	cp := b.pub.on(t, streams.DelaySubject("w1"))
+	cp := b.pub.On(t, streams.DelaySubject("w1"))
 	meta, _ := streams.ParseMeta(cp.Header)
 	if meta.Attempts != 2 || meta.Due != t0.Add(100*time.Millisecond).UnixMilli() {
 		t.Errorf("parked copy %+v", meta)
@@ -180,7 +183,7 @@ func TestWorkerHoldsAPausedWebhook(t *testing.T) {
 	b.hooks.hooks["w1"].Enabled = false
 	b.worker(WorkerOptions{}).Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{Attempts: 1}), t0))
 	wantJournal(t, b, "publish hermod.held.w1", "puback hermod.held.w1", "ack")
-	meta, _ := streams.ParseMeta(b.pub.on(t, streams.HeldSubject("w1")).Header)
+	meta, _ := streams.ParseMeta(b.pub.On(t, streams.HeldSubject("w1")).Header)
 	if meta.HeldSince != t0.UnixMilli() || meta.Attempts != 1 || meta.Due != 0 {
 		t.Errorf("held copy %+v", meta)
 	}
@@ -201,7 +204,7 @@ func TestWorkerParksWhenTheStoreIsDown(t *testing.T) {
 	b.hooks.err = errTest
 	b.worker(WorkerOptions{}).Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
 	wantJournal(t, b, "publish hermod.delay.w1", "puback hermod.delay.w1", "ack")
-	if meta, _ := streams.ParseMeta(b.pub.on(t, streams.DelaySubject("w1")).Header); meta.Due != t0.Add(time.Second).UnixMilli() {
+	if meta, _ := streams.ParseMeta(b.pub.On(t, streams.DelaySubject("w1")).Header); meta.Due != t0.Add(time.Second).UnixMilli() {
 		t.Errorf("due %d", meta.Due)
 	}
 }
@@ -257,7 +260,7 @@ func TestWorkerBreaker(t *testing.T) {
 		w.Handle(pulled(m, t0))
 	}
 	var rep streams.BreakerState
-	if err := json.Unmarshal(b.pub.on(t, streams.BreakerSubject).Data, &rep); err != nil {
+	if err := json.Unmarshal(b.pub.On(t, streams.BreakerSubject).Data, &rep); err != nil {
 		t.Fatal(err)
 	}
 	if rep.WebhookID != "w1" || rep.OpenUntil != t0.Add(20*time.Second).UnixMilli() {
@@ -268,7 +271,7 @@ func TestWorkerBreaker(t *testing.T) {
 	if b.sender.count() != calls {
 		t.Error("attempted through an open breaker")
 	}
-	parked := b.pub.published()
+	parked := b.pub.Published()
 	meta, _ := streams.ParseMeta(parked[len(parked)-1].Header)
 	if meta.DeliveryID != "d9" || meta.Due != rep.OpenUntil {
 		t.Errorf("parked %+v, want due at the breaker's close %d", meta, rep.OpenUntil)
@@ -279,7 +282,7 @@ func TestWorkerBreaker(t *testing.T) {
 	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{DeliveryID: "d10"}), b.now))
 	settle(w)
 	var closed streams.BreakerState
-	msgs := b.pub.published()
+	msgs := b.pub.Published()
 	for _, m := range msgs {
 		if m.Subject == streams.BreakerSubject {
 			_ = json.Unmarshal(m.Data, &closed)
@@ -299,7 +302,7 @@ func TestWorkerAgentSubjects(t *testing.T) {
 	w.Handle(pulled(b.msg(streams.AgentSubject([]string{"env=prod"}, "w1"), streams.Meta{}), t0))
 	settle(w)
 	var o streams.Outcome
-	if err := json.Unmarshal(b.pub.on(t, streams.AgentOutcomeSubject("a1")).Data, &o); err != nil {
+	if err := json.Unmarshal(b.pub.On(t, streams.AgentOutcomeSubject("a1")).Data, &o); err != nil {
 		t.Fatal(err)
 	}
 	if o.By != "agent:a1" || !slices.Equal(o.TargetLabels, []string{"env=prod"}) {
@@ -337,20 +340,20 @@ func TestWorkerAnswersInFlight(t *testing.T) {
 
 // A long request keeps its lease: it is renewed every third of it.
 func TestKeepLease(t *testing.T) {
-	j := &journal{}
-	m := &fakeMsg{j: j}
+	j := &hermodtest.Journal{}
+	m := &hermodtest.FakeMsg{J: j}
 	stop := keepLease(m, time.Second, 30*time.Millisecond)
 	checkFor(t, 5*time.Second, func() error {
-		if n := len(j.all()); n < 2 {
+		if n := len(j.All()); n < 2 {
 			return errorf("%d renewals", n)
 		}
 		return nil
 	})
 	stop()
-	n := len(j.all())
+	n := len(j.All())
 	// A short request needs none.
 	keepLease(m, 10*time.Millisecond, 30*time.Millisecond)()
-	if len(j.all()) != n {
+	if len(j.All()) != n {
 		t.Error("renewed the lease of a request shorter than half of it")
 	}
 }
@@ -360,9 +363,9 @@ func TestKeepLease(t *testing.T) {
 func TestWorkerDeadNotStoredLeavesTheMessage(t *testing.T) {
 	b := newBundle(t)
 	b.sender.answer = delivery.Result{StatusCode: 400, Class: delivery.Terminal}
-	b.pub.fail = map[string]bool{streams.DeadSubject("w1"): true}
+	b.pub.Fail = map[string]bool{streams.DeadSubject("w1"): true}
 	b.worker(WorkerOptions{}).Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
-	if slices.Contains(b.j.all(), "ack") || slices.Contains(b.j.all(), "term") {
-		t.Errorf("settled a dead delivery whose dead letter was not stored: %v", b.j.all())
+	if slices.Contains(b.j.All(), "ack") || slices.Contains(b.j.All(), "term") {
+		t.Errorf("settled a dead delivery whose dead letter was not stored: %v", b.j.All())
 	}
 }

@@ -1,0 +1,204 @@
+package router
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/matching"
+	"github.com/hermodhq/hermod/shared/streams"
+	"github.com/hermodhq/hermod/shared/webhooks"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type fixedSet struct{ set *matching.Set }
+
+func (f fixedSet) Set() *matching.Set { return f.set }
+
+// bundle is one test's router with a fake publisher and a fixed webhook set.
+type bundle struct {
+	j   *hermodtest.Journal
+	pub *hermodtest.FakePub
+	r   *Router
+}
+
+func newBundle(hooks ...*webhooks.Webhook) *bundle {
+	j := &hermodtest.Journal{}
+	pub := &hermodtest.FakePub{J: j}
+	return &bundle{j: j, pub: pub, r: &Router{pub: pub, ix: fixedSet{matching.Build(hooks)}, log: zerolog.Nop()}}
+}
+
+func (b *bundle) event(body string, h nats.Header) *hermodtest.FakeMsg {
+	if h == nil {
+		h = nats.Header{}
+	}
+	return &hermodtest.FakeMsg{J: b.j, Subj: "deployment.applied", Header: h, Body: []byte(body), Seq: 7, Delivered: 1}
+}
+
+func hook(id string, enabled bool, labels ...string) *webhooks.Webhook {
+	return &webhooks.Webhook{ID: id, Enabled: enabled, EventTypes: []string{"deployment.*"}, TargetLabels: labels}
+}
+
+const event = `{"id":"ev-1","event_type":"deployment.applied","data":{"deployment_id":"d-1"}}`
+
+// One delivery per matching webhook, on the subject its state picks, with
+// the delivery id as Nats-Msg-Id; then the enqueue record; the event is
+// acked only after every publish was acknowledged.
+func TestRouterFansOut(t *testing.T) {
+	b := newBundle(hook("w-live", true), hook("w-paused", false), hook("w-agent", true, "env=prod"),
+		&webhooks.Webhook{ID: "w-other", Enabled: true, EventTypes: []string{"alert.*"}})
+	b.r.handle(b.event(event, nil), nil)
+	agentSubject := streams.AgentSubject([]string{"env=prod"}, "w-agent")
+	got := b.j.All()
+	if got[len(got)-1] != "ack" || !slices.Contains(got, "publish hermod.results.enq") ||
+		slices.Index(got, "publish hermod.results.enq") < slices.Index(got, "puback "+agentSubject) {
+		t.Errorf("journal %v: want every delivery acknowledged before the enqueue record, and the ack last", got)
+	}
+	for _, c := range []struct {
+		subject   string
+		webhook   string
+		heldSince bool
+	}{
+		{streams.DeliverSubject("w-live"), "w-live", false},
+		{streams.HeldSubject("w-paused"), "w-paused", true},
+		{agentSubject, "w-agent", false},
+	} {
+		m := b.pub.On(t, c.subject)
+		meta, err := streams.ParseMeta(m.Header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if meta.DeliveryID != DeliveryID("ev-1", c.webhook) || m.Header.Get(streams.HdrMsgID) != meta.DeliveryID ||
+			meta.EventID != "ev-1" || meta.EventType != "deployment.applied" || (meta.HeldSince != 0) != c.heldSince {
+			t.Errorf("%s: %+v", c.subject, meta)
+		}
+		if string(m.Data) != event {
+			t.Errorf("%s: body %s", c.subject, m.Data)
+		}
+	}
+	var enq streams.Enqueued
+	if err := json.Unmarshal(b.pub.On(t, streams.EnqueuedSubject).Data, &enq); err != nil {
+		t.Fatal(err)
+	}
+	if enq.EventID != "ev-1" || len(enq.Deliveries) != 3 || string(enq.Payload) != event {
+		t.Errorf("enqueue record %+v", enq)
+	}
+}
+
+// A delivery that cannot be enqueued, or an enqueue record that is not
+// stored, leaves the event to come back in a second (its re-fan-out is
+// deduplicated by the delivery ids).
+func TestRouterNaksWhenAPublishFails(t *testing.T) {
+	for _, subject := range []string{streams.DeliverSubject("w-live"), streams.EnqueuedSubject} {
+		t.Run(subject, func(t *testing.T) {
+			b := newBundle(hook("w-live", true))
+			b.pub.Fail = map[string]bool{subject: true}
+			b.r.handle(b.event(event, nil), nil)
+			got := b.j.All()
+			if got[len(got)-1] != "nak 1s" || slices.Contains(got, "ack") {
+				t.Errorf("journal %v, want a nak of 1s and no ack", got)
+			}
+		})
+	}
+}
+
+func TestRouterAcksAnEventNobodyWants(t *testing.T) {
+	b := newBundle(hook("w-live", true))
+	b.r.handle(b.event(`{"id":"ev-2","event_type":"alert.triggered","data":{}}`, nil), nil)
+	if got := b.j.All(); !slices.Equal(got, []string{"ack"}) {
+		t.Errorf("journal %v, want only the ack", got)
+	}
+}
+
+// What is not an event is terminated: a body that is no envelope, and a
+// copy of a delivery message published on an event subject (an agent's
+// pull request can name any reply subject).
+func TestRouterTerminatesWhatIsNotAnEvent(t *testing.T) {
+	b := newBundle(hook("w-live", true))
+	b.r.handle(b.event(`not json`, nil), nil)
+	b.r.handle(b.event(event, nats.Header{streams.HdrDelivery: {"d-1"}}), nil)
+	b.r.handle(b.event(event, nats.Header{streams.HdrVersion: {"1"}}), nil)
+	if got := b.j.All(); !slices.Equal(got, []string{"term", "term", "term"}) {
+		t.Errorf("journal %v", got)
+	}
+	if len(b.pub.Published()) != 0 {
+		t.Error("published something for a non-event")
+	}
+}
+
+// An event without an id takes its Nats-Msg-Id, else one derived from its
+// stream sequence, and the body delivered carries it.
+func TestRouterNamesAnEventWithoutID(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		header nats.Header
+		want   string
+	}{
+		{"from Nats-Msg-Id", nats.Header{streams.HdrMsgID: {"pub-42"}}, "pub-42"},
+		{"from the stream sequence", nil, EventIDFromSeq(7)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := newBundle(hook("w-live", true))
+			b.r.handle(b.event(`{"event_type":"deployment.applied","data":{}}`, c.header), nil)
+			m := b.pub.On(t, streams.DeliverSubject("w-live"))
+			var env struct {
+				ID string `json:"id"`
+			}
+			if err := json.Unmarshal(m.Data, &env); err != nil || env.ID != c.want {
+				t.Errorf("delivered body %s (err %v), want id %s", m.Data, err, c.want)
+			}
+			if meta, _ := streams.ParseMeta(m.Header); meta.DeliveryID != DeliveryID(c.want, "w-live") {
+				t.Errorf("delivery id %s", meta.DeliveryID)
+			}
+		})
+	}
+}
+
+// A fan-out too large for one enqueue record is split; the payload travels
+// in the first part only, and each part has its own dedup id.
+func TestRouterSplitsTheEnqueueRecord(t *testing.T) {
+	hooks := make([]*webhooks.Webhook, 0, maxEnqueuedItems+5)
+	for i := range maxEnqueuedItems + 5 {
+		hooks = append(hooks, hook("w"+strconv.Itoa(i), true))
+	}
+	b := newBundle(hooks...)
+	b.r.handle(b.event(event, nil), nil)
+	var parts []streams.Enqueued
+	var ids []string
+	for _, m := range b.pub.Published() {
+		if m.Subject == streams.EnqueuedSubject {
+			var enq streams.Enqueued
+			if err := json.Unmarshal(m.Data, &enq); err != nil {
+				t.Fatal(err)
+			}
+			parts = append(parts, enq)
+			ids = append(ids, m.Header.Get(streams.HdrMsgID))
+		}
+	}
+	if len(parts) != 2 || len(parts[0].Deliveries) != maxEnqueuedItems || len(parts[1].Deliveries) != 5 ||
+		parts[0].Payload == nil || parts[1].Payload != nil {
+		t.Fatalf("%d parts", len(parts))
+	}
+	if !slices.Equal(ids, []string{"enq:ev-1:0", "enq:ev-1:" + strconv.Itoa(maxEnqueuedItems)}) {
+		t.Errorf("dedup ids %v", ids)
+	}
+}
+
+// Delivery ids are stable: the same event and webhook give the same id
+// (a re-fan-out is deduplicated), different ones differ.
+func TestDeliveryIDIsStable(t *testing.T) {
+	a, again, other := DeliveryID("ev-1", "w-1"), DeliveryID("ev-1", "w-1"), DeliveryID("ev-1", "w-2")
+	if a != again || a == other || DeliveryID("ev-2", "w-1") == a {
+		t.Errorf("ids %s %s %s", a, again, other)
+	}
+	if EventIDFromSeq(1) == EventIDFromSeq(2) || EventIDFromSeq(1) != EventIDFromSeq(1) {
+		t.Error("event ids from sequences are not stable and distinct")
+	}
+}
