@@ -80,7 +80,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	if err := ix.Start(idxCtx, &wg); err != nil {
 		return fmt.Errorf("load webhook index: %w", err)
 	}
-	health := ops.NewHealth(c.Checks())
+	health := ops.NewHealth(c.Checks(), log)
 	health.SetReady()
 	log.Info().Str("ops_addr", cfg.OpsAddr).Int("concurrency", cfg.Concurrency).Msg("deliverer ready")
 	err = lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health.SetStopping,

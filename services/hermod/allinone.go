@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/services/api"
+	"github.com/hermodhq/hermod/services/api/controlplane"
 	"github.com/hermodhq/hermod/services/deliverer"
 	"github.com/hermodhq/hermod/services/router"
 	"github.com/hermodhq/hermod/shared/agentauth"
@@ -236,7 +237,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	st, js := c.Store, c.JS
 
 	m := metrics.New()
-	health := ops.NewHealth(c.Checks())
+	health := ops.NewHealth(c.Checks(), log)
 	ix := index.New(st, nc, log, index.Options{})
 	allow := cfg.AllowCIDRs
 	client, err := deliverer.NewClient(allow, cfg.Concurrency)
@@ -259,7 +260,11 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		Agents: recorder.StoreAgents(st, recorder.IndexLabels(ix))})
 	apiCfg := api.Config{Common: cfg.Common, Addr: cfg.APIAddr, AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes,
 		AllowCIDRs: allow, Box: box, SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies}
-	srv, err := api.Build(apiCfg, c, health, m, log.With().Str("component", "api").Logger())
+	// The agents' control plane: hello and heartbeat answers, the auth
+	// callout's authorizations, and kicks after grant changes.
+	cp := controlplane.New(st, nc, log.With().Str("component", "controlplane").Logger(),
+		controlplane.Options{AcquireTTL: cfg.AcquireTTL})
+	srv, err := api.Build(apiCfg, c, cp, health, m, log.With().Str("component", "api").Logger())
 	if err != nil {
 		return err
 	}
@@ -277,11 +282,11 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		{Name: "router", Run: rt.Run},
 		{Name: "deliverer", Run: dl.Run},
 		{Name: "recorder", Run: rec.Run},
-		{Name: "agent control", Run: srv.ServeAgents},
+		{Name: "agent control", Run: cp.Serve},
 	}
 	if calloutSeed != "" {
-		alog := log.With().Str("component", "api").Logger()
-		callout, err := agentauth.NewCallout(calloutSeed, "", srv, alog)
+		alog := log.With().Str("component", "controlplane").Logger()
+		callout, err := agentauth.NewCallout(calloutSeed, "", cp, alog)
 		if err != nil {
 			return err
 		}

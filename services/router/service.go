@@ -48,7 +48,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	defer c.Close()
 	m := metrics.New()
 	ix := index.New(c.Store, c.NC, log, index.Options{})
-	health := ops.NewHealth(c.Checks())
+	health := ops.NewHealth(c.Checks(), log)
 	idxCtx, idxCancel := context.WithCancel(context.Background())
 	defer idxCancel()
 	var wg sync.WaitGroup

@@ -18,6 +18,7 @@ type Metrics struct {
 	RecordErrors     prometheus.Counter
 	Parked           *prometheus.CounterVec // by reason
 	InFlight         prometheus.Gauge
+	IndexUnconfirmed prometheus.Counter // changes some webhook index did not confirm in time
 }
 
 // New creates and registers the metrics.
@@ -43,8 +44,10 @@ func New() *Metrics {
 			Help: "Deliveries parked outside the deliverers' window, by reason."}, []string{"reason"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hermod_deliveries_in_flight",
 			Help: "HTTP attempts running in this process."}),
+		IndexUnconfirmed: prometheus.NewCounter(prometheus.CounterOpts{Name: "hermod_index_notify_unconfirmed_total",
+			Help: "Webhook changes some known index did not confirm within the notifier's wait (applied by the version poll instead)."}),
 	}
 	r.MustRegister(m.Attempts, m.AttemptDuration, m.EndToEnd, m.EventsRouted, m.DeliveriesQueued,
-		m.DeadLetters, m.RecordErrors, m.Parked, m.InFlight, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.DeadLetters, m.RecordErrors, m.Parked, m.InFlight, m.IndexUnconfirmed, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
