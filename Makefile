@@ -29,7 +29,7 @@ lint:
 
 bench: build
 	cd services/hermod && go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
-	cd services/api && go test -run '^$$' -bench BenchmarkAgentHeartbeat -benchtime 200x .
+	cd services/api && go test -run '^$$' -bench BenchmarkAgentHeartbeat -benchtime 200x ./controlplane
 
 # -fuzzminimizetime keeps input minimisation from eating the whole run.
 FUZZ = go test -run '^$$' -fuzztime 30s -fuzzminimizetime 2s -fuzz

@@ -309,7 +309,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 			}
 			return nil
 		},
-	})
+	}, log)
 	testSub, err := nc.Subscribe(streams.AgentTestPrefix+cfg.ID, func(m *nats.Msg) { a.test(client, m) })
 	if err != nil {
 		return err

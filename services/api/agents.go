@@ -11,20 +11,25 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/hermodhq/hermod/shared/agentauth"
+	"github.com/hermodhq/hermod/services/api/controlplane"
 	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
-// Agent grants (SPEC section 3). An agent's labels come from its grant only.
-// NATS enforces the grant through the auth callout (shared/agentauth); a
-// grant change or a revocation kicks the agent's open connections so it
-// applies at once (kickAgent).
+// Agent grants: the REST side. An agent's labels come from its grant only.
+// The agents' control plane (package controlplane) answers the agents and
+// the NATS auth callout from the grants stored here; a grant change or a
+// revocation asks it to kick the agent's open connections so the change
+// applies at once (AgentKicker).
 
 var agentIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
 
-// AgentHeartbeatInterval is how often an agent reports; 3 missed is INACTIVE.
-const AgentHeartbeatInterval = 10 * time.Second
+// AgentKicker closes an agent's open NATS connections after its grant
+// changed or was revoked; *controlplane.Server implements it. It never
+// fails the request: a failed kick is the kicker's to log.
+type AgentKicker interface {
+	KickAgent(ctx context.Context, agentID string)
+}
 
 // AgentView is the agent object of the API (never the token).
 type AgentView struct {
@@ -52,7 +57,7 @@ func agentView(a *store.Agent, now time.Time) AgentView {
 		ver := a.Version
 		v.Version = &ver
 	}
-	if !a.LastSeenAt.IsZero() && now.Sub(a.LastSeenAt) < 3*AgentHeartbeatInterval {
+	if !a.LastSeenAt.IsZero() && now.Sub(a.LastSeenAt) < 3*controlplane.HeartbeatInterval {
 		v.Status = "ACTIVE"
 	}
 	return v
@@ -199,7 +204,7 @@ func (s *Server) updateAgent(c echo.Context) error {
 		}
 		s.log.Info().Str("agent_id", a.ID).Strs("labels", labels).Msg("agent grant changed")
 		if changed {
-			s.kickAgent(a.ID)
+			s.kickAgent(c, a.ID)
 		}
 	}
 	return c.JSON(http.StatusOK, agentView(a, time.Now()))
@@ -214,29 +219,15 @@ func (s *Server) deleteAgent(c echo.Context) error {
 		return storeErr(err, "agent")
 	}
 	s.log.Info().Str("agent_id", a.ID).Msg("agent revoked")
-	s.kickAgent(a.ID)
+	s.kickAgent(c, a.ID)
 	return c.NoContent(http.StatusNoContent)
 }
 
-// kickAgent closes the agent's open NATS connections, after its grant was
-// changed or revoked in the store: it reconnects and the auth callout
-// authorizes it with the new grant, or refuses it. The kick is done by
-// whoever serves agentauth.KickPrefix (hermod-api with
-// HERMOD_NATS_SYSTEM_URL, the all-in-one). A failure is logged and never
-// fails the request: the agent's user JWT expires within
-// agentauth.UserTTL and the control plane refuses a revoked agent at its
-// next heartbeat.
-func (s *Server) kickAgent(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n, err := agentauth.RequestKick(ctx, s.nc, id)
-	switch {
-	case errors.Is(err, agentauth.ErrNoKicker):
-		s.log.Debug().Str("agent_id", id).Msg("agent connections not kicked: no kicker (HERMOD_NATS_SYSTEM_URL unset)")
-	case err != nil:
-		s.log.Warn().Err(err).Str("agent_id", id).Int("kicked", n).
-			Msg("could not kick the agent's connections; its permissions change when its user JWT expires")
-	default:
-		s.log.Info().Str("agent_id", id).Int("kicked", n).Msg("agent connections kicked")
+// kickAgent asks the control plane to kick the agent's connections before
+// the answer, so the change applies at once. The kick outlives a client that
+// hangs up: the grant is saved already.
+func (s *Server) kickAgent(c echo.Context, id string) {
+	if s.kicker != nil {
+		s.kicker.KickAgent(context.WithoutCancel(c.Request().Context()), id)
 	}
 }

@@ -3,6 +3,8 @@ package api
 import (
 	"errors"
 	"net/http"
+	"net/url"
+	"regexp"
 
 	"github.com/labstack/echo/v4"
 
@@ -15,9 +17,17 @@ type APIError struct {
 	Code    string         `json:"code"`
 	Message string         `json:"message"`
 	Details map[string]any `json:"details"`
+	// RequestID is the request's id, also in the X-Request-Id header and in
+	// the log line of a 5xx answer.
+	RequestID string `json:"request_id"`
+	// cause is what made a 5xx answer: logged, never answered.
+	cause error
 }
 
 func (e *APIError) Error() string { return e.Code + ": " + e.Message }
+
+// Unwrap returns the cause of a 5xx answer (nil for the others).
+func (e *APIError) Unwrap() error { return e.cause }
 
 func apiErr(status int, code, msg string) *APIError {
 	return &APIError{Status: status, Code: code, Message: msg, Details: map[string]any{}}
@@ -37,10 +47,20 @@ func notFound(what string) *APIError {
 
 func conflict(msg string) *APIError { return apiErr(http.StatusConflict, "conflict", msg) }
 
+// unavailable is the 503 of a dependency that failed with err. The answer
+// names the dependency only (driver errors may name addresses); err is the
+// cause in the log line.
 func unavailable(dep string, err error) *APIError {
 	e := apiErr(http.StatusServiceUnavailable, "unavailable", dep+" is unavailable")
 	e.Details["dependency"] = dep
-	_ = err // never echo driver errors: they may name addresses
+	e.cause = err
+	return e
+}
+
+// internal is the 500 of an unexpected failure; err is logged.
+func internal(err error) *APIError {
+	e := apiErr(http.StatusInternalServerError, "internal", "internal error")
+	e.cause = err
 	return e
 }
 
@@ -52,9 +72,12 @@ func fromFieldError(err error) (*APIError, bool) {
 	return nil, false
 }
 
-// errorHandler writes every error as the envelope.
+// errorHandler writes every error as the envelope, with the request's id.
+// A 5xx answer is logged with the same id and its cause.
 func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
+		s.log.Error().Str("request_id", requestIDOf(c)).Str("method", c.Request().Method).Str("route", c.Path()).
+			Str("error", redactURLs(err.Error())).Msg("request failed after its answer was sent")
 		return
 	}
 	var ae *APIError
@@ -78,9 +101,39 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 			msg = m
 		}
 		ae = apiErr(he.Code, code, msg)
+		if he.Code >= 500 {
+			ae.cause = err
+		}
 	default:
-		s.log.Error().Err(err).Str("path", c.Path()).Msg("request failed")
-		ae = apiErr(http.StatusInternalServerError, "internal", "internal error")
+		ae = internal(err)
+	}
+	ae.RequestID = requestIDOf(c)
+	if ae.Status >= 500 {
+		ev := s.log.Error().Str("request_id", ae.RequestID).Str("method", c.Request().Method).Str("route", c.Path()).
+			Int("status", ae.Status).Str("code", ae.Code)
+		if dep, ok := ae.Details["dependency"].(string); ok {
+			ev = ev.Str("dependency", dep)
+		}
+		if ae.cause != nil {
+			ev = ev.Str("error", redactURLs(ae.cause.Error()))
+		}
+		ev.Msg("request failed")
 	}
 	_ = c.JSON(ae.Status, ae)
+}
+
+// urlInText finds URLs in an error's text.
+var urlInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+`)
+
+// redactURLs keeps only the scheme and host of every URL in s: an error may
+// quote a URL with a password, a token in its path or query, or a webhook's
+// URL, none of which belongs in a log line.
+func redactURLs(s string) string {
+	return urlInText.ReplaceAllStringFunc(s, func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return "[redacted URL]"
+		}
+		return u.Scheme + "://" + u.Host + "/[redacted]"
+	})
 }

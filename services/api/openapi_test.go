@@ -131,7 +131,7 @@ func (o operation) public() bool {
 }
 
 func testServer() *Server {
-	return New(nil, nil, nil, nil, catalog.New(catalog.Default), nil, ops.NewHealth(nil), metrics.New("test"), zerolog.Nop(),
+	return New(nil, nil, nil, nil, nil, catalog.New(catalog.Default), nil, ops.NewHealth(nil, zerolog.Nop()), metrics.New("test"), zerolog.Nop(),
 		Options{AdminKeys: []string{testAdminKey}})
 }
 
@@ -351,6 +351,7 @@ func TestOpenAPISchemasMatchViews(t *testing.T) {
 		{reflect.TypeFor[TestResult](), []string{"TestResult"}},
 		{reflect.TypeFor[SecretView](), []string{"Secret"}},
 		{reflect.TypeFor[APIError](), []string{"Error"}},
+		{reflect.TypeFor[ops.Readiness](), []string{"Health"}},
 		{reflect.TypeFor[store.AttemptEntry](), []string{"AttemptEntry"}},
 		{reflect.TypeFor[store.MinuteBucket](), []string{"StatsBucket"}},
 		{reflect.TypeFor[catalog.EventType](), []string{"EventType"}},
@@ -571,6 +572,9 @@ func TestOpenAPIStatusCodesObserved(t *testing.T) {
 				if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Code == "" || e.Details == nil {
 					t.Errorf("%s: error body is not the envelope: %s", name, rec.Body.String())
 				}
+				if e.RequestID == "" || rec.Header().Get(RequestIDHeader) != e.RequestID {
+					t.Errorf("%s: request_id %q, X-Request-Id %q: want the same, not empty", name, e.RequestID, rec.Header().Get(RequestIDHeader))
+				}
 			}
 		}
 		for _, p := range o.params {
@@ -583,5 +587,34 @@ func TestOpenAPIStatusCodesObserved(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// Every documented JSON error answer declares the X-Request-Id header the
+// server sends with it.
+func TestOpenAPIErrorsDeclareRequestID(t *testing.T) {
+	doc := loadOpenAPI(t)
+	n := 0
+	for _, o := range doc.operations(t) {
+		rs, _ := o.op["responses"].(map[string]any)
+		for code, r := range rs {
+			if c, _ := strconv.Atoi(code); c < 400 {
+				continue
+			}
+			resp := doc.deref(t, r)
+			content, _ := resp["content"].(map[string]any)
+			if _, ok := content["application/json"]; !ok {
+				continue // the sign-in form's HTML answers
+			}
+			n++
+			headers, _ := resp["headers"].(map[string]any)
+			h := doc.deref(t, headers[RequestIDHeader])
+			if h["schema"] == nil {
+				t.Errorf("%s %s: response %s does not declare %s", o.method, o.path, code, RequestIDHeader)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no JSON error response at all")
 	}
 }

@@ -1,5 +1,6 @@
-// Package api serves Hermod's REST API v1 (section 3 of the SPEC), the
-// OpenAPI document and the health endpoints.
+// Package api serves Hermod's REST API v1, the OpenAPI document, the health
+// endpoints and the Webhooks page. The agents' control plane is its own
+// package (controlplane).
 package api
 
 import (
@@ -63,12 +64,14 @@ type Server struct {
 	keyIDs     []string
 
 	notifier *index.Notifier
-	snap     webhookSnapshot // every webhook, for the agents' control plane
+	kicker   AgentKicker // nil: grant changes kick no connection
 }
 
-// New builds the API. client makes the test endpoint's request.
-func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index.Notifier, cat *catalog.Catalog,
-	client *delivery.Client, health *ops.Health, m *metrics.Metrics, log zerolog.Logger, opts Options) *Server {
+// New builds the API. client makes the test endpoint's request; kicker
+// closes an agent's connections after a grant change (the control plane).
+func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index.Notifier, kicker AgentKicker,
+	cat *catalog.Catalog, client *delivery.Client, health *ops.Health, m *metrics.Metrics, log zerolog.Logger,
+	opts Options) *Server {
 	if opts.MaxEventBytes <= 0 {
 		opts.MaxEventBytes = 256 << 10
 	}
@@ -79,7 +82,7 @@ func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index
 		opts.SessionTTL = DefaultSessionTTL
 	}
 	s := &Server{st: st, nc: nc, js: js, cat: cat, client: client, health: health, m: m, log: log, opts: opts,
-		notifier: notifier}
+		notifier: notifier, kicker: kicker}
 	for _, k := range opts.AdminKeys {
 		s.keyDigests = append(s.keyDigests, sha256.Sum256([]byte(k)))
 		s.keyIDs = append(s.keyIDs, keyID([]byte(k)))
@@ -90,7 +93,8 @@ func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(s.recoverer)
+	e.Pre(requestID)
+	e.Use(recoverer)
 	e.GET("/healthz", echo.WrapHandler(http.HandlerFunc(health.Healthz)))
 	e.GET("/readyz", echo.WrapHandler(http.HandlerFunc(health.Readyz)))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
@@ -149,12 +153,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 }
 
-func (s *Server) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
+// recoverer turns a handler's panic into a 500 (logged by errorHandler
+// with the request's id).
+func recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
-				s.log.Error().Str("panic", fmt.Sprint(r)).Str("path", c.Path()).Msg("handler panicked")
-				err = apiErr(http.StatusInternalServerError, "internal", "internal error")
+				err = internal(fmt.Errorf("handler panicked: %v", r))
 			}
 		}()
 		return next(c)

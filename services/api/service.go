@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hermodhq/hermod/services/api/controlplane"
 	"github.com/hermodhq/hermod/shared/agentauth"
 	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/connect"
@@ -102,19 +103,22 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	return c, r.Err()
 }
 
-// Build makes the server on c; the all-in-one shares c, health and m.
-func Build(cfg Config, c *connect.Conns, health *ops.Health, m *metrics.Metrics, log zerolog.Logger) (*Server, error) {
+// Build makes the REST server on c; kicker is the agents' control plane
+// (controlplane.New on the same connections). The all-in-one shares c,
+// health and m.
+func Build(cfg Config, c *connect.Conns, kicker AgentKicker, health *ops.Health, m *metrics.Metrics,
+	log zerolog.Logger) (*Server, error) {
 	allow, err := delivery.ParseCIDRs(cfg.AllowCIDRs)
 	if err != nil {
 		return nil, err
 	}
 	client := delivery.NewClient(delivery.ClientOptions{Guard: true, Allow: allow, UserAgent: version.UserAgent()})
 	m.Registry.MustRegister(metrics.NewBacklogCollector(c.JS))
-	notifier, err := index.NewNotifier(c.NC)
+	notifier, err := index.NewNotifier(c.NC, log, metrics.NewIndexUnconfirmed(m.Registry))
 	if err != nil {
 		return nil, err
 	}
-	return New(c.Store, c.NC, c.JS, notifier, catalog.New(catalog.Default), client, health, m, log, Options{
+	return New(c.Store, c.NC, c.JS, notifier, kicker, catalog.New(catalog.Default), client, health, m, log, Options{
 		AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes, Version: version.Version, AcquireTTL: cfg.AcquireTTL,
 		SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies,
 		Limits: store.Limits{Retention: cfg.Retention, HistoryLimit: cfg.HistoryLimit, PayloadTTL: cfg.Retention + cfg.MaxHold + 24*time.Hour},
@@ -128,9 +132,10 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 		return err
 	}
 	defer c.Close()
-	health := ops.NewHealth(c.Checks())
+	health := ops.NewHealth(c.Checks(), log)
 	m := metrics.New("hermod-api")
-	srv, err := Build(cfg, c, health, m, log)
+	cp := controlplane.New(c.Store, c.NC, log, controlplane.Options{AcquireTTL: cfg.AcquireTTL})
+	srv, err := Build(cfg, c, cp, health, m, log)
 	if err != nil {
 		return err
 	}
@@ -140,7 +145,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	}
 	comps := []lifecycle.Component{
 		{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
-		{Name: "agent control", Run: srv.ServeAgents},
+		{Name: "agent control", Run: cp.Serve},
 	}
 	if cfg.CalloutSeed != "" {
 		// Agents are placed in the services' account (where the streams are).
@@ -151,7 +156,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 			log.Warn().Err(err).Msg("cannot tell the services' NATS account; placing agents in the global account $G")
 			account = ""
 		}
-		callout, err := agentauth.NewCallout(cfg.CalloutSeed, account, srv, log)
+		callout, err := agentauth.NewCallout(cfg.CalloutSeed, account, cp, log)
 		if err != nil {
 			return err
 		}

@@ -20,7 +20,7 @@ import (
 // webServer is the API with only what the page's own routes need: a real
 // Redis for sessions.
 func webServer(st *store.Store, keys ...string) *Server {
-	return New(st, nil, nil, nil, catalog.New(catalog.Default), nil, ops.NewHealth(nil), metrics.New("test"), zerolog.Nop(),
+	return New(st, nil, nil, nil, nil, catalog.New(catalog.Default), nil, ops.NewHealth(nil, zerolog.Nop()), metrics.New("test"), zerolog.Nop(),
 		Options{AdminKeys: keys})
 }
 
@@ -115,7 +115,7 @@ func TestSignInReplacesTheOldSession(t *testing.T) {
 func TestSigninLogsTheConnectionAddress(t *testing.T) {
 	rd := hermodtest.StartRedis(t)
 	var logs strings.Builder
-	s := New(store.New(rd.Client(t), nil), nil, nil, nil, catalog.New(catalog.Default), nil, ops.NewHealth(nil), metrics.New("test"),
+	s := New(store.New(rd.Client(t), nil), nil, nil, nil, nil, catalog.New(catalog.Default), nil, ops.NewHealth(nil, zerolog.Nop()), metrics.New("test"),
 		zerolog.New(&logs), Options{AdminKeys: []string{"admin-key-a-0123456789"}})
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/signin", nil))

@@ -111,7 +111,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 		return err
 	}
 	defer d.Close()
-	health := ops.NewHealth(c.Checks())
+	health := ops.NewHealth(c.Checks(), log)
 	comps := append([]lifecycle.Component{ix.Component()}, d.Components()...)
 	comps = append(comps, ops.Component(cfg.OpsAddr, health, m.Registry))
 	log.Info().Str("ops_addr", cfg.OpsAddr).Int("concurrency", cfg.Concurrency).Msg("deliverer starting")

@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/services/api"
+	"github.com/hermodhq/hermod/services/api/controlplane"
 	"github.com/hermodhq/hermod/services/deliverer"
 	"github.com/hermodhq/hermod/services/router"
 	"github.com/hermodhq/hermod/shared/agentauth"
@@ -234,7 +235,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	st, js := c.Store, c.JS
 
 	m := metrics.New("hermod")
-	health := ops.NewHealth(c.Checks())
+	health := ops.NewHealth(c.Checks(), log)
 	// The same components the separate binaries run, on one connection and
 	// one webhook index.
 	ix := index.New(st, nc, log, index.Options{})
@@ -250,7 +251,11 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		log.With().Str("component", "router").Logger(), m)
 	apiCfg := api.Config{Common: cfg.Common, Addr: cfg.APIAddr, AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes,
 		AllowCIDRs: allow, Box: box, SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies}
-	srv, err := api.Build(apiCfg, c, health, m, log.With().Str("component", "api").Logger())
+	// The agents' control plane: hello and heartbeat answers, the auth
+	// callout's authorizations, and kicks after grant changes.
+	cp := controlplane.New(st, nc, log.With().Str("component", "controlplane").Logger(),
+		controlplane.Options{AcquireTTL: cfg.AcquireTTL})
+	srv, err := api.Build(apiCfg, c, cp, health, m, log.With().Str("component", "api").Logger())
 	if err != nil {
 		return err
 	}
@@ -266,13 +271,13 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	comps := []lifecycle.Component{
 		ix.Component(),
 		{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
-		{Name: "agent control", Run: srv.ServeAgents},
+		{Name: "agent control", Run: cp.Serve},
 	}
 	comps = append(comps, rt.Components()...)
 	comps = append(comps, dl.Components()...)
 	if calloutSeed != "" {
-		alog := log.With().Str("component", "api").Logger()
-		callout, err := agentauth.NewCallout(calloutSeed, "", srv, alog)
+		alog := log.With().Str("component", "controlplane").Logger()
+		callout, err := agentauth.NewCallout(calloutSeed, "", cp, alog)
 		if err != nil {
 			return err
 		}

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	allinone "github.com/hermodhq/hermod/services/hermod"
 	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/streams"
 )
 
 func errorEnvelope(t *testing.T, body []byte) (string, map[string]any) {
@@ -331,4 +333,66 @@ func TestRedisOutageLosesNoRecord(t *testing.T) {
 			t.Errorf("total_delivered %v, want %d", w["total_delivered"], n)
 		}
 	})
+}
+
+// A retry whose publish fails (the deliveries stream refuses every message)
+// answers 503 and changes nothing: the delivery stays dead, and once the
+// stream takes messages again a retry is accepted and delivered, with the
+// same webhook-id.
+func TestAPIRetryAfterFailedPublish(t *testing.T) {
+	p := startPipeline(t, nil)
+	ctx := context.Background()
+	s := hermodtest.NewSink(t)
+	var gone atomic.Bool
+	gone.Store(true)
+	s.SetAnswer(func(int, *http.Request) int {
+		if gone.Load() {
+			return 404 // terminal: dead after one attempt
+		}
+		return 200
+	})
+	wid := p.createWebhook(map[string]any{"name": "r", "url": s.URL, "event_types": []string{"stack.created"}})
+	p.publish("stack.created", map[string]any{"stack_id": "s-1"})
+	did := p.waitStatus(wid, "dead", 1, 10*time.Second)[0]["id"].(string)
+
+	// The failure: a message size limit of one byte on the deliveries stream.
+	stream, err := p.JS.Stream(ctx, streams.DeliveriesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := info.Config
+	broken := healthy
+	broken.MaxMsgSize = 1
+	if _, err := p.JS.UpdateStream(ctx, broken); err != nil {
+		t.Fatal(err)
+	}
+	code, body := p.do("POST", "/api/v1/deliveries/"+did+"/retry", nil)
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("retry with the stream refusing messages: %d %s", code, body)
+	}
+	if c, d := errorEnvelope(t, body); c != "unavailable" || d["dependency"] != "nats" {
+		t.Fatalf("retry with the stream refusing messages: %s", body)
+	}
+	if d := p.must(200, "GET", "/api/v1/deliveries/"+did, nil); d["status"] != "dead" {
+		t.Fatalf("after a failed retry the delivery is %v, want still dead", d["status"])
+	}
+
+	// The cause removed: the next retry is accepted and delivered.
+	if _, err := p.JS.UpdateStream(ctx, healthy); err != nil {
+		t.Fatal(err)
+	}
+	gone.Store(false)
+	p.must(202, "POST", "/api/v1/deliveries/"+did+"/retry", nil)
+	ok := p.waitStatus(wid, "success", 1, 10*time.Second)
+	if ok[0]["id"] != did {
+		t.Errorf("delivered %v, want %s", ok[0]["id"], did)
+	}
+	got := s.Received()
+	if len(got) != 2 || got[1].Header.Get("webhook-id") != did {
+		t.Errorf("sink got %d requests (want 2), last webhook-id %q, want %s", len(got), got[len(got)-1].Header.Get("webhook-id"), did)
+	}
 }

@@ -69,7 +69,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	defer c.Close()
 	m := metrics.New("hermod-router")
 	ix := index.New(c.Store, c.NC, log, index.Options{})
-	health := ops.NewHealth(c.Checks())
+	health := ops.NewHealth(c.Checks(), log)
 	comps := append([]lifecycle.Component{ix.Component()}, Build(c, ix, cfg, log, m).Components()...)
 	comps = append(comps, ops.Component(cfg.OpsAddr, health, m.Registry))
 	log.Info().Str("ops_addr", cfg.OpsAddr).Msg("router starting")

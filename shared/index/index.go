@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/shared/lifecycle"
@@ -283,16 +284,20 @@ const AliveInterval = time.Second
 // after the API answered. It waits at most MaxWait (then the version poll
 // guarantees the change within one poll interval).
 type Notifier struct {
-	nc      *nats.Conn
-	MaxWait time.Duration
-	mu      sync.Mutex
-	alive   map[string]time.Time
-	sub     *nats.Subscription
+	nc          *nats.Conn
+	MaxWait     time.Duration
+	log         zerolog.Logger
+	unconfirmed prometheus.Counter
+	mu          sync.Mutex
+	alive       map[string]time.Time
+	sub         *nats.Subscription
 }
 
-// NewNotifier starts listening for indexes.
-func NewNotifier(nc *nats.Conn) (*Notifier, error) {
-	n := &Notifier{nc: nc, MaxWait: 250 * time.Millisecond, alive: map[string]time.Time{}}
+// NewNotifier starts listening for indexes. A change that some index did not
+// confirm within MaxWait is logged on log (warn) and counted on unconfirmed
+// (nil: not counted).
+func NewNotifier(nc *nats.Conn, log zerolog.Logger, unconfirmed prometheus.Counter) (*Notifier, error) {
+	n := &Notifier{nc: nc, MaxWait: 250 * time.Millisecond, log: log, unconfirmed: unconfirmed, alive: map[string]time.Time{}}
 	sub, err := nc.Subscribe(AliveSubject, func(m *nats.Msg) {
 		n.mu.Lock()
 		n.alive[string(m.Data)] = time.Now()
@@ -328,6 +333,12 @@ func (n *Notifier) expected() int {
 }
 
 // Notify publishes a change notice for webhook id and waits for the indexes.
+// When MaxWait passes before every known index confirmed, it logs and counts
+// the change as unconfirmed and still returns nil: the change is stored, and
+// an index that missed the notice applies it at its next version poll (an
+// index that stopped answering leaves the known set within 3 AliveIntervals).
+// It returns an error only when the notice could not be published, or ctx
+// ended first.
 func (n *Notifier) Notify(ctx context.Context, id string) error {
 	want := n.expected()
 	inbox := nats.NewInbox()
@@ -355,6 +366,11 @@ func (n *Notifier) Notify(ctx context.Context, id string) error {
 		case <-replies:
 			got++
 		case <-timeout.C:
+			if n.unconfirmed != nil {
+				n.unconfirmed.Inc()
+			}
+			n.log.Warn().Str("webhook_id", id).Int("indexes", want).Int("unconfirmed", want-got).
+				Dur("waited", n.MaxWait).Msg("webhook change not confirmed by every index in time; the version poll applies it")
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()

@@ -1,13 +1,17 @@
 package index
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
@@ -15,6 +19,7 @@ import (
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/matching"
 	"github.com/hermodhq/hermod/shared/store"
+	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
@@ -74,7 +79,8 @@ func TestIndexFollowsChanges(t *testing.T) {
 			t.Fatalf("initial load missed w-0")
 		}
 	}
-	n, err := NewNotifier(connect())
+	unconfirmed := prometheus.NewCounter(prometheus.CounterOpts{Name: "unconfirmed_total"})
+	n, err := NewNotifier(connect(), zerolog.Nop(), unconfirmed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +122,9 @@ func TestIndexFollowsChanges(t *testing.T) {
 			t.Errorf("deleted webhook still indexed after Notify")
 		}
 	}
+	if c := counterValue(t, unconfirmed); c != 0 {
+		t.Errorf("%v changes counted unconfirmed; both indexes confirmed every change", c)
+	}
 	// Refresh on a miss finds a webhook the index has not heard of yet, and
 	// reports a missing one as gone.
 	if err := st.PutWebhook(ctx, webhook("w-3", "*")); err != nil {
@@ -126,5 +135,127 @@ func TestIndexFollowsChanges(t *testing.T) {
 	}
 	if w, err := indexes[0].Refresh(ctx, "w-404"); err != nil || w != nil {
 		t.Errorf("refresh missing: %v %v", w, err)
+	}
+}
+
+// counterValue reads c through a registry of its own.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 || len(mfs[0].GetMetric()) != 1 {
+		t.Fatalf("gather %v: %v", mfs, err)
+	}
+	return mfs[0].GetMetric()[0].GetCounter().GetValue()
+}
+
+// lockedBuffer collects log lines written from several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// An index that announces itself but never confirms a change: Notify still
+// succeeds (the change is stored; the version poll applies it), after
+// MaxWait, and the change is logged and counted as unconfirmed, naming the
+// webhook and how many indexes did not answer.
+func TestNotifyReportsUnconfirmedChange(t *testing.T) {
+	ns := hermodtest.NATS(t)
+	rd := hermodtest.StartRedis(t)
+	key, _ := encryption.ParseKey(strings.Repeat("cd", 32))
+	box, _ := encryption.New(key)
+	st := store.New(rd.Client(t), box)
+	ctx := context.Background()
+	var conns []*nats.Conn
+	connect := func() *nats.Conn {
+		nc, err := nats.Connect(ns.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, nc)
+		return nc
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	ixCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	ix := New(st, connect(), zerolog.Nop(), Options{})
+	if err := ix.Load(ixCtx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = ix.Run(ixCtx) }()
+	// The silent index: it announces itself like an index (on its own and
+	// when probed) and receives the notices, but never replies.
+	silent := connect()
+	const silentID = "silent-index"
+	var notices atomic.Int32
+	if _, err := silent.Subscribe(ProbeSubject, func(*nats.Msg) { _ = silent.Publish(AliveSubject, []byte(silentID)) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := silent.Subscribe(streams.ChangesSubject, func(*nats.Msg) { notices.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := silent.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &lockedBuffer{}
+	unconfirmed := prometheus.NewCounter(prometheus.CounterOpts{Name: "unconfirmed_total"})
+	n, err := NewNotifier(connect(), zerolog.New(logs), unconfirmed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	hermodtest.Eventually(t, 3*time.Second, "both indexes known", func() bool { return n.expected() == 2 })
+
+	if err := st.PutWebhook(ctx, webhook("w-1", "deployment.*")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := n.Notify(ctx, "w-1"); err != nil {
+		t.Fatalf("Notify: %v (the change is stored: want nil)", err)
+	}
+	if waited := time.Since(start); waited < n.MaxWait {
+		t.Errorf("Notify returned after %v, before MaxWait %v", waited, n.MaxWait)
+	}
+	if _, ok := ix.Get("w-1"); !ok {
+		t.Error("the answering index does not have w-1 after Notify")
+	}
+	if notices.Load() != 1 {
+		t.Errorf("the silent index got %d notices, want 1", notices.Load())
+	}
+	if c := counterValue(t, unconfirmed); c != 1 {
+		t.Errorf("unconfirmed changes counted: %v, want 1", c)
+	}
+	var line struct {
+		Level       string `json:"level"`
+		WebhookID   string `json:"webhook_id"`
+		Indexes     int    `json:"indexes"`
+		Unconfirmed int    `json:"unconfirmed"`
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &line) != nil {
+		t.Fatalf("want one JSON log line, got %q", logs.String())
+	}
+	if line.Level != "warn" || line.WebhookID != "w-1" || line.Indexes != 2 || line.Unconfirmed != 1 {
+		t.Errorf("log line %+v, want warn for w-1 with 1 of 2 indexes unconfirmed", line)
 	}
 }

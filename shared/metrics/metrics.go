@@ -166,3 +166,13 @@ func (m *Recording) Error(error) {
 		m.RecordErrors.Inc()
 	}
 }
+
+// NewIndexUnconfirmed creates hermod_index_notify_unconfirmed_total (the
+// API's webhook changes that some webhook index did not confirm in time)
+// and registers it on r.
+func NewIndexUnconfirmed(r prometheus.Registerer) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "hermod_index_notify_unconfirmed_total",
+		Help: "Webhook changes that some webhook index did not confirm within the wait (they apply within the index's version poll)."})
+	r.MustRegister(c)
+	return c
+}

@@ -1,4 +1,10 @@
-package api
+// Package controlplane answers agents on NATS: their hello and heartbeat
+// requests (grant, label-set consumers and the webhooks of those sets), the
+// authorizations of the NATS auth callout (agentauth.Grants), and the kick
+// requests that make a grant change reach an agent's open connections. The
+// REST API (package api) changes grants in the store and asks this package
+// to kick; it holds none of this logic.
+package controlplane
 
 import (
 	"context"
@@ -10,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/shared/agentauth"
 	"github.com/hermodhq/hermod/shared/store"
@@ -17,15 +24,55 @@ import (
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
-// ServeAgents answers agents' hello and heartbeat requests until ctx ends:
-// it checks the agent's token against its grant, records the heartbeat, and
+// HeartbeatInterval is how often an agent reports (told to it in every
+// answer); 3 missed is INACTIVE.
+const HeartbeatInterval = 10 * time.Second
+
+// QueueGroup is the queue group of every control plane replica.
+const QueueGroup = "hermod-control"
+
+// Store is what the control plane reads and writes; *store.Store implements it.
+type Store interface {
+	GetAgent(ctx context.Context, id string) (*store.Agent, error)
+	AgentSeen(ctx context.Context, id, version string, inFlight int, at time.Time) error
+	Version(ctx context.Context) (int64, error)
+	AllWebhooks(ctx context.Context) ([]*webhooks.Webhook, error)
+}
+
+// Options configure the control plane.
+type Options struct {
+	// AcquireTTL is the ack wait of the label-set consumers, told to agents.
+	AcquireTTL time.Duration
+	// KickTimeout bounds one kick request (default 10s).
+	KickTimeout time.Duration
+}
+
+// Server is the agents' control plane of one hermod-api (or all-in-one).
+type Server struct {
+	st   Store
+	nc   *nats.Conn
+	log  zerolog.Logger
+	opts Options
+	snap webhookSnapshot
+}
+
+// New makes the control plane on nc; Serve answers agents.
+func New(st Store, nc *nats.Conn, log zerolog.Logger, opts Options) *Server {
+	if opts.KickTimeout <= 0 {
+		opts.KickTimeout = 10 * time.Second
+	}
+	return &Server{st: st, nc: nc, log: log, opts: opts}
+}
+
+// Serve answers agents' hello and heartbeat requests until ctx ends: it
+// checks the agent's token against its grant, records the heartbeat, and
 // answers with the label-set consumers the grant covers and the webhooks of
 // those sets (with their secrets: agents never hold the master key).
-func (s *Server) ServeAgents(ctx context.Context) error {
-	sub, err := s.nc.QueueSubscribe(streams.AgentControlPrefix+"*.*", "hermod-control", func(m *nats.Msg) {
+func (s *Server) Serve(ctx context.Context) error {
+	sub, err := s.nc.QueueSubscribe(streams.AgentControlPrefix+"*.*", QueueGroup, func(m *nats.Msg) {
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		reply := s.agentControl(rctx, m)
+		reply := s.answer(rctx, m)
 		data, _ := json.Marshal(reply)
 		_ = m.Respond(data)
 	})
@@ -36,7 +83,8 @@ func (s *Server) ServeAgents(ctx context.Context) error {
 	return sub.Drain()
 }
 
-func (s *Server) agentControl(ctx context.Context, m *nats.Msg) streams.AgentConfig {
+// answer is the reply to one hello or heartbeat.
+func (s *Server) answer(ctx context.Context, m *nats.Msg) streams.AgentConfig {
 	out := streams.AgentConfig{V: streams.SchemaVersion}
 	parts := strings.Split(strings.TrimPrefix(m.Subject, streams.AgentControlPrefix), ".")
 	if len(parts) != 2 || (parts[1] != "hello" && parts[1] != "heartbeat") {
@@ -70,7 +118,7 @@ func (s *Server) agentControl(ctx context.Context, m *nats.Msg) streams.AgentCon
 	}
 	out.AgentID, out.Labels = a.ID, a.Labels
 	out.AcquireTTLms = s.opts.AcquireTTL.Milliseconds()
-	out.HeartbeatMs = AgentHeartbeatInterval.Milliseconds()
+	out.HeartbeatMs = HeartbeatInterval.Milliseconds()
 	out.Consumers = consumers
 	out.Webhooks = []streams.AgentWebhook{}
 	for _, w := range covered {
@@ -132,11 +180,33 @@ func (s *Server) Authorize(ctx context.Context, agentID, token string) (agentaut
 	return g, true, nil
 }
 
-// webhookSnapshot caches every webhook, decrypted, for the agents' control
-// plane, keyed by the store's webhook change counter: a heartbeat or an
-// authorization then costs one GET when nothing changed, instead of loading
-// and decrypting every webhook (37.6 ms a heartbeat with 5,000 webhooks;
-// see BenchmarkAgentHeartbeat). The webhooks in it are shared: read only.
+// KickAgent closes the agent's open NATS connections, after its grant was
+// changed or revoked in the store: it reconnects and the auth callout
+// authorizes it with the new grant, or refuses it. The kick is carried out
+// by whoever serves agentauth.KickPrefix (hermod-api with
+// HERMOD_NATS_SYSTEM_URL, the all-in-one). A failure is logged and never
+// returned: the agent's user JWT expires within agentauth.UserTTL and the
+// control plane refuses a revoked agent at its next heartbeat.
+func (s *Server) KickAgent(ctx context.Context, agentID string) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.KickTimeout)
+	defer cancel()
+	n, err := agentauth.RequestKick(ctx, s.nc, agentID)
+	switch {
+	case errors.Is(err, agentauth.ErrNoKicker):
+		s.log.Debug().Str("agent_id", agentID).Msg("agent connections not kicked: no kicker (HERMOD_NATS_SYSTEM_URL unset)")
+	case err != nil:
+		s.log.Warn().Err(err).Str("agent_id", agentID).Int("kicked", n).
+			Msg("could not kick the agent's connections; its permissions change when its user JWT expires")
+	default:
+		s.log.Info().Str("agent_id", agentID).Int("kicked", n).Msg("agent connections kicked")
+	}
+}
+
+// webhookSnapshot caches every webhook, decrypted, keyed by the store's
+// webhook change counter: a heartbeat or an authorization then costs one GET
+// when nothing changed, instead of loading and decrypting every webhook
+// (37.6 ms a heartbeat with 5,000 webhooks; see BenchmarkAgentHeartbeat).
+// The webhooks in it are shared: read only.
 type webhookSnapshot struct {
 	mu      sync.Mutex
 	version int64
