@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -139,10 +140,13 @@ func (r *Recorder) Run(ctx context.Context) error {
 
 func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 	var b store.Batch
-	// Deliveries enqueued earlier in this batch (an enqueue record always
-	// comes before its deliveries' outcomes in the stream), for checking an
-	// agent's outcome before its record is written. Filled as they pass.
+	// Deliveries enqueued earlier in this batch, for checking an agent's
+	// outcome before its record is written. Filled as they pass.
 	var enqueued map[string]string
+	// An agent's outcome for a delivery not known yet waits: the router
+	// publishes a delivery's enqueue record only after the delivery itself
+	// was stored, so a fast agent's outcome can come first.
+	var later []jetstream.Msg
 	for _, m := range batch {
 		subject := m.Subject()
 		agentID, kind, fromAgent := streams.ParseAgentResultSubject(subject)
@@ -160,12 +164,12 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 				continue
 			}
 			if fromAgent {
-				ok, err := r.agentMay(agentID, bs.WebhookID, "", enqueued)
+				v, err := r.agentMay(agentID, bs.WebhookID, "", enqueued)
 				if err != nil {
 					r.retryLater(batch, err)
 					return
 				}
-				if !ok {
+				if v != allowed {
 					continue
 				}
 			}
@@ -192,12 +196,16 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 				continue
 			}
 			if fromAgent {
-				ok, err := r.agentMay(agentID, o.WebhookID, o.DeliveryID, enqueued)
+				v, err := r.agentMay(agentID, o.WebhookID, o.DeliveryID, enqueued)
 				if err != nil {
 					r.retryLater(batch, err)
 					return
 				}
-				if !ok {
+				if v == unknownYet && !r.waitedEnough(m, agentID, o.DeliveryID) {
+					later = append(later, m)
+					continue
+				}
+				if v != allowed {
 					continue
 				}
 				o.By = "agent:" + agentID // who sent it, whatever it says
@@ -238,19 +246,53 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 		backoff = min(backoff*2, 2*time.Second)
 	}
 	for _, m := range batch {
-		_ = m.Ack()
+		if !slices.Contains(later, m) {
+			_ = m.Ack()
+		}
+	}
+	for _, m := range later {
+		_ = m.NakWithDelay(unknownDeliveryWait)
 	}
 }
+
+// An agent's outcome for a delivery the recorder does not know yet is
+// asked about again after unknownDeliveryWait, up to unknownDeliveryTries
+// times in all, before it is refused as forged.
+const (
+	unknownDeliveryWait  = time.Second
+	unknownDeliveryTries = 10
+)
+
+// waitedEnough says whether an agent's outcome for an unknown delivery was
+// given its tries; then it is refused (and logged).
+func (r *Recorder) waitedEnough(m jetstream.Msg, agentID, deliveryID string) bool {
+	md, err := m.Metadata()
+	if err != nil || md.NumDelivered < unknownDeliveryTries {
+		return false
+	}
+	r.log.Warn().Str("agent_id", agentID).Str("delivery_id", deliveryID).
+		Msg("refusing an agent's result: the delivery does not exist")
+	return true
+}
+
+// verdict is what agentMay says of an agent's result.
+type verdict int
+
+const (
+	allowed    verdict = iota
+	refused            // forged or not the agent's to report: dropped
+	unknownYet         // the delivery is not known (yet): asked about again later
+)
 
 // agentMay says whether agentID may report on webhookID (and deliveryID,
 // when given): the agent is known, the webhook has target labels its grant
 // covers, and the delivery belongs to that webhook. A refusal is logged; an
 // error (the store unreachable) means ask again later.
-func (r *Recorder) agentMay(agentID, webhookID, deliveryID string, enqueued map[string]string) (bool, error) {
-	refuse := func(why string) (bool, error) {
+func (r *Recorder) agentMay(agentID, webhookID, deliveryID string, enqueued map[string]string) (verdict, error) {
+	refuse := func(why string) (verdict, error) {
 		r.log.Warn().Str("agent_id", agentID).Str("webhook_id", webhookID).Str("delivery_id", deliveryID).
 			Msg("refusing an agent's result: " + why)
-		return false, nil
+		return refused, nil
 	}
 	if r.opts.Agents == nil {
 		return refuse("no agent checker configured")
@@ -259,32 +301,35 @@ func (r *Recorder) agentMay(agentID, webhookID, deliveryID string, enqueued map[
 	defer cancel()
 	granted, ok, err := r.opts.Agents.AgentLabels(ctx, agentID)
 	if err != nil {
-		return false, err
+		return refused, err
 	}
 	if !ok {
 		return refuse("unknown or revoked agent")
 	}
 	target, ok, err := r.opts.Agents.WebhookLabels(ctx, webhookID)
 	if err != nil {
-		return false, err
+		return refused, err
 	}
 	if !ok || len(target) == 0 || !webhooks.Covers(granted, target) {
 		return refuse("the webhook is not one its grant covers")
 	}
 	if deliveryID == "" {
-		return true, nil
+		return allowed, nil
 	}
 	owner, ok := enqueued[deliveryID]
 	if !ok {
 		owner, ok, err = r.opts.Agents.DeliveryWebhook(ctx, deliveryID)
 		if err != nil {
-			return false, err
+			return refused, err
 		}
 	}
-	if !ok || owner != webhookID {
+	switch {
+	case !ok:
+		return unknownYet, nil
+	case owner != webhookID:
 		return refuse("the delivery does not belong to that webhook")
 	}
-	return true, nil
+	return allowed, nil
 }
 
 // retryLater gives a batch back (the store could not be asked): it comes
