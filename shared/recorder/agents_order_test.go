@@ -73,7 +73,7 @@ func TestAgentOutcomeBeforeItsEnqueueRecord(t *testing.T) {
 		return nil
 	})
 	enq, _ := json.Marshal(streams.Enqueued{V: 1, EventID: "e-1", EventType: "alert.triggered", CreatedAt: now,
-		Payload: json.RawMessage(`{"id":"e-1"}`),
+		Payload:    json.RawMessage(`{"id":"e-1"}`),
 		Deliveries: []streams.EnqueuedItem{{DeliveryID: "d-1", WebhookID: "w-prod", TargetLabels: []string{"env:production"}}}})
 	if _, err := js.Publish(ctx, streams.EnqueuedSubject, enq); err != nil {
 		t.Fatal(err)
