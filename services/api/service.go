@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/services/api/controlplane"
@@ -125,6 +126,67 @@ func Build(cfg Config, c *connect.Conns, kicker AgentKicker, health *ops.Health,
 	}), nil
 }
 
+// Parts are what hermod-api runs: the REST API and the agents' control
+// plane, and, when configured, the NATS auth callout and the agent kicks.
+// The all-in-one runs the same.
+type Parts struct {
+	Server       *Server
+	ControlPlane *controlplane.Server
+	nc           *nats.Conn
+	l            net.Listener
+	log          zerolog.Logger
+	extra        []lifecycle.Component
+}
+
+// BuildParts makes the control plane and the REST server on c, listening
+// on cfg.Addr (the all-in-one shares c, health and m).
+func BuildParts(cfg Config, c *connect.Conns, health *ops.Health, m *metrics.Metrics, log zerolog.Logger) (*Parts, error) {
+	cp := controlplane.New(c.Store, c.NC, log.With().Str("component", "controlplane").Logger(),
+		controlplane.Options{AcquireTTL: cfg.AcquireTTL})
+	srv, err := Build(cfg, c, cp, health, m, log)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("HERMOD_API_ADDR %s: %w", cfg.Addr, err)
+	}
+	return &Parts{Server: srv, ControlPlane: cp, nc: c.NC, l: l, log: log}, nil
+}
+
+// Addr is where the REST API listens.
+func (p *Parts) Addr() net.Addr { return p.l.Addr() }
+
+// ServeCallout adds the NATS auth callout (issuer seed; agents placed in
+// account, "" for the connection's own) authorizing agents by their grants.
+func (p *Parts) ServeCallout(seed, account string) error {
+	log := p.log.With().Str("component", "controlplane").Logger()
+	callout, err := agentauth.NewCallout(seed, account, p.ControlPlane, log)
+	if err != nil {
+		return err
+	}
+	log.Info().Str("issuer", callout.Issuer()).Str("account", account).Msg("serving the NATS auth callout for agents")
+	p.extra = append(p.extra, lifecycle.Component{Name: "auth callout", Run: func(ctx context.Context) error { return callout.Serve(ctx, p.nc) }})
+	return nil
+}
+
+// ServeKicks adds the service that closes an agent's connections with kick
+// after a grant change or a revocation.
+func (p *Parts) ServeKicks(kick agentauth.KickFunc) {
+	log := p.log.With().Str("component", "controlplane").Logger()
+	p.extra = append(p.extra, lifecycle.Component{Name: "agent kicks", Run: func(ctx context.Context) error {
+		return agentauth.ServeKicks(ctx, p.nc, kick, log)
+	}})
+}
+
+// Components are the API's lifecycle components.
+func (p *Parts) Components() []lifecycle.Component {
+	return append([]lifecycle.Component{
+		{Name: "api", Server: true, Run: func(ctx context.Context) error { return p.Server.Serve(ctx, p.l) }},
+		{Name: "agent control", Run: p.ControlPlane.Serve},
+	}, p.extra...)
+}
+
 // Main runs hermod-api until ctx ends.
 func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
 	c, err := connect.Open(ctx, "hermod-api", cfg.Common, cfg.Box, nil)
@@ -134,18 +196,9 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	defer c.Close()
 	health := ops.NewHealth(c.Checks(), log)
 	m := metrics.New("hermod-api")
-	cp := controlplane.New(c.Store, c.NC, log, controlplane.Options{AcquireTTL: cfg.AcquireTTL})
-	srv, err := Build(cfg, c, cp, health, m, log)
+	p, err := BuildParts(cfg, c, health, m, log)
 	if err != nil {
 		return err
-	}
-	l, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("HERMOD_API_ADDR %s: %w", cfg.Addr, err)
-	}
-	comps := []lifecycle.Component{
-		{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
-		{Name: "agent control", Run: cp.Serve},
 	}
 	if cfg.CalloutSeed != "" {
 		// Agents are placed in the services' account (where the streams are).
@@ -156,12 +209,9 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 			log.Warn().Err(err).Msg("cannot tell the services' NATS account; placing agents in the global account $G")
 			account = ""
 		}
-		callout, err := agentauth.NewCallout(cfg.CalloutSeed, account, cp, log)
-		if err != nil {
+		if err := p.ServeCallout(cfg.CalloutSeed, account); err != nil {
 			return err
 		}
-		log.Info().Str("issuer", callout.Issuer()).Str("account", account).Msg("serving the NATS auth callout for agents")
-		comps = append(comps, lifecycle.Component{Name: "auth callout", Run: func(ctx context.Context) error { return callout.Serve(ctx, c.NC) }})
 		if cfg.SystemURL == "" {
 			log.Warn().Msg("HERMOD_NATS_SYSTEM_URL is not set: a grant change or revocation reaches a connected agent's NATS permissions only when its user JWT expires (5 minutes)")
 		}
@@ -172,14 +222,11 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 			return fmt.Errorf("HERMOD_NATS_SYSTEM_URL: %w", err)
 		}
 		defer sys.Close()
-		kicker := agentauth.NewSystemKicker(sys)
 		log.Info().Str("nats", envconfig.MaskURL(cfg.SystemURL)).Msg("kicking agents' connections on grant changes through the system account")
-		comps = append(comps, lifecycle.Component{Name: "agent kicks", Run: func(ctx context.Context) error {
-			return agentauth.ServeKicks(ctx, c.NC, kicker.Kick, log)
-		}})
+		p.ServeKicks(agentauth.NewSystemKicker(sys).Kick)
 	}
-	log.Info().Str("addr", l.Addr().String()).Msg("api starting")
-	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health, comps...)
+	log.Info().Str("addr", p.Addr().String()).Msg("api starting")
+	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health, p.Components()...)
 }
 
 // CalloutKey prints a new auth callout issuer as .env lines: the seed for

@@ -24,7 +24,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/services/api"
-	"github.com/hermodhq/hermod/services/api/controlplane"
 	"github.com/hermodhq/hermod/services/deliverer"
 	"github.com/hermodhq/hermod/services/router"
 	"github.com/hermodhq/hermod/shared/agentauth"
@@ -251,45 +250,28 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		log.With().Str("component", "router").Logger(), m)
 	apiCfg := api.Config{Common: cfg.Common, Addr: cfg.APIAddr, AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes,
 		AllowCIDRs: allow, Box: box, SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies}
-	// The agents' control plane: hello and heartbeat answers, the auth
-	// callout's authorizations, and kicks after grant changes.
-	cp := controlplane.New(st, nc, log.With().Str("component", "controlplane").Logger(),
-		controlplane.Options{AcquireTTL: cfg.AcquireTTL})
-	srv, err := api.Build(apiCfg, c, cp, health, m, log.With().Str("component", "api").Logger())
+	apiParts, err := api.BuildParts(apiCfg, c, health, m, log.With().Str("component", "api").Logger())
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", cfg.APIAddr)
-	if err != nil {
-		return fmt.Errorf("HERMOD_API_ADDR %s: %w", cfg.APIAddr, err)
+	if calloutSeed != "" {
+		if err := apiParts.ServeCallout(calloutSeed, ""); err != nil {
+			return err
+		}
+		// Grant changes and revocations kick the agent's connections at
+		// once; the embedded server does it without a system account.
+		apiParts.ServeKicks(embeddedKick(ns))
 	}
 	if allow == "" || allow == "none" {
 		log.Info().Msg("deliveries to loopback and private addresses are refused (HERMOD_DELIVERY_ALLOW_CIDRS=none)")
 	} else {
 		log.Warn().Str("allow", allow).Msg("development mode: deliveries may reach these addresses (HERMOD_DELIVERY_ALLOW_CIDRS)")
 	}
-	comps := []lifecycle.Component{
-		ix.Component(),
-		{Name: "api", Server: true, Run: func(ctx context.Context) error { return srv.Serve(ctx, l) }},
-		{Name: "agent control", Run: cp.Serve},
-	}
+	// The same components the separate binaries run.
+	comps := append([]lifecycle.Component{ix.Component()}, apiParts.Components()...)
 	comps = append(comps, rt.Components()...)
 	comps = append(comps, dl.Components()...)
-	if calloutSeed != "" {
-		alog := log.With().Str("component", "controlplane").Logger()
-		callout, err := agentauth.NewCallout(calloutSeed, "", cp, alog)
-		if err != nil {
-			return err
-		}
-		comps = append(comps,
-			lifecycle.Component{Name: "auth callout", Run: func(ctx context.Context) error { return callout.Serve(ctx, nc) }},
-			// Grant changes and revocations kick the agent's connections at
-			// once; the embedded server does it without a system account.
-			lifecycle.Component{Name: "agent kicks", Run: func(ctx context.Context) error {
-				return agentauth.ServeKicks(ctx, nc, embeddedKick(ns), alog)
-			}})
-	}
-	printBanner(out, l.Addr().String(), cfg.AdminKeys[0], generatedKey, cfg.DataDir)
+	printBanner(out, apiParts.Addr().String(), cfg.AdminKeys[0], generatedKey, cfg.DataDir)
 	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health, comps...)
 }
 

@@ -19,7 +19,7 @@ import (
 	"github.com/hermodhq/hermod/shared/signing"
 )
 
-// Defaults and limits of section 3 of the SPEC.
+// Defaults and limits of a webhook's fields (docs/api.md).
 const (
 	DefaultMaxRetries     = 5
 	DefaultTimeoutSeconds = 30
