@@ -133,7 +133,7 @@ func TestAgentCredentialsKickedOnGrantChangeAndRevoke(t *testing.T) {
 	// answer there. Such an answer is not a kick request: the victim stays.
 	victim := connectAgentClient(t, url, "victim", p.registerAgent("victim", prod...))
 	if err := k.nc.PublishRequest("$JS.API.CONSUMER.INFO."+streams.DeliveriesStream+"."+streams.AgentConsumerName(prod),
-		agentauth.KickPrefix+"victim", nil); err != nil {
+		streams.AgentKickSubject("victim"), nil); err != nil {
 		t.Fatal(err)
 	}
 	_ = k.nc.Flush()

@@ -23,9 +23,6 @@ import (
 // kick (kick.go) fails.
 const UserTTL = 5 * time.Minute
 
-// CalloutSubject is where nats-server sends authorization requests.
-const CalloutSubject = "$SYS.REQ.USER.AUTH"
-
 // InboxPrefix is an agent's own inbox prefix: a shared _INBOX.> would let
 // one agent read another's pulled messages.
 func InboxPrefix(agentID string) string { return "_INBOX_" + agentID }
@@ -48,12 +45,7 @@ type Grants interface {
 func Permissions(g Grant) jwt.Permissions {
 	var p jwt.Permissions
 	for _, c := range g.Consumers {
-		p.Pub.Allow.Add(
-			"$JS.API.CONSUMER.MSG.NEXT."+streams.DeliveriesStream+"."+c,
-			"$JS.API.CONSUMER.INFO."+streams.DeliveriesStream+"."+c,
-			"$JS.ACK."+streams.DeliveriesStream+"."+c+".>",     // v1 acks
-			"$JS.ACK.*.*."+streams.DeliveriesStream+"."+c+".>", // v2 acks: $JS.ACK.<domain>.<account hash>.<stream>.<consumer>...
-		)
+		p.Pub.Allow.Add(streams.AgentConsumerAPISubjects(c)...)
 		p.Sub.Allow.Add(streams.InFlightPrefix + c) // in-flight questions about its own label sets only
 	}
 	for _, w := range g.WebhookIDs {
@@ -100,7 +92,7 @@ func (c *Callout) Issuer() string {
 // Serve answers requests on nc until ctx ends. nc's user must be one of the
 // server's auth_callout.auth_users.
 func (c *Callout) Serve(ctx context.Context, nc *nats.Conn) error {
-	sub, err := nc.QueueSubscribe(CalloutSubject, "hermod-auth", func(m *nats.Msg) {
+	sub, err := nc.QueueSubscribe(streams.SysAuthCallout, "hermod-auth", func(m *nats.Msg) {
 		if resp := c.answer(m.Data); resp != nil {
 			_ = m.Respond(resp)
 		}

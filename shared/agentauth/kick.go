@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+
+	"github.com/hermodhq/hermod/shared/streams"
 )
 
 // Kicking: an agent's permissions are fixed in its user JWT when it
@@ -20,12 +22,6 @@ import (
 // reconnects and the callout authorizes it with the new grant, or refuses it
 // when revoked. The user JWT's expiry (UserTTL) and the control plane's
 // heartbeat refusal remain the backstop when a kick fails.
-
-// KickPrefix + <agent id>: hermod-api asks here (a request on its own
-// connection) for an agent's connections to be closed. Whoever holds a
-// system-account connection (hermod-api with HERMOD_NATS_SYSTEM_URL, or the
-// all-in-one with its embedded server) answers. Agents may not publish here.
-const KickPrefix = "hermod.agentkick."
 
 // UserName is the name an agent's connection carries on the server (the user
 // JWT's name, which the server uses as the connection's user): what the
@@ -45,7 +41,7 @@ var ErrNoKicker = errors.New("no kicker (set HERMOD_NATS_SYSTEM_URL on hermod-ap
 // many were.
 func RequestKick(ctx context.Context, nc *nats.Conn, agentID string) (int, error) {
 	body, _ := json.Marshal(KickRequest{KickAgentID: agentID})
-	m, err := nc.RequestWithContext(ctx, KickPrefix+agentID, body)
+	m, err := nc.RequestWithContext(ctx, streams.AgentKickSubject(agentID), body)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return 0, ErrNoKicker
 	}
@@ -63,7 +59,7 @@ func RequestKick(ctx context.Context, nc *nats.Conn, agentID string) (int, error
 }
 
 // KickRequest is the body of a kick request: it names the agent again. An
-// agent cannot publish on KickPrefix, but it can pick the reply subject of
+// agent cannot publish on streams.AgentKickPrefix, but it can pick the reply subject of
 // its own JetStream requests, and the server then publishes JetStream's
 // answer there; such an answer never has this shape, so it kicks no one.
 type KickRequest struct {
@@ -93,8 +89,8 @@ func ServeKicks(ctx context.Context, nc *nats.Conn, kick KickFunc, log zerolog.L
 		mu     sync.Mutex
 		closed bool
 	)
-	sub, err := nc.QueueSubscribe(KickPrefix+"*", "hermod-kick", func(m *nats.Msg) {
-		id := strings.TrimPrefix(m.Subject, KickPrefix)
+	sub, err := nc.QueueSubscribe(streams.AgentKickPrefix+"*", "hermod-kick", func(m *nats.Msg) {
+		id := strings.TrimPrefix(m.Subject, streams.AgentKickPrefix)
 		if !parseKickRequest(m.Data, id) {
 			log.Warn().Str("subject", m.Subject).Msg("ignoring a malformed kick request")
 			return
@@ -136,11 +132,9 @@ func ServeKicks(ctx context.Context, nc *nats.Conn, kick KickFunc, log zerolog.L
 	return err
 }
 
-// System-account requests (nats-server ≥ 2.10).
-const (
-	connzPingSubject = "$SYS.REQ.SERVER.PING.CONNZ" // every server of the cluster answers
-	kickSubjectFmt   = "$SYS.REQ.SERVER.%s.KICK"    // one server closes one connection
-)
+// System-account requests (nats-server ≥ 2.10): streams.SysConnzPing,
+// which every server of the cluster answers, and streams.SysKickSubject, on
+// which one server closes one connection.
 
 // SystemKicker kicks through a system-account connection: it asks every
 // server for the agent's connections (CONNZ filtered on the user name) and
@@ -186,7 +180,7 @@ func (k *SystemKicker) Kick(ctx context.Context, agentID string) (int, error) {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	req, _ := json.Marshal(map[string]any{"auth": true, "user": user, "state": 0, "limit": 1024})
-	if err := k.nc.PublishRequest(connzPingSubject, inbox, req); err != nil {
+	if err := k.nc.PublishRequest(streams.SysConnzPing, inbox, req); err != nil {
 		return 0, fmt.Errorf("connz request: %w", err)
 	}
 	type target struct {
@@ -233,7 +227,7 @@ func (k *SystemKicker) Kick(ctx context.Context, agentID string) (int, error) {
 	kicked := 0
 	for _, t := range targets {
 		body, _ := json.Marshal(map[string]uint64{"cid": t.cid})
-		m, err := k.nc.RequestWithContext(ctx, fmt.Sprintf(kickSubjectFmt, t.server), body)
+		m, err := k.nc.RequestWithContext(ctx, streams.SysKickSubject(t.server), body)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("kick connection %d on %s: %w", t.cid, t.server, err))
 			continue
@@ -260,7 +254,7 @@ func (k *SystemKicker) Kick(ctx context.Context, agentID string) (int, error) {
 // AccountOf returns the account nc's user is in ($SYS.REQ.USER.INFO): agents
 // are placed in the services' account, where the streams are.
 func AccountOf(ctx context.Context, nc *nats.Conn) (string, error) {
-	m, err := nc.RequestWithContext(ctx, "$SYS.REQ.USER.INFO", nil)
+	m, err := nc.RequestWithContext(ctx, streams.SysUserInfo, nil)
 	if err != nil {
 		return "", fmt.Errorf("user info: %w", err)
 	}

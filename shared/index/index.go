@@ -271,10 +271,10 @@ func (ix *Index) resync(ctx context.Context) error {
 }
 
 // AliveSubject carries the presence of every index (core NATS).
-const AliveSubject = "hermod.changes.alive"
+const AliveSubject = streams.IndexAliveSubject
 
 // ProbeSubject asks every index to announce itself now (a starting API).
-const ProbeSubject = "hermod.changes.probe"
+const ProbeSubject = streams.IndexProbeSubject
 
 // AliveInterval is how often an index announces itself.
 const AliveInterval = time.Second

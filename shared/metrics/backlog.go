@@ -61,7 +61,7 @@ func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, src := range []struct {
 		stream string
 		filter string
-	}{{streams.DeliveriesStream, "hermod.>"}, {streams.HeldStream, streams.HeldPrefix + ">"}} {
+	}{{streams.DeliveriesStream, streams.AllSubjects}, {streams.HeldStream, streams.HeldPrefix + ">"}} {
 		st, err := c.js.Stream(ctx, src.stream)
 		if err != nil {
 			failed = 1

@@ -183,7 +183,7 @@ func (s *Server) Authorize(ctx context.Context, agentID, token string) (agentaut
 // KickAgent closes the agent's open NATS connections, after its grant was
 // changed or revoked in the store: it reconnects and the auth callout
 // authorizes it with the new grant, or refuses it. The kick is carried out
-// by whoever serves agentauth.KickPrefix (hermod-api with
+// by whoever serves streams.AgentKickPrefix (hermod-api with
 // HERMOD_NATS_SYSTEM_URL, the all-in-one). A failure is logged and never
 // returned: the agent's user JWT expires within agentauth.UserTTL and the
 // control plane refuses a revoked agent at its next heartbeat.
