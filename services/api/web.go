@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/hermodhq/hermod/shared/store"
+	"github.com/hermodhq/hermod/shared/streams"
 )
 
 // The Webhooks page: a server-rendered shell (html/template) and a little
@@ -146,7 +147,7 @@ func (s *Server) pageApp(c echo.Context) error {
 	if sess == nil {
 		return c.Redirect(http.StatusSeeOther, "/signin")
 	}
-	return s.render(c, http.StatusOK, "app.html", map[string]any{"CSRF": sess.CSRF})
+	return s.render(c, http.StatusOK, "app.html", map[string]any{"CSRF": sess.CSRF, "Statuses": streams.Statuses})
 }
 
 // secureCookies says whether cookies get the Secure flag: always behind TLS

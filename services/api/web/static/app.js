@@ -337,7 +337,7 @@
     p.attemptsEmpty = h('tr', {}, h('td', { colspan: '8', class: 'muted', text: 'No attempts yet.' }));
     p.statsError = h('p', { class: 'form-error', role: 'alert', hidden: true });
     p.dlStatus = h('select', { id: 'dl-status-' + w.id, onchange: () => loadDeliveries(w.id) },
-      ['', 'pending', 'acquired', 'success', 'failed', 'dead'].map((s) => h('option', { value: s, text: s || 'all' })));
+      [''].concat(document.getElementById('main').dataset.statuses.split(' ')).map((s) => h('option', { value: s, text: s || 'all' })));
     p.dlRows = h('tbody');
     p.dlView = h('div', { class: 'delivery-view' });
     const body = h('div', { class: 'detail-body' },
