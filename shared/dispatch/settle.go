@@ -63,28 +63,41 @@ func (w *Worker) carry(t ticket, dec Decision, att *attempted) {
 			_ = t.msg.Ack()
 		}
 	case Deliver:
-		o := attemptOutcome(d.outcome(meta, t.hook, streams.StatusSuccess, meta.Attempts+1), att, t.msg.Data())
-		om := d.outcomeMsg(&o)
-		f, err := d.Pub.PublishMsgAsync(om)
-		if err != nil {
-			f = nil // settleOne publishes it again with retries
-		}
-		w.settle <- settlement{msg: t.msg, outcome: om, future: f, delivery: meta.DeliveryID}
-		d.Metrics.Attempt("success")
-		if meta.CreatedAt > 0 {
-			d.Metrics.Delivered(d.Now().Sub(time.UnixMilli(meta.CreatedAt)).Seconds())
-		}
+		w.deliver(t, att)
 	case Retry:
-		o := attemptOutcome(d.outcome(meta, t.hook, streams.StatusFailed, meta.Attempts+1), att, t.msg.Data())
-		o.NextRetryAt = dec.At.UnixMilli()
-		cp := streams.NewMsg(streams.DelaySubject(meta.WebhookID), streams.RetryMsgID(meta, t.seq), next(meta, dec), t.msg.Data())
-		if err := d.publishAll(d.outcomeMsg(&o), cp); err != nil {
-			d.Log.Error().Err(err).Str("delivery_id", meta.DeliveryID).Msg("retry not scheduled; the lease will expire and the delivery is retried")
-			return
-		}
-		_ = t.msg.Ack()
-		d.Metrics.Attempt("retry")
+		w.retry(t, dec, att)
 	}
+}
+
+// deliver publishes a success outcome and hands the message to the
+// settlers, which ack it once the outcome is acknowledged.
+func (w *Worker) deliver(t ticket, att *attempted) {
+	d, meta := w.deps, t.f.Meta
+	o := attemptOutcome(d.outcome(meta, t.hook, streams.StatusSuccess, meta.Attempts+1), att, t.msg.Data())
+	om := d.outcomeMsg(&o)
+	f, err := d.Pub.PublishMsgAsync(om)
+	if err != nil {
+		f = nil // settleOne publishes it again with retries
+	}
+	w.settle <- settlement{msg: t.msg, outcome: om, future: f, delivery: meta.DeliveryID}
+	d.Metrics.Attempt("success")
+	if meta.CreatedAt > 0 {
+		d.Metrics.Delivered(d.Now().Sub(time.UnixMilli(meta.CreatedAt)).Seconds())
+	}
+}
+
+// retry stores the failed outcome and the copy due at dec.At, then acks.
+func (w *Worker) retry(t ticket, dec Decision, att *attempted) {
+	d, meta := w.deps, t.f.Meta
+	o := attemptOutcome(d.outcome(meta, t.hook, streams.StatusFailed, meta.Attempts+1), att, t.msg.Data())
+	o.NextRetryAt = dec.At.UnixMilli()
+	cp := streams.NewMsg(streams.DelaySubject(meta.WebhookID), streams.RetryMsgID(meta, t.seq), next(meta, dec), t.msg.Data())
+	if err := d.publishAll(d.outcomeMsg(&o), cp); err != nil {
+		d.Log.Error().Err(err).Str("delivery_id", meta.DeliveryID).Msg("retry not scheduled; the lease will expire and the delivery is retried")
+		return
+	}
+	_ = t.msg.Ack()
+	d.Metrics.Attempt("retry")
 }
 
 // attemptOutcome adds an attempt's result to its outcome record.
