@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -146,9 +147,9 @@ var mergeScript = redis.NewScript(mergeLua)
 
 // dropTrimmedLua, run as dropTrimmedScript, deletes the records of trimmed
 // deliveries of one webhook. KEYS: 1 the webhook's trimmed ids, then each
-// delivery's record and attempts (2i, 2i+1); ARGV: the delivery ids. A delivery that an outcome
-// brought back meanwhile (mergeScript took it out of KEYS[1]) is left alone.
-// It returns the ids whose records it deleted.
+// delivery's record and attempts (2i, 2i+1); ARGV: the delivery ids. A
+// delivery that an outcome started anew meanwhile (mergeScript took it out
+// of KEYS[1]) is left alone. It returns the ids whose records it deleted.
 const dropTrimmedLua = `
 local dropped = {}
 for i, id in ipairs(ARGV) do
@@ -206,8 +207,8 @@ type queuedMerge struct {
 // the script). The extension only ever lengthens the payload's life, so a
 // late or duplicate outcome extending it again is harmless.
 func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.Outcome, lim Limits, now int64) (*queuedMerge, error) {
-	if o.WebhookID == "" || o.DeliveryID == "" {
-		return nil, nil // no keys to write it under (the recorder drops such outcomes)
+	if o.WebhookID == "" || o.DeliveryID == "" || !slices.Contains(recordStatuses, o.Status) {
+		return nil, nil // nothing to record it under
 	}
 	body, err := json.Marshal(o)
 	if err != nil {
@@ -238,8 +239,8 @@ func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.
 	return &queuedMerge{webhookID: o.WebhookID, cmd: cmd}, nil
 }
 
-// breakerLua, run as breakerScript, keeps the newest breaker report (by its time).
-// KEYS: 1 webhook stats. ARGV: 1 open until ms, 2 report time ms.
+// breakerLua, run as breakerScript, keeps the newest breaker report (by its
+// time). KEYS: 1 webhook stats. ARGV: 1 open until ms, 2 report time ms.
 const breakerLua = `
 local at = tonumber(redis.call('HGET', KEYS[1], 'breaker_at') or '0')
 if tonumber(ARGV[2]) >= at then

@@ -320,3 +320,39 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 		t.Errorf("status %s after reload", d.Status)
 	}
 }
+
+// One event's payload serves every webhook it went to; a finished delivery
+// extends it to the retention (never shortens it).
+func TestPayloadExtendedWhenADeliveryFinishes(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	lim := Limits{Retention: time.Hour, HistoryLimit: 100, PayloadTTL: 30 * time.Minute}
+	e := enqueued("d-1")
+	e.Deliveries = append(e.Deliveries, streams.EnqueuedItem{DeliveryID: "d-2", WebhookID: "wh-2"})
+	if err := s.ApplyOutcomes(ctx, nil, []streams.Enqueued{e}, lim); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := s.rdb.TTL(ctx, EventKey("ev-1")).Val(); ttl <= 0 || ttl > 30*time.Minute {
+		t.Fatalf("payload TTL %s before any delivery finished", ttl)
+	}
+	failed := outcome("d-1", 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
+	if err := s.ApplyOutcomes(ctx, []streams.Outcome{failed}, nil, lim); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := s.rdb.TTL(ctx, EventKey("ev-1")).Val(); ttl > 30*time.Minute {
+		t.Fatalf("payload extended by a retry: %s", ttl)
+	}
+	done := outcome("d-2", 0, 1, streams.StatusSuccess, streams.StatusSuccess, 200)
+	done.WebhookID = "wh-2"
+	if err := s.ApplyOutcomes(ctx, []streams.Outcome{done}, nil, lim); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := s.rdb.TTL(ctx, EventKey("ev-1")).Val(); ttl <= 30*time.Minute || ttl > time.Hour {
+		t.Errorf("payload TTL %s after a delivery finished, want the retention", ttl)
+	}
+	for _, d := range []string{"d-1", "d-2"} {
+		if _, _, payload, err := s.GetDelivery(ctx, d); err != nil || string(payload) != `{"id":"ev-1"}` {
+			t.Errorf("%s payload %s %v", d, payload, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 // Package store keeps Hermod's system of record in Redis: webhooks (secrets
 // sealed with AES-256-GCM), delivery records, attempt history, statistics
-// and event payloads. Key layout and sizes are in docs/architecture.md.
+// and event payloads. keys.go builds every key name; the layout and sizes
+// are in docs/architecture.md, section "Redis layout".
 package store
 
 import (
