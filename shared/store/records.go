@@ -201,11 +201,12 @@ type queuedMerge struct {
 }
 
 // queueOutcome adds an outcome's writes to p: the merge (one slot: the
-// webhook's), the delivery's webhook pointer and, for a finished outcome,
-// the event payload's extension to the retention (the payload is shared by
-// every webhook the event went to, so it has no webhook tag and is no key of
-// the script). The extension only ever lengthens the payload's life, so a
-// late or duplicate outcome extending it again is harmless.
+// webhook's), the delivery's webhook pointer when missing (a delivery never
+// changes webhook) and, for a finished outcome, the event payload's
+// extension to the retention (the payload is shared by every webhook the
+// event went to, so it has no webhook tag and is no key of the script). The
+// extension only ever lengthens the payload's life, so a late or duplicate
+// outcome extending it again is harmless.
 func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.Outcome, lim Limits, now int64) (*queuedMerge, error) {
 	if o.WebhookID == "" || o.DeliveryID == "" || !slices.Contains(recordStatuses, o.Status) {
 		return nil, nil // nothing to record it under
@@ -232,7 +233,7 @@ func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.
 	}
 	keys := mergeKeys(o.WebhookID, o.DeliveryID, at/60000)
 	cmd := mergeScript.EvalSha(ctx, p, keys, string(body), int64(lim.Retention/time.Second), lim.HistoryLimit, entry, bucket, now)
-	p.Set(ctx, DeliveryWebhookKey(o.DeliveryID), o.WebhookID, 0)
+	p.SetNX(ctx, DeliveryWebhookKey(o.DeliveryID), o.WebhookID, 0)
 	if (o.Status == streams.StatusSuccess || o.Status == streams.StatusDead) && o.EventID != "" {
 		p.ExpireGT(ctx, EventKey(o.EventID), lim.Retention)
 	}
