@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/streams"
 )
 
@@ -68,7 +69,7 @@ func TestAgentGrantsAndLabelSets(t *testing.T) {
 		p.must(422, "PUT", "/api/v1/agents/eu-prod-1", map[string]any{"labels": []string{"bad"}})
 		// The token is stored only as a hash.
 		rdb := p.Redis.Client(t)
-		keys, _ := rdb.Keys(context.Background(), "hermod:agent:*").Result()
+		keys, _ := rdb.Keys(context.Background(), store.AgentKey("*")).Result()
 		for _, k := range keys {
 			if strings.Contains(rdb.Get(context.Background(), k).Val(), token) {
 				t.Errorf("%s holds the plaintext token", k)

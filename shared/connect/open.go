@@ -26,8 +26,9 @@ type Conns struct {
 }
 
 // Open connects to NATS and Redis, checks the encryption key against the
-// stored data (box nil: a service that never needs a secret), and creates or
-// updates the streams. nc, when given, is used instead of connecting.
+// stored data (box nil: a service that never needs a secret), brings the
+// data to the store's key layout (store.Migrate), and creates or updates
+// the streams. nc, when given, is used instead of connecting.
 func Open(ctx context.Context, name string, c envconfig.Common, box *encryption.Box, nc *nats.Conn) (*Conns, error) {
 	own := nc == nil
 	if own {
@@ -56,6 +57,10 @@ func Open(ctx context.Context, name string, c envconfig.Common, box *encryption.
 			_ = rdb.Close()
 			return fail(err)
 		}
+	}
+	if err := st.Migrate(ctx); err != nil {
+		_ = rdb.Close()
+		return fail(err)
 	}
 	if err := streams.EnsureStreams(ctx, js, c.StreamSettings(catalog.New(catalog.Default).StreamSubjects())); err != nil {
 		_ = rdb.Close()

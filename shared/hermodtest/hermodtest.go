@@ -75,6 +75,7 @@ type Redis struct {
 	Dir  string
 	cmd  *exec.Cmd
 	port int
+	args []string // more redis-server options
 	mu   sync.Mutex
 }
 
@@ -135,6 +136,7 @@ func (r *Redis) Start() error {
 	cmd := exec.Command(bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.Dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "no", "--protected-mode", "no", "--daemonize", "no",
 		"--maxmemory", "1gb", "--maxmemory-policy", "noeviction")
+	cmd.Args = append(cmd.Args, r.args...)
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)

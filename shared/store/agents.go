@@ -14,12 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-const (
-	keyAgent     = "hermod:agent:"
-	keyAgentSeen = "hermod:agentseen:" // heartbeat fields, apart from the grant
-	keyAgentList = "hermod:agents"
-)
-
 // ErrExists is returned when creating something whose id is taken.
 var ErrExists = errors.New("already exists")
 
@@ -39,7 +33,7 @@ type Agent struct {
 
 // AgentSeen records a heartbeat.
 func (s *Store) AgentSeen(ctx context.Context, id, version string, inFlight int, at time.Time) error {
-	err := s.rdb.HSet(ctx, keyAgentSeen+id, "version", version, "in_flight", inFlight, "last_seen", at.UnixMilli()).Err()
+	err := s.rdb.HSet(ctx, AgentSeenKey(id), "version", version, "in_flight", inFlight, "last_seen", at.UnixMilli()).Err()
 	if err != nil {
 		return fmt.Errorf("agent %s heartbeat: %w", id, err)
 	}
@@ -63,14 +57,14 @@ func (s *Store) CreateAgent(ctx context.Context, a *Agent) error {
 	if err != nil {
 		return err
 	}
-	ok, err := s.rdb.SetNX(ctx, keyAgent+a.ID, data, 0).Result()
+	ok, err := s.rdb.SetNX(ctx, AgentKey(a.ID), data, 0).Result()
 	if err != nil {
 		return fmt.Errorf("create agent %s: %w", a.ID, err)
 	}
 	if !ok {
 		return ErrExists
 	}
-	if err := s.rdb.ZAdd(ctx, keyAgentList, redis.Z{Score: float64(a.CreatedAt.UnixMicro()), Member: a.ID}).Err(); err != nil {
+	if err := s.rdb.ZAdd(ctx, AgentListKey(), redis.Z{Score: float64(a.CreatedAt.UnixMicro()), Member: a.ID}).Err(); err != nil {
 		return fmt.Errorf("create agent %s: %w", a.ID, err)
 	}
 	return nil
@@ -82,7 +76,7 @@ func (s *Store) PutAgent(ctx context.Context, a *Agent) error {
 	if err != nil {
 		return err
 	}
-	ok, err := s.rdb.SetXX(ctx, keyAgent+a.ID, data, 0).Result()
+	ok, err := s.rdb.SetXX(ctx, AgentKey(a.ID), data, 0).Result()
 	if err != nil {
 		return fmt.Errorf("update agent %s: %w", a.ID, err)
 	}
@@ -94,7 +88,7 @@ func (s *Store) PutAgent(ctx context.Context, a *Agent) error {
 
 // GetAgent loads one agent.
 func (s *Store) GetAgent(ctx context.Context, id string) (*Agent, error) {
-	data, err := s.rdb.Get(ctx, keyAgent+id).Bytes()
+	data, err := s.rdb.Get(ctx, AgentKey(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
 	}
@@ -105,7 +99,7 @@ func (s *Store) GetAgent(ctx context.Context, id string) (*Agent, error) {
 	if err := json.Unmarshal(data, &a); err != nil {
 		return nil, fmt.Errorf("decode agent %s: %w", id, err)
 	}
-	seen, err := s.rdb.HGetAll(ctx, keyAgentSeen+id).Result()
+	seen, err := s.rdb.HGetAll(ctx, AgentSeenKey(id)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("get agent %s: %w", id, err)
 	}
@@ -117,19 +111,24 @@ func (s *Store) GetAgent(ctx context.Context, id string) (*Agent, error) {
 
 // DeleteAgent removes an agent (its token stops working at once).
 func (s *Store) DeleteAgent(ctx context.Context, id string) error {
-	n, err := s.rdb.Del(ctx, keyAgent+id, keyAgentSeen+id).Result()
+	var grant *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		grant = p.Del(ctx, AgentKey(id))
+		p.Del(ctx, AgentSeenKey(id)) // apart: the two keys need not share a slot
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("delete agent %s: %w", id, err)
 	}
-	if n == 0 {
+	if grant.Val() == 0 {
 		return ErrNotFound
 	}
-	return s.rdb.ZRem(ctx, keyAgentList, id).Err()
+	return s.rdb.ZRem(ctx, AgentListKey(), id).Err()
 }
 
 // ListAgents returns a page of agents, newest first.
 func (s *Store) ListAgents(ctx context.Context, limit int, cursor string) ([]*Agent, string, error) {
-	ids, next, err := s.pageDesc(ctx, keyAgentList, limit, cursor)
+	ids, next, err := s.pageDesc(ctx, AgentListKey(), limit, cursor)
 	if err != nil {
 		return nil, "", err
 	}

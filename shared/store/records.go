@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,37 +30,50 @@ func bucketOf(ms int64) int {
 	return len(LatencyBuckets)
 }
 
-// mergeScript applies one outcome to a delivery record. Records only move
-// forward: an outcome whose order (epoch, attempt, status rank) is not above
-// the record's is kept in the attempt history only (once) and changes nothing
-// else, so late and duplicate outcomes are harmless.
+// mergeLua, run as mergeScript, applies one outcome to a delivery record.
+// Records only move forward: an outcome whose order (epoch, attempt, status
+// rank) is not above the record's is kept in the attempt history only (once)
+// and changes nothing else, so late and duplicate outcomes are harmless.
 //
-// KEYS: 1 record, 2 attempts, 3 webhook stats, 4 webhook's delivery index
-// (status indexes are KEYS[4]..":"..status), 5 minute stats, 6 event payload.
-// ARGV: 1 outcome JSON, 2 retention s, 3 history limit, 4 attempt entry JSON
-// or "", 5 latency bucket or "", 6 now ms.
-var mergeScript = redis.NewScript(`
+// Every key it touches comes in KEYS, all under the webhook's hash tag (see
+// keys.go): 1 record, 2 attempts, 3 webhook stats, 4 webhook's delivery
+// index, 5-8 its pending, success, failed and dead indexes, 9 minute stats,
+// 10 trimmed ids. ARGV: 1 outcome JSON, 2 retention s, 3 history limit,
+// 4 attempt entry JSON or "", 5 latency bucket or "", 6 now ms.
+//
+// It returns the ids that the history limit pushed out of the indexes: they
+// wait in KEYS[10] until dropTrimmedScript deletes their records (whose keys
+// this call cannot name in advance). A trimmed delivery is gone at once: an
+// outcome for it meanwhile starts a new record, as after the deletion.
+const mergeLua = `
 local u = cjson.decode(ARGV[1])
 local rank = {pending=0, failed=2, success=5, dead=5}
+local index = {pending=KEYS[5], success=KEYS[6], failed=KEYS[7], dead=KEYS[8]}
 local st = u.status
+if not index[st] then return {} end
+if redis.call('ZSCORE', KEYS[10], u.delivery_id) then
+  -- trimmed, its record not deleted yet: gone all the same
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('ZREM', KEYS[10], u.delivery_id)
+end
 local epoch = tonumber(u.epoch) or 0
 local attempt = tonumber(u.attempt) or 0
-local ord = epoch * 100000 + attempt * 10 + (rank[st] or 0)
+local ord = epoch * 100000 + attempt * 10 + rank[st]
 if ARGV[4] ~= '' then
   local f = tostring(epoch) .. '.' .. string.format('%03d', attempt)
   if redis.call('HSETNX', KEYS[2], f, ARGV[4]) == 1 then
     local fld = 'f'
     if u.attempt_status == 'success' then fld = 's' elseif st == 'dead' then fld = 'd' end
-    redis.call('HINCRBY', KEYS[5], fld, 1)
-    if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[5], 'h' .. ARGV[5], 1) end
-    redis.call('EXPIRE', KEYS[5], 90000)
+    redis.call('HINCRBY', KEYS[9], fld, 1)
+    if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[9], 'h' .. ARGV[5], 1) end
+    redis.call('EXPIRE', KEYS[9], 90000)
   end
 end
 local cur = redis.call('HMGET', KEYS[1], 'ord', 'status', 'created_at')
-if cur[1] and tonumber(cur[1]) >= ord then return 0 end
+if cur[1] and tonumber(cur[1]) >= ord then return {} end
 if st == 'dead' and ARGV[4] == '' then
-  redis.call('HINCRBY', KEYS[5], 'd', 1)
-  redis.call('EXPIRE', KEYS[5], 90000)
+  redis.call('HINCRBY', KEYS[9], 'd', 1)
+  redis.call('EXPIRE', KEYS[9], 90000)
 end
 local id = u.delivery_id
 local created = cur[3] or tostring(u.created_at)
@@ -84,23 +98,28 @@ if u.next_retry_at and tonumber(u.next_retry_at) > 0 then
 else
   redis.call('HDEL', KEYS[1], 'next_retry_at')
 end
-local statuses = {'pending', 'success', 'failed', 'dead'}
+local trimmed, gone = {}, false
 if not cur[1] then
   redis.call('ZADD', KEYS[4], created, id)
   local n = redis.call('ZCARD', KEYS[4])
   local limit = tonumber(ARGV[3])
   if n > limit then
-    local olds = redis.call('ZRANGE', KEYS[4], 0, n - limit - 1)
-    for _, o in ipairs(olds) do
-      redis.call('DEL', 'hermod:d:' .. o, 'hermod:da:' .. o)
+    trimmed = redis.call('ZRANGE', KEYS[4], 0, n - limit - 1, 'WITHSCORES')
+    local ids = {}
+    for i = 1, #trimmed, 2 do
+      local o = trimmed[i]
+      ids[#ids + 1] = o
+      if o == id then gone = true end -- older than the history kept
+      redis.call('ZADD', KEYS[10], trimmed[i + 1], o)
       redis.call('ZREM', KEYS[4], o)
-      for _, s in ipairs(statuses) do redis.call('ZREM', KEYS[4] .. ':' .. s, o) end
+      for k = 5, 8 do redis.call('ZREM', KEYS[k], o) end
     end
+    trimmed = ids
   end
-elseif cur[2] ~= st then
-  redis.call('ZREM', KEYS[4] .. ':' .. cur[2], id)
+elseif cur[2] ~= st and index[cur[2]] then
+  redis.call('ZREM', index[cur[2]], id)
 end
-redis.call('ZADD', KEYS[4] .. ':' .. st, created, id)
+if not gone then redis.call('ZADD', index[st], created, id) end
 if st == 'success' or st == 'dead' then
   local ret = tonumber(ARGV[2])
   redis.call('HSET', KEYS[1], 'completed_at', now)
@@ -116,14 +135,33 @@ if st == 'success' or st == 'dead' then
   redis.call('HSET', KEYS[3], 'last3', last3, 'last_at', now)
   redis.call('EXPIRE', KEYS[1], ret)
   redis.call('EXPIRE', KEYS[2], ret)
-  redis.call('EXPIRE', KEYS[6], ret, 'GT')
 else
   redis.call('HDEL', KEYS[1], 'completed_at')
   redis.call('PERSIST', KEYS[1])
   redis.call('PERSIST', KEYS[2])
 end
-return 1
-`)
+return trimmed
+`
+
+var mergeScript = redis.NewScript(mergeLua)
+
+// dropTrimmedLua, run as dropTrimmedScript, deletes the records of trimmed
+// deliveries of one webhook. KEYS: 1 the webhook's trimmed ids, then each
+// delivery's record and attempts (2i, 2i+1); ARGV: the delivery ids. A
+// delivery that an outcome started anew meanwhile (mergeScript took it out
+// of KEYS[1]) is left alone. It returns the ids whose records it deleted.
+const dropTrimmedLua = `
+local dropped = {}
+for i, id in ipairs(ARGV) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    redis.call('DEL', KEYS[2 * i], KEYS[2 * i + 1])
+    dropped[#dropped + 1] = id
+  end
+end
+return dropped
+`
+
+var dropTrimmedScript = redis.NewScript(dropTrimmedLua)
 
 // Limits of the records kept.
 type Limits struct {
@@ -147,14 +185,35 @@ type AttemptEntry struct {
 	By          string         `json:"by"`
 }
 
-func minuteKey(webhookID string, ms int64) string {
-	return keyMinute + webhookID + ":" + strconv.FormatInt(ms/60000, 10)
+// mergeKeys are the keys of mergeScript for one delivery of one webhook,
+// at minute (unix ms / 60000).
+func mergeKeys(webhookID, deliveryID string, minute int64) []string {
+	return []string{DeliveryKey(webhookID, deliveryID), AttemptsKey(webhookID, deliveryID), StatsKey(webhookID),
+		DeliveryIndexKey(webhookID), StatusIndexKey(webhookID, streams.StatusPending),
+		StatusIndexKey(webhookID, streams.StatusSuccess), StatusIndexKey(webhookID, streams.StatusFailed),
+		StatusIndexKey(webhookID, streams.StatusDead), MinuteKey(webhookID, minute), TrimmedKey(webhookID)}
 }
 
-func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.Outcome, lim Limits, now int64) error {
+// queuedMerge is a mergeScript call waiting in a pipeline.
+type queuedMerge struct {
+	webhookID string
+	cmd       *redis.Cmd
+}
+
+// queueOutcome adds an outcome's writes to p: the merge (one slot: the
+// webhook's), the delivery's webhook pointer when missing (a delivery never
+// changes webhook) and, for a finished outcome, the event payload's
+// extension to the retention (the payload is shared by every webhook the
+// event went to, so it has no webhook tag and is no key of the script). The
+// extension only ever lengthens the payload's life, so a late or duplicate
+// outcome extending it again is harmless.
+func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.Outcome, lim Limits, now int64) (*queuedMerge, error) {
+	if o.WebhookID == "" || o.DeliveryID == "" || !slices.Contains(recordStatuses, o.Status) {
+		return nil, nil // nothing to record it under
+	}
 	body, err := json.Marshal(o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	entry, bucket := "", ""
 	at := now
@@ -167,25 +226,31 @@ func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.
 			StartedAt: time.UnixMilli(o.StartedAt).UTC().Format(time.RFC3339Nano)}
 		eb, err := json.Marshal(e)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		entry = string(eb)
 		bucket = strconv.Itoa(bucketOf(o.DurationMs))
 	}
-	keys := []string{keyDelivery + o.DeliveryID, keyAttempts + o.DeliveryID, keyStats + o.WebhookID,
-		keyWebhookDlv + o.WebhookID, minuteKey(o.WebhookID, at), keyEvent + o.EventID}
-	mergeScript.EvalSha(ctx, p, keys, string(body), int64(lim.Retention/time.Second), lim.HistoryLimit, entry, bucket, now)
-	return nil
+	keys := mergeKeys(o.WebhookID, o.DeliveryID, at/60000)
+	cmd := mergeScript.EvalSha(ctx, p, keys, string(body), int64(lim.Retention/time.Second), lim.HistoryLimit, entry, bucket, now)
+	p.SetNX(ctx, DeliveryWebhookKey(o.DeliveryID), o.WebhookID, 0)
+	if (o.Status == streams.StatusSuccess || o.Status == streams.StatusDead) && o.EventID != "" {
+		p.ExpireGT(ctx, EventKey(o.EventID), lim.Retention)
+	}
+	return &queuedMerge{webhookID: o.WebhookID, cmd: cmd}, nil
 }
 
-// breakerScript keeps the newest breaker report (by its time).
-var breakerScript = redis.NewScript(`
+// breakerLua, run as breakerScript, keeps the newest breaker report (by its
+// time). KEYS: 1 webhook stats. ARGV: 1 open until ms, 2 report time ms.
+const breakerLua = `
 local at = tonumber(redis.call('HGET', KEYS[1], 'breaker_at') or '0')
 if tonumber(ARGV[2]) >= at then
   redis.call('HSET', KEYS[1], 'breaker_until', ARGV[1], 'breaker_at', ARGV[2])
 end
 return 1
-`)
+`
+
+var breakerScript = redis.NewScript(breakerLua)
 
 // Batch is what the recorder writes at once.
 type Batch struct {
@@ -209,7 +274,7 @@ func (s *Store) loadScripts(ctx context.Context) error {
 	if s.scripts.Load() {
 		return nil
 	}
-	for _, sc := range []*redis.Script{mergeScript, breakerScript} {
+	for _, sc := range []*redis.Script{mergeScript, breakerScript, dropTrimmedScript} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}
@@ -233,30 +298,98 @@ func (s *Store) applyOutcomes(ctx context.Context, outs []streams.Outcome, enq [
 	}
 	now := time.Now().UnixMilli()
 	p := s.rdb.Pipeline()
+	var merges []*queuedMerge
+	queue := func(o *streams.Outcome) error {
+		m, err := s.queueOutcome(ctx, p, o, lim, now)
+		if m != nil {
+			merges = append(merges, m)
+		}
+		return err
+	}
 	for i := range enq {
 		e := &enq[i]
 		if len(e.Payload) > 0 {
-			p.SetNX(ctx, keyEvent+e.EventID, []byte(e.Payload), lim.PayloadTTL)
+			p.SetNX(ctx, EventKey(e.EventID), []byte(e.Payload), lim.PayloadTTL)
 		}
 		for _, d := range e.Deliveries {
 			o := streams.Outcome{V: streams.SchemaVersion, DeliveryID: d.DeliveryID, WebhookID: d.WebhookID,
 				EventID: e.EventID, EventType: e.EventType, Status: streams.StatusPending,
 				CreatedAt: e.CreatedAt, PayloadSize: len(e.Payload), TargetLabels: d.TargetLabels}
-			if err := s.queueOutcome(ctx, p, &o, lim, now); err != nil {
+			if err := queue(&o); err != nil {
 				return err
 			}
 		}
 	}
 	for i := range outs {
-		if err := s.queueOutcome(ctx, p, &outs[i], lim, now); err != nil {
+		if err := queue(&outs[i]); err != nil {
 			return err
 		}
 	}
 	for _, b := range brk {
-		breakerScript.EvalSha(ctx, p, []string{keyStats + b.WebhookID}, b.OpenUntil, b.At)
+		breakerScript.EvalSha(ctx, p, []string{StatsKey(b.WebhookID)}, b.OpenUntil, b.At)
 	}
 	if err := s.execScripts(ctx, p); err != nil {
 		return fmt.Errorf("write records: %w", err)
+	}
+	return s.dropTrimmed(ctx, trimmedOf(merges))
+}
+
+// trimmedOf collects, per webhook, the ids the merges pushed out of the
+// history.
+func trimmedOf(merges []*queuedMerge) map[string][]string {
+	var out map[string][]string
+	for _, m := range merges {
+		ids, err := m.cmd.StringSlice()
+		if err != nil || len(ids) == 0 {
+			continue
+		}
+		if out == nil {
+			out = make(map[string][]string)
+		}
+		out[m.webhookID] = append(out[m.webhookID], ids...)
+	}
+	return out
+}
+
+// dropTrimmed deletes the records of trimmed deliveries (ids per webhook),
+// then their webhook pointers. What it does not finish stays listed under
+// TrimmedKey for the next sweep.
+func (s *Store) dropTrimmed(ctx context.Context, trimmed map[string][]string) error {
+	if len(trimmed) == 0 {
+		return nil
+	}
+	if err := s.loadScripts(ctx); err != nil {
+		return err
+	}
+	p := s.rdb.Pipeline()
+	var cmds []*redis.Cmd
+	for wh, ids := range trimmed {
+		for start := 0; start < len(ids); start += 500 {
+			chunk := ids[start:min(start+500, len(ids))]
+			keys := make([]string, 0, 1+2*len(chunk))
+			keys = append(keys, TrimmedKey(wh))
+			args := make([]any, len(chunk))
+			for i, d := range chunk {
+				keys = append(keys, DeliveryKey(wh, d), AttemptsKey(wh, d))
+				args[i] = d
+			}
+			cmds = append(cmds, dropTrimmedScript.EvalSha(ctx, p, keys, args...))
+		}
+	}
+	if err := s.execScripts(ctx, p); err != nil {
+		return fmt.Errorf("drop trimmed records: %w", err)
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, c := range cmds {
+			dropped, _ := c.StringSlice()
+			for _, d := range dropped {
+				p.Del(ctx, DeliveryWebhookKey(d))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("drop trimmed records: %w", err)
 	}
 	return nil
 }
@@ -310,18 +443,28 @@ func deliveryFromHash(id string, h map[string]string) *Delivery {
 
 // GetDelivery loads one delivery with its attempt history and payload.
 func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, []AttemptEntry, []byte, error) {
-	h, err := s.rdb.HGetAll(ctx, keyDelivery+id).Result()
+	wh, ok, err := s.deliveryOwner(ctx, id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if !ok {
+		return nil, nil, nil, ErrNotFound
+	}
+	var rec, att *redis.MapStringStringCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rec = p.HGetAll(ctx, DeliveryKey(wh, id))
+		att = p.HGetAll(ctx, AttemptsKey(wh, id))
+		return nil
+	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("get delivery %s: %w", id, err)
 	}
+	h := rec.Val()
 	if len(h) == 0 {
 		return nil, nil, nil, ErrNotFound
 	}
 	d := deliveryFromHash(id, h)
-	raw, err := s.rdb.HGetAll(ctx, keyAttempts+id).Result()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("get attempts %s: %w", id, err)
-	}
+	raw := att.Val()
 	keys := make([]string, 0, len(raw))
 	for k := range raw {
 		keys = append(keys, k)
@@ -334,7 +477,7 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, []Attemp
 			hist = append(hist, e)
 		}
 	}
-	payload, err := s.rdb.Get(ctx, keyEvent+d.EventID).Bytes()
+	payload, err := s.rdb.Get(ctx, EventKey(d.EventID)).Bytes()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, nil, nil, fmt.Errorf("get payload %s: %w", d.EventID, err)
 	}
@@ -344,9 +487,9 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, []Attemp
 // ListDeliveries returns a page of a webhook's deliveries, newest first,
 // optionally only those in one status.
 func (s *Store) ListDeliveries(ctx context.Context, webhookID string, status streams.Status, limit int, cursor string) ([]*Delivery, string, error) {
-	key := keyWebhookDlv + webhookID
+	key := DeliveryIndexKey(webhookID)
 	if status != "" {
-		key += ":" + string(status)
+		key = StatusIndexKey(webhookID, status)
 	}
 	ids, next, err := s.pageDesc(ctx, key, limit, cursor)
 	if err != nil {
@@ -355,7 +498,7 @@ func (s *Store) ListDeliveries(ctx context.Context, webhookID string, status str
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, keyDelivery+id)
+			cmds[i] = p.HGetAll(ctx, DeliveryKey(webhookID, id))
 		}
 		return nil
 	})
@@ -382,13 +525,17 @@ func (s *Store) Requeue(ctx context.Context, d *Delivery, lim Limits) error {
 		return err
 	}
 	p := s.rdb.Pipeline()
-	if err := s.queueOutcome(ctx, p, &o, lim, time.Now().UnixMilli()); err != nil {
+	m, err := s.queueOutcome(ctx, p, &o, lim, time.Now().UnixMilli())
+	if err != nil {
 		return err
 	}
 	if err := s.execScripts(ctx, p); err != nil {
 		return fmt.Errorf("requeue %s: %w", d.ID, err)
 	}
-	return nil
+	if m == nil {
+		return nil
+	}
+	return s.dropTrimmed(ctx, trimmedOf([]*queuedMerge{m}))
 }
 
 // WebhookStats are a webhook's lasting counters.
@@ -411,7 +558,7 @@ func (s *Store) Stats(ctx context.Context, ids []string) (map[string]WebhookStat
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, keyStats+id)
+			cmds[i] = p.HGetAll(ctx, StatsKey(id))
 		}
 		return nil
 	})
@@ -450,7 +597,7 @@ func (s *Store) MinuteStats(ctx context.Context, webhookID string, window time.D
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := 0; i < n; i++ {
 			m := endMin - int64(n-1-i)
-			cmds[i] = p.HGetAll(ctx, keyMinute+webhookID+":"+strconv.FormatInt(m, 10))
+			cmds[i] = p.HGetAll(ctx, MinuteKey(webhookID, m))
 		}
 		return nil
 	})
@@ -510,57 +657,102 @@ func quantile(counts []int64, total int64, q float64) *int64 {
 }
 
 // SweepIndexes removes from the per-webhook delivery indexes the records
-// that expired (retention) so listings and counts stay exact.
+// that expired (retention) so listings and counts stay exact, with their
+// webhook pointers, and deletes the records of trimmed deliveries that a
+// batch left behind.
 func (s *Store) SweepIndexes(ctx context.Context, retention time.Duration) error {
-	ids, err := s.rdb.ZRange(ctx, keyWebhookList, 0, -1).Result()
+	ids, err := s.rdb.ZRange(ctx, WebhookListKey(), 0, -1).Result()
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
 	cutoff := strconv.FormatInt(time.Now().Add(-retention).UnixMilli(), 10)
 	for _, wh := range ids {
-		all := keyWebhookDlv + wh
-		old, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: all, Start: "-inf", Stop: cutoff, ByScore: true, Count: 5000}).Result()
-		if err != nil {
-			return fmt.Errorf("sweep %s: %w", wh, err)
+		if err := s.sweepExpired(ctx, wh, cutoff); err != nil {
+			return err
 		}
-		if len(old) == 0 {
-			continue
-		}
-		cmds := make([]*redis.IntCmd, len(old))
-		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, d := range old {
-				cmds[i] = p.Exists(ctx, keyDelivery+d)
-			}
-			return nil
-		}); err != nil {
-			return fmt.Errorf("sweep %s: %w", wh, err)
-		}
-		var gone []any
-		for i, c := range cmds {
-			if c.Val() == 0 {
-				gone = append(gone, old[i])
-			}
-		}
-		if len(gone) == 0 {
-			continue
-		}
-		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.ZRem(ctx, all, gone...)
-			for _, st := range recordStatuses {
-				p.ZRem(ctx, all+":"+string(st), gone...)
-			}
-			return nil
-		}); err != nil {
-			return fmt.Errorf("sweep %s: %w", wh, err)
+		if err := s.sweepTrimmed(ctx, wh); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
+func (s *Store) sweepExpired(ctx context.Context, wh, cutoff string) error {
+	old, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: DeliveryIndexKey(wh), Start: "-inf", Stop: cutoff, ByScore: true, Count: 5000}).Result()
+	if err != nil {
+		return fmt.Errorf("sweep %s: %w", wh, err)
+	}
+	if len(old) == 0 {
+		return nil
+	}
+	cmds := make([]*redis.IntCmd, len(old))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, d := range old {
+			cmds[i] = p.Exists(ctx, DeliveryKey(wh, d))
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("sweep %s: %w", wh, err)
+	}
+	var gone []any
+	for i, c := range cmds {
+		if c.Val() == 0 {
+			gone = append(gone, old[i])
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZRem(ctx, DeliveryIndexKey(wh), gone...)
+		for _, st := range recordStatuses {
+			p.ZRem(ctx, StatusIndexKey(wh, st), gone...)
+		}
+		for _, d := range gone {
+			p.Del(ctx, DeliveryWebhookKey(d.(string)))
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("sweep %s: %w", wh, err)
+	}
+	return nil
+}
+
+// sweepTrimmed deletes the records still listed under a webhook's
+// TrimmedKey (a batch that stopped between its two steps left them).
+func (s *Store) sweepTrimmed(ctx context.Context, wh string) error {
+	for {
+		ids, err := s.rdb.ZRange(ctx, TrimmedKey(wh), 0, 499).Result()
+		if err != nil {
+			return fmt.Errorf("sweep %s: %w", wh, err)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if err := s.dropTrimmed(ctx, map[string][]string{wh: ids}); err != nil {
+			return fmt.Errorf("sweep %s: %w", wh, err)
+		}
+	}
+}
+
 // DeliveryWebhook returns the webhook a delivery record belongs to (ok
 // false when there is no such record).
 func (s *Store) DeliveryWebhook(ctx context.Context, id string) (string, bool, error) {
-	w, err := s.rdb.HGet(ctx, keyDelivery+id, "webhook_id").Result()
+	wh, ok, err := s.deliveryOwner(ctx, id)
+	if err != nil || !ok {
+		return "", false, err
+	}
+	n, err := s.rdb.Exists(ctx, DeliveryKey(wh, id)).Result()
+	if err != nil {
+		return "", false, fmt.Errorf("delivery %s: %w", id, err)
+	}
+	return wh, n == 1, nil
+}
+
+// deliveryOwner reads a delivery's webhook pointer (ok false: none). The
+// pointer may outlive the record by up to a sweep.
+func (s *Store) deliveryOwner(ctx context.Context, id string) (string, bool, error) {
+	w, err := s.rdb.Get(ctx, DeliveryWebhookKey(id)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", false, nil
 	}

@@ -14,10 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// keySession holds a web page session under the SHA-256 of its cookie value,
-// so a copy of Redis does not hand out usable cookies.
-const keySession = "hermod:session:"
-
 // Session is a signed-in web page session. The cookie carries Token; the
 // page carries CSRF and sends it back on every state-changing request.
 type Session struct {
@@ -39,9 +35,11 @@ func RandomToken(n int) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
+// sessionKey is the key of a cookie value's session: under the value's
+// SHA-256, so a copy of Redis does not hand out usable cookies.
 func sessionKey(token string) string {
 	sum := sha256.Sum256([]byte(token))
-	return keySession + hex.EncodeToString(sum[:])
+	return SessionKey(hex.EncodeToString(sum[:]))
 }
 
 // CreateSession stores a new session valid for ttl, signed in with the

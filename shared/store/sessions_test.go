@@ -23,7 +23,7 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatalf("get: %+v %v", got, err)
 	}
 	// Redis holds the token's hash, never the token.
-	keys, err := rd.Client(t).Keys(ctx, "hermod:session:*").Result()
+	keys, err := rd.Client(t).Keys(ctx, SessionKey("*")).Result()
 	if err != nil || len(keys) != 1 || strings.Contains(keys[0], sess.Token) {
 		t.Fatalf("session keys: %v %v", keys, err)
 	}

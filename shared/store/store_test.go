@@ -113,13 +113,13 @@ func TestMergeDeadThenRetried(t *testing.T) {
 	if d.Status != streams.StatusDead || d.Reason != streams.ReasonTerminal {
 		t.Fatalf("record %+v", d)
 	}
-	if ttl := s.rdb.TTL(ctx, keyDelivery+"d-2").Val(); ttl <= 0 || ttl > time.Hour {
+	if ttl := s.rdb.TTL(ctx, DeliveryKey("wh-1", "d-2")).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("finished record TTL %s, want the retention", ttl)
 	}
 	if err := s.Requeue(ctx, d, lim); err != nil {
 		t.Fatal(err)
 	}
-	if ttl := s.rdb.TTL(ctx, keyDelivery+"d-2").Val(); ttl != -1 {
+	if ttl := s.rdb.TTL(ctx, DeliveryKey("wh-1", "d-2")).Val(); ttl != -1 {
 		t.Errorf("requeued record still expires (%s)", ttl)
 	}
 	ok := outcome("d-2", 1, 1, streams.StatusSuccess, streams.StatusSuccess, 200)
@@ -164,8 +164,94 @@ func TestDegradedAndHistoryLimit(t *testing.T) {
 	if _, _, _, err := s.GetDelivery(ctx, "a"); err != ErrNotFound {
 		t.Errorf("trimmed record still readable: %v", err)
 	}
-	if n := s.rdb.ZCard(ctx, keyWebhookDlv+"wh-1:dead").Val(); n != 3 {
+	if n := s.rdb.ZCard(ctx, StatusIndexKey("wh-1", streams.StatusDead)).Val(); n != 3 {
 		t.Errorf("status index holds %d", n)
+	}
+	// The trimmed deliveries' keys are gone, not only their index entries.
+	for _, id := range []string{"a", "b"} {
+		if n := s.rdb.Exists(ctx, DeliveryKey("wh-1", id), AttemptsKey("wh-1", id), DeliveryWebhookKey(id)).Val(); n != 0 {
+			t.Errorf("%s: %d of its keys left", id, n)
+		}
+	}
+	if n := s.rdb.Exists(ctx, TrimmedKey("wh-1")).Val(); n != 0 {
+		t.Errorf("trimmed ids still listed")
+	}
+}
+
+// A batch that stopped between writing and deleting the trimmed records
+// leaves them listed; the sweep deletes them, except a delivery an outcome
+// started again meanwhile.
+func TestTrimmedLeftBehindAreSwept(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	if err := s.CheckKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	w := &webhooks.Webhook{ID: "wh-1", Name: "n", URL: "https://example.test/", Secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0",
+		EventTypes: []string{"*"}, Enabled: true, CreatedAt: now, UpdatedAt: now}
+	if err := s.PutWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	small := Limits{Retention: time.Hour, HistoryLimit: 2, PayloadTTL: time.Hour}
+	if err := s.loadScripts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The first step only, as a batch that stopped after it.
+	p := s.rdb.Pipeline()
+	for i, id := range []string{"a", "b", "c", "d"} {
+		o := outcome(id, 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
+		o.CreatedAt = int64(1_700_000_000_000 + i)
+		if _, err := s.queueOutcome(ctx, p, &o, small, time.Now().UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.execScripts(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.rdb.ZRange(ctx, TrimmedKey("wh-1"), 0, -1).Val(); strings.Join(got, ",") != "a,b" {
+		t.Fatalf("trimmed %v, want a,b", got)
+	}
+	for _, id := range []string{"a", "b"} {
+		if _, _, _, err := s.GetDelivery(ctx, id); err != nil {
+			t.Fatalf("%s: the record is deleted by the second step only: %v", id, err)
+		}
+	}
+	// An outcome for b, with the history limit raised meanwhile: a trimmed
+	// delivery is gone, so b starts anew (its old attempt is not kept).
+	late := outcome("b", 0, 2, streams.StatusSuccess, streams.StatusSuccess, 200)
+	late.CreatedAt = 1_700_000_000_001
+	raised := small
+	raised.HistoryLimit = 3
+	if err := s.ApplyOutcomes(ctx, []streams.Outcome{late}, nil, raised); err != nil {
+		t.Fatal(err)
+	}
+	if d, hist, _, err := s.GetDelivery(ctx, "b"); err != nil || d.Status != streams.StatusSuccess || len(hist) != 1 {
+		t.Errorf("b after its late outcome: %+v %v %v", d, hist, err)
+	}
+	if err := s.SweepIndexes(ctx, small.Retention); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.rdb.Exists(ctx, DeliveryKey("wh-1", "a"), AttemptsKey("wh-1", "a"), DeliveryWebhookKey("a")).Val(); n != 0 {
+		t.Errorf("a: %d of its keys left after the sweep", n)
+	}
+	if n := s.rdb.Exists(ctx, TrimmedKey("wh-1")).Val(); n != 0 {
+		t.Errorf("trimmed ids still listed after the sweep")
+	}
+	ds, _, err := s.ListDeliveries(ctx, "wh-1", "", 10, "")
+	var ids []string
+	for _, d := range ds {
+		ids = append(ids, d.ID)
+	}
+	if err != nil || strings.Join(ids, ",") != "d,c,b" {
+		t.Errorf("listed %v %v, want d,c,b", ids, err)
+	}
+	if owner, ok, err := s.DeliveryWebhook(ctx, "b"); err != nil || !ok || owner != "wh-1" {
+		t.Errorf("b's webhook: %q %v %v", owner, ok, err)
+	}
+	st, _ := s.Stats(ctx, []string{"wh-1"})
+	if st["wh-1"].Delivered != 1 {
+		t.Errorf("b's success not counted: %+v", st["wh-1"])
 	}
 }
 
@@ -184,7 +270,7 @@ func TestWebhooksSealedAtRest(t *testing.T) {
 	if err := s.PutWebhook(ctx, w); err != nil {
 		t.Fatal(err)
 	}
-	raw := s.rdb.Get(ctx, keyWebhook+w.ID).Val()
+	raw := s.rdb.Get(ctx, WebhookKey(w.ID)).Val()
 	for _, plain := range []string{"p4th", "a-secret", "c2VjcmV0c2VjcmV0"} {
 		if strings.Contains(raw, plain) {
 			t.Errorf("stored value contains %q", plain)
@@ -232,5 +318,41 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 	apply(t, s, []streams.Outcome{ok})
 	if d, _, _, _ := s.GetDelivery(ctx, "d-9"); d.Status != streams.StatusSuccess {
 		t.Errorf("status %s after reload", d.Status)
+	}
+}
+
+// One event's payload serves every webhook it went to; a finished delivery
+// extends it to the retention (never shortens it).
+func TestPayloadExtendedWhenADeliveryFinishes(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	lim := Limits{Retention: time.Hour, HistoryLimit: 100, PayloadTTL: 30 * time.Minute}
+	e := enqueued("d-1")
+	e.Deliveries = append(e.Deliveries, streams.EnqueuedItem{DeliveryID: "d-2", WebhookID: "wh-2"})
+	if err := s.ApplyOutcomes(ctx, nil, []streams.Enqueued{e}, lim); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := s.rdb.TTL(ctx, EventKey("ev-1")).Val(); ttl <= 0 || ttl > 30*time.Minute {
+		t.Fatalf("payload TTL %s before any delivery finished", ttl)
+	}
+	failed := outcome("d-1", 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
+	if err := s.ApplyOutcomes(ctx, []streams.Outcome{failed}, nil, lim); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := s.rdb.TTL(ctx, EventKey("ev-1")).Val(); ttl > 30*time.Minute {
+		t.Fatalf("payload extended by a retry: %s", ttl)
+	}
+	done := outcome("d-2", 0, 1, streams.StatusSuccess, streams.StatusSuccess, 200)
+	done.WebhookID = "wh-2"
+	if err := s.ApplyOutcomes(ctx, []streams.Outcome{done}, nil, lim); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := s.rdb.TTL(ctx, EventKey("ev-1")).Val(); ttl <= 30*time.Minute || ttl > time.Hour {
+		t.Errorf("payload TTL %s after a delivery finished, want the retention", ttl)
+	}
+	for _, d := range []string{"d-1", "d-2"} {
+		if _, _, payload, err := s.GetDelivery(ctx, d); err != nil || string(payload) != `{"id":"ev-1"}` {
+			t.Errorf("%s payload %s %v", d, payload, err)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package store keeps Hermod's system of record in Redis: webhooks (secrets
 // sealed with AES-256-GCM), delivery records, attempt history, statistics
-// and event payloads. Key layout and sizes are in docs/architecture.md.
+// and event payloads. keys.go builds every key name; the layout and sizes
+// are in docs/architecture.md, section "Redis layout".
 package store
 
 import (
@@ -26,19 +27,6 @@ var ErrNotFound = errors.New("not found")
 // ErrBadCursor is returned for a cursor this store did not make.
 var ErrBadCursor = errors.New("malformed cursor")
 
-const (
-	keyWebhook     = "hermod:wh:"
-	keyWebhookList = "hermod:whs"
-	keyVersion     = "hermod:whver"
-	keyKeyCheck    = "hermod:keycheck"
-	keyStats       = "hermod:ws:"
-	keyDelivery    = "hermod:d:"
-	keyAttempts    = "hermod:da:"
-	keyWebhookDlv  = "hermod:wd:"
-	keyEvent       = "hermod:e:"
-	keyMinute      = "hermod:m:"
-)
-
 // Store is the Redis-backed system of record.
 type Store struct {
 	rdb *redis.Client
@@ -61,7 +49,7 @@ func (s *Store) Redis() *redis.Client { return s.rdb }
 // first use it stores a sealed marker; later it must open. Without a key it
 // refuses when encrypted data exists.
 func (s *Store) CheckKey(ctx context.Context) error {
-	v, err := s.rdb.Get(ctx, keyKeyCheck).Result()
+	v, err := s.rdb.Get(ctx, KeyCheckKey()).Result()
 	if errors.Is(err, redis.Nil) {
 		if s.box == nil {
 			return nil
@@ -70,7 +58,7 @@ func (s *Store) CheckKey(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := s.rdb.SetNX(ctx, keyKeyCheck, sealed, 0).Err(); err != nil {
+		if err := s.rdb.SetNX(ctx, KeyCheckKey(), sealed, 0).Err(); err != nil {
 			return fmt.Errorf("store key marker: %w", err)
 		}
 		return s.CheckKey(ctx)
@@ -165,16 +153,19 @@ func (s *Store) open(data []byte) (*webhooks.Webhook, error) {
 	return w, nil
 }
 
-// PutWebhook creates or replaces a webhook and bumps the change version.
+// PutWebhook creates or replaces a webhook and bumps the change version,
+// in that order (one pipeline of single-key commands, so the keys need not
+// share a slot): whoever sees the new version or the id listed finds the
+// webhook.
 func (s *Store) PutWebhook(ctx context.Context, w *webhooks.Webhook) error {
 	data, err := s.seal(w)
 	if err != nil {
 		return err
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, keyWebhook+w.ID, data, 0)
-		p.ZAdd(ctx, keyWebhookList, redis.Z{Score: float64(w.CreatedAt.UnixMicro()), Member: w.ID})
-		p.Incr(ctx, keyVersion)
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, WebhookKey(w.ID), data, 0)
+		p.ZAdd(ctx, WebhookListKey(), redis.Z{Score: float64(w.CreatedAt.UnixMicro()), Member: w.ID})
+		p.Incr(ctx, WebhookVersionKey())
 		return nil
 	})
 	if err != nil {
@@ -185,7 +176,7 @@ func (s *Store) PutWebhook(ctx context.Context, w *webhooks.Webhook) error {
 
 // GetWebhook loads one webhook.
 func (s *Store) GetWebhook(ctx context.Context, id string) (*webhooks.Webhook, error) {
-	data, err := s.rdb.Get(ctx, keyWebhook+id).Bytes()
+	data, err := s.rdb.Get(ctx, WebhookKey(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
 	}
@@ -197,24 +188,24 @@ func (s *Store) GetWebhook(ctx context.Context, id string) (*webhooks.Webhook, e
 
 // DeleteWebhook removes a webhook, its statistics and its delivery records.
 func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
-	n, err := s.rdb.Del(ctx, keyWebhook+id).Result()
+	n, err := s.rdb.Del(ctx, WebhookKey(id)).Result()
 	if err != nil {
 		return fmt.Errorf("delete webhook %s: %w", id, err)
 	}
 	if n == 0 {
 		return ErrNotFound
 	}
-	if err := s.rdb.ZRem(ctx, keyWebhookList, id).Err(); err != nil {
+	if err := s.rdb.ZRem(ctx, WebhookListKey(), id).Err(); err != nil {
 		return fmt.Errorf("delete webhook %s: %w", id, err)
 	}
-	if err := s.rdb.Incr(ctx, keyVersion).Err(); err != nil {
+	if err := s.rdb.Incr(ctx, WebhookVersionKey()).Err(); err != nil {
 		return fmt.Errorf("delete webhook %s: %w", id, err)
 	}
 	return s.dropRecords(ctx, id)
 }
 
 func (s *Store) dropRecords(ctx context.Context, webhookID string) error {
-	all := keyWebhookDlv + webhookID
+	all := DeliveryIndexKey(webhookID)
 	for {
 		ids, err := s.rdb.ZRange(ctx, all, 0, 499).Result()
 		if err != nil {
@@ -225,7 +216,8 @@ func (s *Store) dropRecords(ctx context.Context, webhookID string) error {
 		}
 		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, d := range ids {
-				p.Del(ctx, keyDelivery+d, keyAttempts+d)
+				p.Del(ctx, DeliveryKey(webhookID, d), AttemptsKey(webhookID, d))
+				p.Del(ctx, DeliveryWebhookKey(d))
 			}
 			members := make([]any, len(ids))
 			for i, d := range ids {
@@ -238,16 +230,19 @@ func (s *Store) dropRecords(ctx context.Context, webhookID string) error {
 			return fmt.Errorf("drop records of %s: %w", webhookID, err)
 		}
 	}
-	keys := []string{keyStats + webhookID}
+	if err := s.sweepTrimmed(ctx, webhookID); err != nil {
+		return fmt.Errorf("drop records of %s: %w", webhookID, err)
+	}
+	keys := []string{StatsKey(webhookID), TrimmedKey(webhookID)}
 	for _, st := range recordStatuses {
-		keys = append(keys, all+":"+string(st))
+		keys = append(keys, StatusIndexKey(webhookID, st))
 	}
 	return s.rdb.Del(ctx, keys...).Err()
 }
 
 // Version returns the webhook change counter.
 func (s *Store) Version(ctx context.Context) (int64, error) {
-	v, err := s.rdb.Get(ctx, keyVersion).Int64()
+	v, err := s.rdb.Get(ctx, WebhookVersionKey()).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
@@ -256,27 +251,32 @@ func (s *Store) Version(ctx context.Context) (int64, error) {
 
 // AllWebhooks loads every webhook (for an index's full resync).
 func (s *Store) AllWebhooks(ctx context.Context) ([]*webhooks.Webhook, error) {
-	ids, err := s.rdb.ZRange(ctx, keyWebhookList, 0, -1).Result()
+	ids, err := s.rdb.ZRange(ctx, WebhookListKey(), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list webhooks: %w", err)
 	}
 	out := make([]*webhooks.Webhook, 0, len(ids))
 	for start := 0; start < len(ids); start += 500 {
 		chunk := ids[start:min(start+500, len(ids))]
-		keys := make([]string, len(chunk))
-		for i, id := range chunk {
-			keys[i] = keyWebhook + id
-		}
-		vals, err := s.rdb.MGet(ctx, keys...).Result()
-		if err != nil {
+		cmds := make([]*redis.StringCmd, len(chunk))
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range chunk {
+				cmds[i] = p.Get(ctx, WebhookKey(id))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("load webhooks: %w", err)
 		}
-		for _, v := range vals {
-			str, ok := v.(string)
-			if !ok {
-				continue
+		for _, c := range cmds {
+			data, err := c.Bytes()
+			if errors.Is(err, redis.Nil) {
+				continue // deleted meanwhile
 			}
-			w, err := s.open([]byte(str))
+			if err != nil {
+				return nil, fmt.Errorf("load webhooks: %w", err)
+			}
+			w, err := s.open(data)
 			if err != nil {
 				return nil, err
 			}
@@ -355,7 +355,7 @@ func (s *Store) pageDesc(ctx context.Context, key string, limit int, cursor stri
 
 // ListWebhooks returns a page of webhooks, newest first.
 func (s *Store) ListWebhooks(ctx context.Context, limit int, cursor string) ([]*webhooks.Webhook, string, error) {
-	ids, next, err := s.pageDesc(ctx, keyWebhookList, limit, cursor)
+	ids, next, err := s.pageDesc(ctx, WebhookListKey(), limit, cursor)
 	if err != nil {
 		return nil, "", err
 	}

@@ -29,6 +29,7 @@ import (
 	allinone "github.com/hermodhq/hermod/services/hermod"
 	"github.com/hermodhq/hermod/shared/envconfig"
 	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/store"
 )
 
 const adminKey = "bench-admin-key-0123456789"
@@ -376,7 +377,7 @@ func BenchmarkRedisBytesPerDelivery(b *testing.B) {
 		// Wait until the recorder wrote every record.
 		deadline := time.Now().Add(time.Minute)
 		for {
-			n, _ := rdb.Eval(context.Background(), `return #redis.call('KEYS', 'hermod:da:*')`, nil).Int()
+			n, _ := rdb.Eval(context.Background(), `return #redis.call('KEYS', ARGV[1])`, nil, store.AttemptsKey("*", "*")).Int()
 			if n == events*hooks {
 				break
 			}
