@@ -245,7 +245,9 @@ func (a *Agent) heartbeats(ctx context.Context) error {
 	}
 }
 
-// Main runs the agent until ctx ends.
+// Main runs the agent until ctx ends. It is long because it lists, in order,
+// the agent's start: connect, be accepted by the control plane, build the
+// worker, health and test handler, then run the components.
 func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
 	// The id and token authenticate the connection (NATS's auth callout turns
 	// the grant into permissions); the inbox prefix is the agent's own.

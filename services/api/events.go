@@ -24,7 +24,9 @@ func (s *Server) eventTypes(c echo.Context) error {
 }
 
 // publishEvent validates an event, wraps it in the envelope and publishes it
-// on the subject named by its type, with its id as Nats-Msg-Id.
+// on the subject named by its type, with its id as Nats-Msg-Id. It is long
+// because each check of the request answers with its own field error, in
+// the order a caller fixes them.
 func (s *Server) publishEvent(c echo.Context) error {
 	body, err := readBody(c, s.opts.MaxEventBytes)
 	if err != nil {

@@ -124,106 +124,28 @@ func genAdminKey() (string, error) {
 	return "hermod_" + k[:40], nil
 }
 
-// Main runs the all-in-one until ctx ends. out receives the banner.
+// Main runs the all-in-one until ctx ends. out receives the banner. It is
+// long because it lists, in order, every part the all-in-one composes (the
+// same parts the separate binaries build); each part is built elsewhere.
 func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("HERMOD_DATA_DIR: %w", err)
 	}
-	generatedKey := false
-	if len(cfg.AdminKeys) == 0 {
-		k, created, err := keyFile(cfg.DataDir, "admin_key", genAdminKey)
-		if err != nil {
-			return err
-		}
-		cfg.AdminKeys, generatedKey = []string{k}, created
-	}
-	if cfg.EncryptionKey == "" {
-		k, _, err := keyFile(cfg.DataDir, "encryption_key", encryption.GenerateKey)
-		if err != nil {
-			return err
-		}
-		cfg.EncryptionKey = k
-	}
-	rawKey, err := encryption.ParseKey(cfg.EncryptionKey)
-	if err != nil {
-		return fmt.Errorf("encryption key in %s: %w", cfg.DataDir, err)
-	}
-	box, err := encryption.New(rawKey)
+	cfg, box, generatedKey, err := dataDirKeys(cfg)
 	if err != nil {
 		return err
 	}
-
-	// NATS: embedded unless HERMOD_NATS_URL is set.
-	var nc *nats.Conn
-	var ns *server.Server
-	var calloutSeed string // set when the embedded NATS sends agents to the callout
-	if cfg.NATSURL != "" {
-		if nc, err = connect.NATS(cfg.NATSURL, "hermod"); err != nil {
-			return err
-		}
-		log.Info().Str("nats", envconfig.MaskURL(cfg.NATSURL)).Msg("using external NATS")
-	} else {
-		token, err := encryption.GenerateKey()
-		if err != nil {
-			return err
-		}
-		// Listening for agents, the embedded NATS hands every connection
-		// but the all-in-one's own user to the auth callout (the agents'
-		// grants, as with hermod-api): see docs/agents.md.
-		var auth *natsAuth
-		if cfg.NATSListen != "" {
-			if auth, err = newNATSAuth(cfg); err != nil {
-				return err
-			}
-			calloutSeed = auth.seed
-		}
-		if ns, err = startNATS(cfg, token, auth); err != nil {
-			return err
-		}
-		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-		// The pipeline connects over loopback TCP, not an in-process pipe:
-		// under load the synchronous pipe stalled deliveries for 1-2 s
-		// (docs/benchmarks.md). Without HERMOD_NATS_LISTEN the port is a
-		// random one on 127.0.0.1 guarded by a token generated per start.
-		opts := []nats.Option{nats.Token(token)}
-		if auth != nil {
-			opts = []nats.Option{nats.UserInfo(natsServiceUser, auth.password)}
-		}
-		if nc, err = connect.NATS(ns.ClientURL(), "hermod", opts...); err != nil {
-			return err
-		}
-		where := "loopback only (random port, token per start)"
-		if cfg.NATSListen != "" {
-			where = "listening for agents on " + cfg.NATSListen + " (auth callout; other clients: user " + natsServiceUser +
-				", password in " + filepath.Join(cfg.DataDir, natsPasswordFile) + ")"
-		}
-		log.Info().Str("store", filepath.Join(cfg.DataDir, "jetstream")).Str("nats", where).Msg("embedded JetStream")
+	nb, err := openNATS(cfg, log)
+	if err != nil {
+		return err
 	}
-	defer nc.Close()
-
-	// Redis: HERMOD_REDIS_URL, or a redis-server from PATH with its data in the data dir.
-	redisURL := cfg.RedisURL
-	switch {
-	case redisURL == "" && cfg.RedisServer != "":
-		rs, err := startRedis(cfg.RedisServer, filepath.Join(cfg.DataDir, "redis"))
-		if err != nil {
-			return err
-		}
-		defer rs.stop()
-		redisURL = rs.url
-		log.Info().Str("redis", rs.url).Str("data", rs.dir).Msg("started redis-server from PATH (append-only file in the data dir)")
-	case redisURL == "":
-		er, err := startEmbeddedRedis(filepath.Join(cfg.DataDir, "redis"), log)
-		if err != nil {
-			return err
-		}
-		defer er.close()
-		redisURL = er.url()
-		log.Info().Str("redis", redisURL).Str("data", er.path).
-			Msg("no redis-server on PATH: using the embedded Redis-protocol store (snapshot every second; for development)")
-	default:
-		log.Info().Str("redis", envconfig.MaskURL(redisURL)).Msg("using external Redis")
+	defer nb.close()
+	nc, ns, calloutSeed := nb.nc, nb.ns, nb.calloutSeed
+	redisURL, stopRedis, err := openRedis(cfg, log)
+	if err != nil {
+		return err
 	}
+	defer stopRedis()
 	common := cfg.Common
 	common.RedisURL = redisURL
 	c, err := connect.Open(ctx, "hermod", common, box, nc)
@@ -273,6 +195,123 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	comps = append(comps, dl.Components()...)
 	printBanner(out, apiParts.Addr().String(), cfg.AdminKeys[0], generatedKey, cfg.DataDir)
 	return lifecycle.Run(ctx, log, cfg.ShutdownTimeout, health, comps...)
+}
+
+// dataDirKeys fills in the admin key and the encryption key from the data
+// dir (generated there on first start) when the environment gives none.
+func dataDirKeys(cfg Config) (Config, *encryption.Box, bool, error) {
+	generated := false
+	if len(cfg.AdminKeys) == 0 {
+		k, created, err := keyFile(cfg.DataDir, "admin_key", genAdminKey)
+		if err != nil {
+			return cfg, nil, false, err
+		}
+		cfg.AdminKeys, generated = []string{k}, created
+	}
+	if cfg.EncryptionKey == "" {
+		k, _, err := keyFile(cfg.DataDir, "encryption_key", encryption.GenerateKey)
+		if err != nil {
+			return cfg, nil, false, err
+		}
+		cfg.EncryptionKey = k
+	}
+	rawKey, err := encryption.ParseKey(cfg.EncryptionKey)
+	if err != nil {
+		return cfg, nil, false, fmt.Errorf("encryption key in %s: %w", cfg.DataDir, err)
+	}
+	box, err := encryption.New(rawKey)
+	return cfg, box, generated, err
+}
+
+// natsBackend is the all-in-one's NATS: HERMOD_NATS_URL's, or an embedded
+// server (ns) with its JetStream store in the data dir.
+type natsBackend struct {
+	nc          *nats.Conn
+	ns          *server.Server
+	calloutSeed string // set when the embedded NATS sends agents to the callout
+}
+
+func (b *natsBackend) close() {
+	b.nc.Close()
+	if b.ns != nil {
+		b.ns.Shutdown()
+		b.ns.WaitForShutdown()
+	}
+}
+
+// openNATS connects to HERMOD_NATS_URL, or starts the embedded server.
+func openNATS(cfg Config, log zerolog.Logger) (*natsBackend, error) {
+	if cfg.NATSURL != "" {
+		nc, err := connect.NATS(cfg.NATSURL, "hermod")
+		if err != nil {
+			return nil, err
+		}
+		log.Info().Str("nats", envconfig.MaskURL(cfg.NATSURL)).Msg("using external NATS")
+		return &natsBackend{nc: nc}, nil
+	}
+	token, err := encryption.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	// Listening for agents, the embedded NATS hands every connection but
+	// the all-in-one's own user to the auth callout (the agents' grants, as
+	// with hermod-api): see docs/agents.md.
+	b := &natsBackend{}
+	var auth *natsAuth
+	if cfg.NATSListen != "" {
+		if auth, err = newNATSAuth(cfg); err != nil {
+			return nil, err
+		}
+		b.calloutSeed = auth.seed
+	}
+	if b.ns, err = startNATS(cfg, token, auth); err != nil {
+		return nil, err
+	}
+	// The pipeline connects over loopback TCP, not an in-process pipe: under
+	// load the synchronous pipe stalled deliveries for 1-2 s
+	// (docs/benchmarks.md). Without HERMOD_NATS_LISTEN the port is a random
+	// one on 127.0.0.1 guarded by a token generated per start.
+	opts := []nats.Option{nats.Token(token)}
+	if auth != nil {
+		opts = []nats.Option{nats.UserInfo(natsServiceUser, auth.password)}
+	}
+	if b.nc, err = connect.NATS(b.ns.ClientURL(), "hermod", opts...); err != nil {
+		b.ns.Shutdown()
+		b.ns.WaitForShutdown()
+		return nil, err
+	}
+	where := "loopback only (random port, token per start)"
+	if cfg.NATSListen != "" {
+		where = "listening for agents on " + cfg.NATSListen + " (auth callout; other clients: user " + natsServiceUser +
+			", password in " + filepath.Join(cfg.DataDir, natsPasswordFile) + ")"
+	}
+	log.Info().Str("store", filepath.Join(cfg.DataDir, "jetstream")).Str("nats", where).Msg("embedded JetStream")
+	return b, nil
+}
+
+// openRedis is HERMOD_REDIS_URL, or a redis-server from PATH with its data
+// in the data dir, or else the embedded Redis-protocol store; stop stops
+// what it started.
+func openRedis(cfg Config, log zerolog.Logger) (url string, stop func(), err error) {
+	switch {
+	case cfg.RedisURL == "" && cfg.RedisServer != "":
+		rs, err := startRedis(cfg.RedisServer, filepath.Join(cfg.DataDir, "redis"))
+		if err != nil {
+			return "", nil, err
+		}
+		log.Info().Str("redis", rs.url).Str("data", rs.dir).Msg("started redis-server from PATH (append-only file in the data dir)")
+		return rs.url, rs.stop, nil
+	case cfg.RedisURL == "":
+		er, err := startEmbeddedRedis(filepath.Join(cfg.DataDir, "redis"), log)
+		if err != nil {
+			return "", nil, err
+		}
+		log.Info().Str("redis", er.url()).Str("data", er.path).
+			Msg("no redis-server on PATH: using the embedded Redis-protocol store (snapshot every second; for development)")
+		return er.url(), er.close, nil
+	}
+	log.Info().Str("redis", envconfig.MaskURL(cfg.RedisURL)).Msg("using external Redis")
+	return cfg.RedisURL, func() {}, nil
 }
 
 // natsServiceUser is the all-in-one's own user on its embedded NATS when it

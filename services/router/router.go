@@ -130,29 +130,10 @@ func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.
 			return buf
 		}
 	}
-	created := time.Now().UnixMilli()
 	matched := r.ix.Set().Match(ev, buf)
-	enq := streams.Enqueued{V: streams.SchemaVersion, EventID: ev.ID, EventType: ev.Type, CreatedAt: created,
-		Payload: body, Deliveries: make([]streams.EnqueuedItem, 0, len(matched))}
-	futures := make([]jetstream.PubAckFuture, 0, len(matched))
-	for _, w := range matched {
-		did := DeliveryID(ev.ID, w.ID)
-		meta := streams.Meta{DeliveryID: did, WebhookID: w.ID, EventID: ev.ID, EventType: ev.Type, CreatedAt: created}
-		subject := streams.SubjectFor(w.ID, w.TargetLabels, w.Enabled)
-		if len(w.TargetLabels) == 0 && !w.Enabled {
-			meta.HeldSince = created
-		}
-		f, err := r.pub.PublishMsgAsync(streams.NewMsg(subject, did, meta, body))
-		if err != nil {
-			r.log.Warn().Err(err).Str("event_id", ev.ID).Msg("enqueue failed; the event will be redelivered")
-			_ = msg.NakWithDelay(time.Second)
-			return matched
-		}
-		futures = append(futures, f)
-		enq.Deliveries = append(enq.Deliveries, streams.EnqueuedItem{DeliveryID: did, WebhookID: w.ID, TargetLabels: w.TargetLabels})
-	}
-	if err := waitAll(futures); err != nil {
-		r.log.Warn().Err(err).Str("event_id", ev.ID).Msg("enqueue not acknowledged; the event will be redelivered")
+	enq, err := r.enqueue(ev, body, matched)
+	if err != nil {
+		r.log.Warn().Err(err).Str("event_id", ev.ID).Msg("enqueue failed; the event will be redelivered")
 		_ = msg.NakWithDelay(time.Second)
 		return matched
 	}
@@ -168,6 +149,34 @@ func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.
 	}
 	r.m.Routed(len(enq.Deliveries))
 	return matched
+}
+
+// enqueue publishes one delivery of the event per matched webhook, on the
+// subject its state picks (its label set's, held while paused, else the
+// broker's), with the delivery id as Nats-Msg-Id, and waits for every
+// acknowledgement; it returns the enqueue record of what it enqueued.
+func (r *Router) enqueue(ev *matching.Event, body []byte, matched []*webhooks.Webhook) (streams.Enqueued, error) {
+	created := time.Now().UnixMilli()
+	enq := streams.Enqueued{V: streams.SchemaVersion, EventID: ev.ID, EventType: ev.Type, CreatedAt: created,
+		Payload: body, Deliveries: make([]streams.EnqueuedItem, 0, len(matched))}
+	futures := make([]jetstream.PubAckFuture, 0, len(matched))
+	for _, w := range matched {
+		did := DeliveryID(ev.ID, w.ID)
+		meta := streams.Meta{DeliveryID: did, WebhookID: w.ID, EventID: ev.ID, EventType: ev.Type, CreatedAt: created}
+		if len(w.TargetLabels) == 0 && !w.Enabled {
+			meta.HeldSince = created
+		}
+		f, err := r.pub.PublishMsgAsync(streams.NewMsg(streams.SubjectFor(w.ID, w.TargetLabels, w.Enabled), did, meta, body))
+		if err != nil {
+			return enq, fmt.Errorf("enqueue: %w", err)
+		}
+		futures = append(futures, f)
+		enq.Deliveries = append(enq.Deliveries, streams.EnqueuedItem{DeliveryID: did, WebhookID: w.ID, TargetLabels: w.TargetLabels})
+	}
+	if err := waitAll(futures); err != nil {
+		return enq, fmt.Errorf("enqueue not acknowledged: %w", err)
+	}
+	return enq, nil
 }
 
 // maxEnqueuedItems keeps one enqueue record well under the NATS payload limit.

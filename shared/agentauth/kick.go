@@ -170,7 +170,10 @@ type connzAnswer struct {
 	Error *apiError `json:"error"`
 }
 
-// Kick implements KickFunc.
+// Kick implements KickFunc. It is long because it is one gather-then-act
+// exchange with every server of a cluster: ask all for the connections,
+// collect answers until they stop coming, then ask each owner to close its
+// own; splitting it would spread one protocol over several functions.
 func (k *SystemKicker) Kick(ctx context.Context, agentID string) (int, error) {
 	user := UserName(agentID)
 	inbox := k.nc.NewRespInbox()

@@ -72,6 +72,22 @@ func New(js jetstream.JetStream, w Writer, log zerolog.Logger, opts Options) *Re
 	return &Recorder{js: js, w: w, log: log, opts: opts}
 }
 
+// sweep removes expired ids from the delivery indexes every opts.Sweep.
+func (r *Recorder) sweep(ctx context.Context) {
+	t := time.NewTicker(r.opts.Sweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := r.w.SweepIndexes(ctx, r.opts.Limits.Retention); err != nil && ctx.Err() == nil {
+				r.log.Warn().Err(err).Msg("sweep of delivery indexes failed")
+			}
+		}
+	}
+}
+
 // Run consumes until ctx ends, then writes what it holds and returns.
 func (r *Recorder) Run(ctx context.Context) error {
 	cons, err := r.js.CreateOrUpdateConsumer(ctx, streams.ResultsStream, streams.RecorderConsumerConfig())
@@ -85,21 +101,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(r.opts.Sweep)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := r.w.SweepIndexes(ctx, r.opts.Limits.Retention); err != nil && ctx.Err() == nil {
-					r.log.Warn().Err(err).Msg("sweep of delivery indexes failed")
-				}
-			}
-		}
-	}()
+	go func() { defer wg.Done(); r.sweep(ctx) }()
 	batch := make([]jetstream.Msg, 0, r.opts.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -139,14 +141,31 @@ func (r *Recorder) Run(ctx context.Context) error {
 }
 
 func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
-	var b store.Batch
+	b, later, err := r.readBatch(batch)
+	if err != nil {
+		r.retryLater(batch, err)
+		return
+	}
+	if !r.apply(stop, batch, b) {
+		return
+	}
+	for _, m := range batch {
+		if !slices.Contains(later, m) {
+			_ = m.Ack()
+		}
+	}
+	for _, m := range later {
+		_ = m.NakWithDelay(unknownDeliveryWait)
+	}
+}
+
+// readBatch reads a batch into what is to be written; later are an agent's
+// outcomes for deliveries not known yet, to be asked about again. An error
+// (the store cannot be asked about an agent) means the whole batch waits.
+func (r *Recorder) readBatch(batch []jetstream.Msg) (b store.Batch, later []jetstream.Msg, err error) {
 	// Deliveries enqueued earlier in this batch, for checking an agent's
 	// outcome before its record is written. Filled as they pass.
 	var enqueued map[string]string
-	// An agent's outcome for a delivery not known yet waits: the router
-	// publishes a delivery's enqueue record only after the delivery itself
-	// was stored, so a fast agent's outcome can come first.
-	var later []jetstream.Msg
 	for _, m := range batch {
 		subject := m.Subject()
 		agentID, kind, fromAgent := streams.ParseAgentResultSubject(subject)
@@ -158,22 +177,13 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 		}
 		switch subject {
 		case streams.BreakerSubject:
-			var bs streams.BreakerState
-			if err := json.Unmarshal(m.Data(), &bs); err != nil || bs.V > streams.SchemaVersion || bs.WebhookID == "" {
-				r.log.Error().Err(err).Msg("dropping an unreadable breaker report")
-				continue
+			bs, ok, err := r.breakerReport(m, agentID, fromAgent, enqueued)
+			if err != nil {
+				return b, nil, err
 			}
-			if fromAgent {
-				v, err := r.agentMay(agentID, bs.WebhookID, "", enqueued)
-				if err != nil {
-					r.retryLater(batch, err)
-					return
-				}
-				if v != allowed {
-					continue
-				}
+			if ok {
+				b.Breakers = append(b.Breakers, bs)
 			}
-			b.Breakers = append(b.Breakers, bs)
 		case streams.EnqueuedSubject:
 			var e streams.Enqueued
 			if err := json.Unmarshal(m.Data(), &e); err != nil || e.V > streams.SchemaVersion {
@@ -190,41 +200,75 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 				}
 			}
 		default:
-			var o streams.Outcome
-			if err := json.Unmarshal(m.Data(), &o); err != nil || o.V > streams.SchemaVersion || o.DeliveryID == "" {
-				r.log.Error().Err(err).Int("v", o.V).Msg("dropping an unreadable outcome")
-				continue
+			o, v, err := r.outcome(m, agentID, fromAgent, enqueued)
+			if err != nil {
+				return b, nil, err
 			}
-			if fromAgent {
-				v, err := r.agentMay(agentID, o.WebhookID, o.DeliveryID, enqueued)
-				if err != nil {
-					r.retryLater(batch, err)
-					return
-				}
-				if v == unknownYet && !r.waitedEnough(m, agentID, o.DeliveryID) {
-					later = append(later, m)
-					continue
-				}
-				if v != allowed {
-					continue
-				}
-				o.By = "agent:" + agentID // who sent it, whatever it says
-			} else if strings.HasPrefix(o.By, "agent:") {
-				r.log.Warn().Str("delivery_id", o.DeliveryID).Msg("refusing an agent's outcome published on the broker's subject")
-				continue
+			switch v {
+			case allowed:
+				b.Outcomes = append(b.Outcomes, o)
+			case unknownYet:
+				later = append(later, m)
 			}
-			b.Outcomes = append(b.Outcomes, o)
 		}
 	}
-	// Writes are retried here (Redis down: wait, never drop); the stream
-	// keeps the messages meanwhile and acks are sent only after success.
+	return b, later, nil
+}
+
+// breakerReport reads a breaker report; ok false drops it.
+func (r *Recorder) breakerReport(m jetstream.Msg, agentID string, fromAgent bool, enqueued map[string]string) (streams.BreakerState, bool, error) {
+	var bs streams.BreakerState
+	if err := json.Unmarshal(m.Data(), &bs); err != nil || bs.V > streams.SchemaVersion || bs.WebhookID == "" {
+		r.log.Error().Err(err).Msg("dropping an unreadable breaker report")
+		return bs, false, nil
+	}
+	if !fromAgent {
+		return bs, true, nil
+	}
+	v, err := r.agentMay(agentID, bs.WebhookID, "", enqueued)
+	return bs, v == allowed, err
+}
+
+// outcome reads an outcome and says whether it is written (allowed),
+// dropped (refused) or asked about again later (unknownYet).
+func (r *Recorder) outcome(m jetstream.Msg, agentID string, fromAgent bool, enqueued map[string]string) (streams.Outcome, verdict, error) {
+	// An agent's outcome for a delivery not known yet waits: the router
+	// publishes a delivery's enqueue record only after the delivery itself
+	// was stored, so a fast agent's outcome can come first.
+	var o streams.Outcome
+	if err := json.Unmarshal(m.Data(), &o); err != nil || o.V > streams.SchemaVersion || o.DeliveryID == "" {
+		r.log.Error().Err(err).Int("v", o.V).Msg("dropping an unreadable outcome")
+		return o, refused, nil
+	}
+	if !fromAgent {
+		if strings.HasPrefix(o.By, "agent:") {
+			r.log.Warn().Str("delivery_id", o.DeliveryID).Msg("refusing an agent's outcome published on the broker's subject")
+			return o, refused, nil
+		}
+		return o, allowed, nil
+	}
+	v, err := r.agentMay(agentID, o.WebhookID, o.DeliveryID, enqueued)
+	if err != nil {
+		return o, refused, err
+	}
+	if v == unknownYet && r.waitedEnough(m, agentID, o.DeliveryID) {
+		v = refused
+	}
+	o.By = "agent:" + agentID // who sent it, whatever it says
+	return o, v, nil
+}
+
+// apply writes b, retrying while Redis is down (never dropping: the stream
+// keeps the messages meanwhile, in progress); false when the recorder is
+// stopping, with the batch nakked for the next recorder.
+func (r *Recorder) apply(stop context.Context, batch []jetstream.Msg, b store.Batch) bool {
 	backoff := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := r.w.ApplyBatch(ctx, b, r.opts.Limits)
 		cancel()
 		if err == nil {
-			break
+			return true
 		}
 		if r.opts.OnError != nil {
 			r.opts.OnError(err)
@@ -234,7 +278,7 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 			for _, m := range batch {
 				_ = m.Nak() // shutting down: the next recorder takes them
 			}
-			return
+			return false
 		}
 		for _, m := range batch {
 			_ = m.InProgress()
@@ -244,14 +288,6 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 2*time.Second)
-	}
-	for _, m := range batch {
-		if !slices.Contains(later, m) {
-			_ = m.Ack()
-		}
-	}
-	for _, m := range later {
-		_ = m.NakWithDelay(unknownDeliveryWait)
 	}
 }
 

@@ -246,6 +246,9 @@ func Apply(w *Webhook, raw map[string]json.RawMessage, create bool, cat *catalog
 	return nil
 }
 
+// applyField applies one field of a create or update body to w. It is one
+// switch with a case per field, so every field's rule reads in one place;
+// that is why it is long.
 func applyField(w *Webhook, f string, r json.RawMessage, cat *catalog.Catalog) error {
 	null := isNull(r)
 	switch f {
