@@ -25,7 +25,7 @@ func TestShutdownOrder(t *testing.T) {
 			Component{Name: "server", Server: true, Run: func(ctx context.Context) error { <-ctx.Done(); note("server stopped"); return nil }},
 			Component{Name: "worker", Run: func(ctx context.Context) error {
 				<-ctx.Done()
-				time.Sleep(50 * time.Millisecond) // draining
+				time.Sleep(50 * time.Millisecond) // not a wait: a worker whose draining takes a while
 				note("worker drained")
 				return nil
 			}})
