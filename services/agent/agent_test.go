@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -160,7 +161,12 @@ func TestAgentReconnectsWhenItsGrantChanges(t *testing.T) {
 	if err := b.a.ask(ctx, "heartbeat"); err != nil {
 		t.Fatal(err)
 	}
-	hermodtest.Eventually(t, 5*time.Second, "a reconnect", func() bool { return b.nc.Stats().Reconnects == 1 })
+	hermodtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := b.nc.Stats().Reconnects; n != 1 {
+			return fmt.Errorf("%d reconnects, want 1", n)
+		}
+		return nil
+	})
 }
 
 func TestGrantKeyIgnoresOrder(t *testing.T) {

@@ -2,6 +2,7 @@ package allinone_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -86,14 +87,23 @@ func TestAgentGrantsAndLabelSets(t *testing.T) {
 			t.Fatalf("label set consumer: %v", err)
 		}
 		p.publish("alert.triggered", map[string]any{})
-		hermodtest.Eventually(t, 5*time.Second, "delivery on the label set subject", func() bool {
-			return p.streamMsgs(streams.DeliveriesStream, streams.AgentSubject(labels, id)) == 1
+		hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+			if n := p.streamMsgs(streams.DeliveriesStream, streams.AgentSubject(labels, id)); n != 1 {
+				return fmt.Errorf("%d of 1 delivery on the label set subject", n)
+			}
+			return nil
 		})
 		ds := p.waitStatus(id, "pending", 1, 5*time.Second)
 		if tl := ds[0]["target_labels"].([]any); len(tl) != 2 {
 			t.Errorf("delivery target labels %v", tl)
 		}
-		time.Sleep(300 * time.Millisecond)
+		// The broker side has nothing in hand (a copy on its subjects would
+		// have been sent), and the label set's consumer never handed the
+		// delivery to anyone.
+		p.waitIdle(5 * time.Second)
+		if c := p.consumer(streams.AgentConsumerName(labels)); c.Delivered.Consumer != 0 || c.NumPending != 1 {
+			t.Errorf("label set consumer: delivered %d, pending %d; want 0 and 1", c.Delivered.Consumer, c.NumPending)
+		}
 		if broker.Count() != 0 {
 			t.Errorf("a broker deliverer delivered an agent webhook")
 		}
@@ -137,8 +147,13 @@ func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
 		"HERMOD_AGENT_TOKEN": token})
 	p.publish("alert.triggered", map[string]any{"severity": "critical"})
 	for _, name := range []string{"broker", "prod", "prod-eu"} {
-		s := sinks[name]
-		hermodtest.Eventually(t, 15*time.Second, name+" delivery", func() bool { return s.Count() == 1 })
+		s, name := sinks[name], name
+		hermodtest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+			if err := sinkGotExactly(s, 1); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
 		verifySig(t, testSecret, s.Received()[0])
 	}
 	for name, by := range map[string]string{"broker": "broker", "prod": "agent:eu-1", "prod-eu": "agent:eu-1"} {
@@ -147,7 +162,20 @@ func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
 			t.Errorf("%s delivered by %v, want %s", name, ds[0]["delivered_by"], by)
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
+	// The label sets the grant does not cover: their consumers have never
+	// handed out a delivery and nobody is pulling from them (the agent pulls
+	// from each label set it takes all the time).
+	for name, labels := range map[string][]string{"staging": {"env:staging"}, "prod-mon": {"env:production", "role:monitoring"}} {
+		cons := streams.AgentConsumerName(labels)
+		hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+			c := p.consumer(cons)
+			if c.Delivered.Consumer != 0 || c.NumPending != 1 || c.NumAckPending != 0 || c.NumWaiting != 0 {
+				return fmt.Errorf("%s's consumer: delivered %d, pending %d, ack pending %d, pull requests %d; want 0, 1, 0, 0",
+					name, c.Delivered.Consumer, c.NumPending, c.NumAckPending, c.NumWaiting)
+			}
+			return nil
+		})
+	}
 	for _, name := range []string{"staging", "prod-mon"} {
 		if sinks[name].Count() != 0 {
 			t.Errorf("%s (not covered by the grant) was delivered", name)
@@ -175,15 +203,38 @@ func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
 	}
 	// Revoked: the control plane refuses it at its next heartbeat; it goes unready and takes nothing more.
 	p.must(204, "DELETE", "/api/v1/agents/eu-1", nil)
-	hermodtest.Eventually(t, 20*time.Second, "revoked agent unready", func() bool {
-		code, _ := httpGet("http://" + agentOps + "/readyz")
-		return code == 503
+	hermodtest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if code, body := httpGet("http://" + agentOps + "/readyz"); code != 503 {
+			return fmt.Errorf("the revoked agent's /readyz answers %d %s, want 503", code, tail(body, 300))
+		}
+		return nil
 	})
+	before := map[string]int{"prod": sinks["prod"].Count(), "prod-eu": sinks["prod-eu"].Count()}
 	p.publish("alert.resolved", map[string]any{})
-	hermodtest.Eventually(t, 10*time.Second, "broker delivery of the second event", func() bool { return sinks["broker"].Count() == 2 })
-	time.Sleep(2 * time.Second)
-	if n := sinks["prod"].Count(); n != 1 {
-		t.Errorf("revoked agent delivered again (%d)", n)
+	hermodtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if err := sinkGotExactly(sinks["broker"], 2); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		return nil
+	})
+	// The second event's deliveries for the agent's label sets were routed
+	// with the broker's. They must stay where they are, with nobody pulling
+	// from those label sets any more: the revoked agent stopped taking them.
+	for name, labels := range map[string][]string{"prod": {"env:production"}, "prod-eu": {"env:production", "region:eu"}} {
+		cons, subject := streams.AgentConsumerName(labels), streams.AgentSubject(labels, ids[name])
+		hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+			if n := p.streamMsgs(streams.DeliveriesStream, subject); n != 1 {
+				return fmt.Errorf("%s: %d deliveries waiting on %s, want the second event's; its sink got %d requests",
+					name, n, subject, sinks[name].Count())
+			}
+			if c := p.consumer(cons); c.NumWaiting != 0 {
+				return fmt.Errorf("%s: %d pull requests on %s after the agent was revoked", name, c.NumWaiting, cons)
+			}
+			return nil
+		})
+		if n := sinks[name].Count(); n != before[name] {
+			t.Errorf("revoked agent delivered %s again (%d requests, %d before the event)", name, n, before[name])
+		}
 	}
 }
 
@@ -237,31 +288,37 @@ func TestE2EAgentsLateGrantAndTakeover(t *testing.T) {
 	// PUT extends a1's grant to production; it follows at its next heartbeat, without a restart.
 	p.must(200, "PUT", "/api/v1/agents/a1", map[string]any{"labels": []string{"env:staging", "env:production"}})
 	prodConsumer := streams.AgentConsumerName([]string{"env:production"})
-	hermodtest.Eventually(t, 15*time.Second, "a1 takes the production label set", func() bool {
-		return strings.Contains(readFile(t, a1.p.log), prodConsumer)
+	hermodtest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		if log := readFile(t, a1.p.log); !strings.Contains(log, prodConsumer) {
+			return fmt.Errorf("a1 has not taken the production label set %s:\n%s", prodConsumer, tail(log, 1000))
+		}
+		return nil
 	})
 	a2 := start("a2", []string{"env:production"})
 	p.publish("instance.crash", map[string]any{})
-	hermodtest.Eventually(t, 10*time.Second, "slow request held by an agent", func() bool { return slow.Count() == 1 })
+	hermodtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(slow, 1) })
 	first := slow.Received()[0]
 	var victim agentProc
 	survivorID := ""
-	hermodtest.Eventually(t, 5*time.Second, "the agent holding it", func() bool {
+	hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		var seen []string
 		for i, a := range []agentProc{a1, a2} {
 			_, body := httpGet("http://" + a.ops + "/metrics")
-			if m := inFlightRe.FindStringSubmatch(body); m != nil && m[1] == "1" {
+			m := inFlightRe.FindStringSubmatch(body)
+			if m != nil && m[1] == "1" {
 				victim = a
 				survivorID = []string{"agent:a2", "agent:a1"}[i]
-				return true
+				return nil
 			}
+			seen = append(seen, fmt.Sprintf("a%d: in flight %v", i+1, m))
 		}
-		return false
+		return fmt.Errorf("no agent has the slow request in flight: %s", strings.Join(seen, "; "))
 	})
 	if err := victim.p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-victim.p.done
-	hermodtest.Eventually(t, 20*time.Second, "takeover by the other agent", func() bool { return slow.Count() >= 2 })
+	hermodtest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error { return sinkGot(slow, 2) })
 	got := slow.Received()
 	if got[1].Header.Get("webhook-id") != first.Header.Get("webhook-id") {
 		t.Errorf("takeover changed webhook-id")

@@ -320,7 +320,7 @@ func TestRedisOutageLosesNoRecord(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		hermodtest.Eventually(t, 20*time.Second, "all deliveries while redis is down", func() bool { return s.Count() >= n })
+		hermodtest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error { return sinkGot(s, n) })
 		if err := p.Redis.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -84,19 +84,18 @@ func js(expr string) chromedp.Action[chromedp.Void] { return chromedp.Evaluate[c
 // until polls a JS expression every 100 ms until it is true.
 func (b *browser) until(timeout time.Duration, what, expr string) {
 	b.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	hermodtest.CheckFor(b.t, timeout, 100*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		defer cancel()
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
-		cancel()
-		if err == nil && ok {
-			return
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
 		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, err)
+		if !ok {
+			return fmt.Errorf("waiting for %s: the page does not show it yet (%s)", what, expr)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func (b *browser) text(expr string) string {
@@ -299,7 +298,7 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			p.publish("deployment.applied", map[string]any{"deployment_id": fmt.Sprintf("d-%d", i), "stack_id": "s-1"})
 		}
-		hermodtest.Eventually(t, 15*time.Second, "5 events at the sink", func() bool { return sink.Count() >= 6 })
+		hermodtest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error { return sinkGot(sink, 6) }) // the test event and 5
 		b.until(20*time.Second, "totals", fmt.Sprintf(`document.querySelector("%s .delivered").textContent === "5" && document.querySelector("%s .rate").textContent === "100.00\u00a0%%"`, row, row))
 		b.until(20*time.Second, "chart and attempts", fmt.Sprintf(`document.querySelectorAll("#detail-%s .deliveries-chart rect.bar-success").length >= 1 && `+
 			`[...document.querySelectorAll("#detail-%s .attempts tbody tr")].filter(r => r.textContent.includes("success") && r.textContent.includes("deployment.applied") && r.textContent.includes("broker")).length === 5`, id, id))
@@ -357,9 +356,11 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		b.until(10*time.Second, "delivery view", fmt.Sprintf(`document.querySelector("#detail-%s .payload")?.textContent.includes("instance.crash") && document.querySelectorAll("#detail-%s .history tbody tr").length === 1`, id, id))
 		b.click(fmt.Sprintf(`#detail-%s .deliveries tr[data-delivery=%q] .retry`, id, dead))
 		b.until(10*time.Second, "retry accepted", fmt.Sprintf(`document.querySelector("#detail-%s .result").textContent.includes("requeued")`, id))
-		hermodtest.Eventually(t, 15*time.Second, "the retried delivery succeeds", func() bool {
-			d := p.must(200, "GET", "/api/v1/deliveries/"+dead, nil)
-			return d["status"] == "success"
+		hermodtest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+			if d := p.must(200, "GET", "/api/v1/deliveries/"+dead, nil); d["status"] != "success" {
+				return fmt.Errorf("the retried delivery is %v, want success: %v", d["status"], d)
+			}
+			return nil
 		})
 
 		// Edit: the form opens filled in (the URL is never sent back, so it stays empty and unchanged).
@@ -384,23 +385,23 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		b.until(10*time.Second, "paused", fmt.Sprintf(`document.querySelector("%s .badge").textContent === "paused" && document.querySelector("#detail-%s .pause").textContent === "Activate"`, row, id))
 		before := sink.Count()
 		held := p.publish("deployment.failed", map[string]any{"deployment_id": "held-1"})
-		hermodtest.Eventually(t, 10*time.Second, "the held delivery is recorded", func() bool {
-			for _, d := range p.deliveries(id, "pending") {
+		hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+			ds := p.deliveries(id, "pending")
+			for _, d := range ds {
 				if d["event_id"] == held {
-					return true
+					return nil
 				}
 			}
-			return false
+			return fmt.Errorf("event %s not among the %d pending deliveries (all: %s)", held, len(ds), statuses(p.deliveries(id, "")))
 		})
-		observe := time.Now().Add(1500 * time.Millisecond)
-		for time.Now().Before(observe) {
-			if sink.Count() != before {
-				t.Fatal("a paused webhook delivered")
-			}
-			time.Sleep(50 * time.Millisecond)
+		// Nothing in hand: a copy of the held delivery routed or released to
+		// the deliverers would have been sent by now.
+		p.waitIdle(10 * time.Second)
+		if sink.Count() != before {
+			t.Fatal("a paused webhook delivered")
 		}
 		b.click("#detail-" + id + " .pause")
-		hermodtest.Eventually(t, 15*time.Second, "the held event goes out after Activate", func() bool { return sink.Count() >= before+1 })
+		hermodtest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error { return sinkGot(sink, before+1) })
 		if last := sink.Received()[before]; !strings.Contains(string(last.Body), held) {
 			t.Fatalf("after Activate the sink got %s", last.Body)
 		}

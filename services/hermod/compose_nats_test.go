@@ -244,5 +244,5 @@ func TestComposeNATSConfigWithCallout(t *testing.T) {
 	}
 	// Revoked: kicked through the system account of nats.conf.
 	p.must(204, "DELETE", "/api/v1/agents/eu-1", nil)
-	hermodtest.Eventually(t, 5*time.Second, "the revoked agent disconnected", func() bool { return agentConns(t, ns, "eu-1") == 0 })
+	hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error { return noAgentConns(t, ns, "eu-1") })
 }

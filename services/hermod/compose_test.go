@@ -46,8 +46,8 @@ type envExampleVar struct {
 	Commented bool
 }
 
-// requiredEnv: what each separate binary refuses to start without (SPEC
-// section 5; the keys are checked in code paths a scanner cannot see, such as
+// requiredEnv: what each separate binary refuses to start without (docs/configuration.md;
+// the keys are checked in code paths a scanner cannot see, such as
 // envconfig.EncryptionKey(r, true)).
 var requiredEnv = map[string][]string{
 	"hermod-api":       {"HERMOD_NATS_URL", "HERMOD_REDIS_URL", "HERMOD_ENCRYPTION_KEY", "HERMOD_ADMIN_KEYS"},

@@ -3,7 +3,10 @@ package allinone_test
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -108,22 +111,18 @@ func httpGet(url string) (int, string) {
 
 func waitReady(t *testing.T, p *proc, url string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, _ := httpGet(url); code == 200 {
-			return
-		}
+	hermodtest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		select {
 		case <-p.done:
 			b, _ := os.ReadFile(p.log)
 			t.Fatalf("%s exited at start:\n%s", p.name, tail(string(b), 3000))
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready at %s", p.name, url)
+		if code, body := httpGet(url); code != 200 {
+			return fmt.Errorf("%s not ready at %s: %d %s", p.name, url, code, tail(body, 500))
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 var inFlightRe = regexp.MustCompile(`(?m)^hermod_deliveries_in_flight (\d+)`)
@@ -156,17 +155,20 @@ func TestE2ESeparateBinariesSurviveKill(t *testing.T) {
 	bulkID := p.createWebhook(map[string]any{"name": "bulk", "url": bulk.URL, "event_types": []string{"instance.*"}, "secret": testSecret})
 
 	p.publish("deployment.applied", map[string]any{"deployment_id": "d-kill"})
-	hermodtest.Eventually(t, 10*time.Second, "the slow request", func() bool { return slow.Count() == 1 })
+	hermodtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(slow, 1) })
 	victim := -1
-	hermodtest.Eventually(t, 5*time.Second, "a deliverer with the request in flight", func() bool {
+	hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		var seen []string
 		for i, ops := range delOps {
 			_, body := httpGet("http://" + ops + "/metrics")
-			if m := inFlightRe.FindStringSubmatch(body); m != nil && m[1] == "1" {
+			m := inFlightRe.FindStringSubmatch(body)
+			if m != nil && m[1] == "1" {
 				victim = i
-				return true
+				return nil
 			}
+			seen = append(seen, fmt.Sprintf("deliverer %d: in flight %v", i, m))
 		}
-		return false
+		return fmt.Errorf("no deliverer has the slow request in flight: %s", strings.Join(seen, "; "))
 	})
 	// While the attempt runs, the delivery is listed as acquired (derived from the deliverers).
 	acq := p.deliveries(slowID, "acquired")
@@ -184,7 +186,7 @@ func TestE2ESeparateBinariesSurviveKill(t *testing.T) {
 	for i := 0; i < bulkN; i++ {
 		p.publish("instance.started", map[string]any{"i": i})
 	}
-	hermodtest.Eventually(t, 20*time.Second, "redelivery by the surviving deliverer", func() bool { return slow.Count() >= 2 })
+	hermodtest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error { return sinkGot(slow, 2) })
 	got := slow.Received()
 	if got[0].Header.Get("webhook-id") != got[1].Header.Get("webhook-id") {
 		t.Errorf("redelivery changed webhook-id: %q vs %q", got[0].Header.Get("webhook-id"), got[1].Header.Get("webhook-id"))
@@ -193,21 +195,75 @@ func TestE2ESeparateBinariesSurviveKill(t *testing.T) {
 	if gap := got[1].At.Sub(got[0].At); gap < 1500*time.Millisecond {
 		t.Errorf("redelivered after %s, before the 2s acquire TTL", gap)
 	}
-	hermodtest.Eventually(t, 20*time.Second, "bulk deliveries", func() bool { return bulk.Count() >= bulkN })
+	hermodtest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error { return sinkGot(bulk, bulkN) })
 	ds := p.waitStatus(slowID, "success", 1, 10*time.Second)
 	if ds[0]["delivered_by"] != "broker" {
 		t.Errorf("slow delivery record %v", ds[0])
 	}
 	p.waitStatus(bulkID, "success", bulkN, 20*time.Second)
-	time.Sleep(300 * time.Millisecond)
+	// Once nothing is in hand, a duplicate (a copy the killed deliverer had
+	// taken, redelivered beside its outcome) would have been sent already.
+	p.waitIdle(20 * time.Second)
 	if bulk.Count() != bulkN {
 		t.Errorf("bulk sink got %d, want %d", bulk.Count(), bulkN)
 	}
 	once.Do(func() { close(release) })
 }
 
-// `make run` from a clean clone: it starts, prints the key and the curl
-// lines, the curl lines work, and after a restart the webhook is still there.
+// copyWorkingTree copies what a clone would hold, as the working tree has it
+// now, from the repository at root into dst: the tracked files (with their
+// uncommitted changes; those deleted are left out) and the untracked ones
+// that are not ignored, never ignored files such as bin/ or data/.
+func copyWorkingTree(t *testing.T, root, dst string) {
+	t.Helper()
+	out, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	copied := map[string]bool{}
+	for _, name := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		if name == "" || copied[name] {
+			continue
+		}
+		copied[name] = true
+		src, to := filepath.Join(root, name), filepath.Join(dst, name)
+		fi, err := os.Lstat(src)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted in the working tree
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(src)
+			if err == nil {
+				err = os.Symlink(target, to)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(src)
+			if err == nil {
+				err = os.WriteFile(to, data, fi.Mode().Perm())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		} // a directory is a submodule's checkout: a clone would not have it either
+	}
+	if len(copied) == 0 {
+		t.Fatalf("git ls-files listed nothing in %s", root)
+	}
+}
+
+// `make run` from a clean copy of the working tree (uncommitted changes
+// included, nothing ignored): it starts, prints the key and the curl lines,
+// the curl lines work, and after a restart the webhook is still there.
 func TestMakeRunFromCleanClone(t *testing.T) {
 	root, err := hermodtest.RepoRoot()
 	if err != nil {
@@ -219,9 +275,7 @@ func TestMakeRunFromCleanClone(t *testing.T) {
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "hermod")
-	if out, err := exec.Command("git", "clone", "-q", root, dir).CombinedOutput(); err != nil {
-		t.Fatalf("git clone: %v\n%s", err, out)
-	}
+	copyWorkingTree(t, root, dir)
 	addr := freeAddr(t)
 	sink := hermodtest.NewSink(t)
 
@@ -316,7 +370,7 @@ func TestMakeRunFromCleanClone(t *testing.T) {
 		stop()
 		t.Fatalf("curl answers: %v", outs)
 	}
-	hermodtest.Eventually(t, 15*time.Second, "the quickstart event at the sink", func() bool { return sink.Count() == 1 })
+	hermodtest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(sink, 1) })
 	// The banner points at the Webhooks page, which answers with its sign-in form.
 	pm := regexp.MustCompile(`open (http://\S+/) in a browser`).FindStringSubmatch(banner)
 	if pm == nil {
@@ -432,28 +486,32 @@ func TestE2EGracefulShutdownDrains(t *testing.T) {
 	s := hermodtest.NewSink(t)
 	s.SetAnswer(func(n int, _ *http.Request) int {
 		if n == 1 {
+			// Not a wait: the endpoint is slow, so the attempt is still in
+			// hand when the deliverer is told to stop.
 			time.Sleep(1500 * time.Millisecond)
 		}
 		return 200
 	})
 	id := p.createWebhook(map[string]any{"name": "drain", "url": s.URL, "event_types": []string{"workorder.*"}})
 	p.publish("workorder.completed", map[string]any{})
-	hermodtest.Eventually(t, 10*time.Second, "request in flight", func() bool { return s.Count() == 1 })
+	hermodtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(s, 1) })
 	if err := del.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	// Unready for the drain (1.5 s left of the request in hand), or gone
+	// already: the check below tells these apart.
 	sawUnready := false
-	for i := 0; i < 100; i++ {
-		code, _ := httpGet("http://" + delOps + "/readyz")
-		if code == 503 {
+	hermodtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		switch code, body := httpGet("http://" + delOps + "/readyz"); code {
+		case 503:
 			sawUnready = true
-			break
+			return nil
+		case 0:
+			return nil // already gone
+		default:
+			return fmt.Errorf("the deliverer's /readyz still answers %d %s after SIGTERM", code, tail(body, 300))
 		}
-		if code == 0 {
-			break // already gone
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	})
 	select {
 	case <-del.done:
 	case <-time.After(15 * time.Second):
@@ -468,7 +526,10 @@ func TestE2EGracefulShutdownDrains(t *testing.T) {
 	// A new deliverer must find nothing to redeliver.
 	startReady(t, "hermod-deliverer", env)
 	p.waitStatus(id, "success", 1, 10*time.Second)
-	time.Sleep(3 * time.Second) // longer than the 2 s lease
+	// An attempt left unacked would stay in the deliveries stream until the
+	// new deliverer took it again after the 2 s lease: once nothing is in
+	// hand, any redelivery has been sent.
+	p.waitIdle(20 * time.Second)
 	if s.Count() != 1 {
 		t.Errorf("drained attempt was redelivered: %d requests", s.Count())
 	}
@@ -621,7 +682,7 @@ func startFleet(t *testing.T, env, apiEnv map[string]string, n int) (*pipeline, 
 		dels, ops = append(dels, d), append(ops, addr)
 	}
 	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second},
-		procs: map[string]*proc{"hermod-api": api, "hermod-router": router}}
+		procs: map[string]*proc{"hermod-api": api, "hermod-router": router}, natsURL: env["HERMOD_NATS_URL"]}
 	t.Cleanup(p.hc.CloseIdleConnections)
 	return p, dels, ops
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +25,7 @@ import (
 	allinone "github.com/hermodhq/hermod/services/hermod"
 	"github.com/hermodhq/hermod/shared/envconfig"
 	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/streams"
 )
 
 const (
@@ -51,16 +54,18 @@ func (b *lockedBuffer) String() string {
 // pipeline is the all-in-one running in the test process against a real
 // embedded JetStream server and a real redis-server.
 type pipeline struct {
-	t      *testing.T
-	NS     *server.Server
-	Redis  *hermodtest.Redis
-	Base   string
-	Logs   *lockedBuffer
-	NC     *nats.Conn
-	JS     jetstream.JetStream
-	cancel func()
-	done   chan error
-	hc     *http.Client
+	t     *testing.T
+	NS    *server.Server
+	Redis *hermodtest.Redis
+	Base  string
+	Logs  *lockedBuffer
+	NC    *nats.Conn
+	JS    jetstream.JetStream
+	// natsURL is where jetStream connects when JS is not set yet (startFleet).
+	natsURL string
+	cancel  func()
+	done    chan error
+	hc      *http.Client
 	// procs are the separate processes of startFleet, by binary name.
 	procs map[string]*proc
 }
@@ -150,25 +155,23 @@ func startPipeline(t *testing.T, mod func(c *allinone.Config)) *pipeline {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.stop)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := p.hc.Get(p.Base + "/readyz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
+	hermodtest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		select {
 		case err := <-p.done:
 			t.Fatalf("pipeline exited at start: %v\n%s", err, logs.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pipeline not ready\n%s", logs.String())
+		resp, err := p.hc.Get(p.Base + "/readyz")
+		if err != nil {
+			return fmt.Errorf("pipeline not ready: %w\n%s", err, tail(logs.String(), 3000))
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("pipeline not ready: /readyz %d %s\n%s", resp.StatusCode, body, tail(logs.String(), 3000))
+		}
+		return nil
+	})
 	return p
 }
 
@@ -281,17 +284,101 @@ func (p *pipeline) deliveries(webhookID, status string) []map[string]any {
 func (p *pipeline) waitStatus(webhookID, status string, n int, timeout time.Duration) []map[string]any {
 	p.t.Helper()
 	var ds []map[string]any
-	hermodtest.Eventually(p.t, timeout, strconv.Itoa(n)+" "+status+" deliveries", func() bool {
+	hermodtest.CheckFor(p.t, timeout, 50*time.Millisecond, func() error {
 		ds = p.deliveries(webhookID, status)
-		return len(ds) >= n
+		if len(ds) < n {
+			return fmt.Errorf("webhook %s has %d of %d %s deliveries; all its deliveries: %s",
+				webhookID, len(ds), n, status, statuses(p.deliveries(webhookID, "")))
+		}
+		return nil
 	})
 	return ds
+}
+
+// waitWebhookStatus polls the webhook until its status is status and returns it.
+func (p *pipeline) waitWebhookStatus(id, status string, timeout time.Duration) map[string]any {
+	p.t.Helper()
+	var w map[string]any
+	hermodtest.CheckFor(p.t, timeout, 50*time.Millisecond, func() error {
+		w = p.must(200, "GET", "/api/v1/webhooks/"+id, nil)
+		if w["status"] != status {
+			return fmt.Errorf("webhook %s is %v, want %s: %v", id, w["status"], status, w)
+		}
+		return nil
+	})
+	return w
+}
+
+// logged says whether one line of a log of startFleet's processes holds
+// every one of parts.
+func (p *pipeline) logged(parts ...string) bool {
+	p.t.Helper()
+	for _, pr := range p.procs {
+		b, err := os.ReadFile(pr.log)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+	lines:
+		for _, l := range strings.Split(string(b), "\n") {
+			for _, part := range parts {
+				if !strings.Contains(l, part) {
+					continue lines
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// statuses sums deliveries up by status, for failure messages ("pending=2 success=1").
+func statuses(ds []map[string]any) string {
+	n := map[string]int{}
+	for _, d := range ds {
+		n[fmt.Sprint(d["status"])]++
+	}
+	keys := make([]string, 0, len(n))
+	for k := range n {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k+"="+strconv.Itoa(n[k]))
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, " ")
+}
+
+// jetStream is the test's own JetStream client on the pipeline's server:
+// startPipeline's, or for startFleet one connected on first use.
+func (p *pipeline) jetStream() jetstream.JetStream {
+	p.t.Helper()
+	if p.JS != nil {
+		return p.JS
+	}
+	if p.natsURL == "" {
+		p.t.Fatal("this pipeline has no NATS URL for the test's own client")
+	}
+	nc, err := nats.Connect(p.natsURL)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.NC, p.JS = nc, js
+	return js
 }
 
 // streamMsgs counts the messages of stream on subject.
 func (p *pipeline) streamMsgs(stream, subject string) uint64 {
 	p.t.Helper()
-	s, err := p.JS.Stream(context.Background(), stream)
+	s, err := p.jetStream().Stream(context.Background(), stream)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -304,6 +391,117 @@ func (p *pipeline) streamMsgs(stream, subject string) uint64 {
 		n += c
 	}
 	return n
+}
+
+// inHand says what the pipeline still has to do, or nil when nothing: an
+// event not yet routed, a delivery ready for a broker deliverer or waiting
+// for its due time (in flight, being retried, parked), an outcome not yet
+// recorded. Each stage publishes what follows from a message before it acks
+// it, and the events, deliveries and results streams are work queues that
+// drop a message once it is acked; so when they are found empty in that
+// order, every request the pipeline is going to make for what it was given
+// so far has been made and recorded. Deliveries waiting for an agent
+// (hermod.agentq.>) and those held while their webhook is paused are not
+// in hand: they wait for someone else.
+func (p *pipeline) inHand() error {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js := p.jetStream()
+	count := func(stream string, prefixes ...string) (uint64, string, error) {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return 0, "", err
+		}
+		// One snapshot of every subject's count, so that a message moved
+		// between two subjects of the stream is not missed.
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			return 0, "", err
+		}
+		var n uint64
+		var where []string
+		for subj, c := range info.State.Subjects {
+			for _, pre := range prefixes {
+				if pre == "" || strings.HasPrefix(subj, pre) {
+					n += c
+					where = append(where, subj+"="+strconv.FormatUint(c, 10))
+					break
+				}
+			}
+		}
+		sort.Strings(where)
+		return n, strings.Join(where, " "), nil
+	}
+	for _, c := range []struct {
+		what, stream string
+		prefixes     []string
+	}{
+		{"events not yet routed", streams.EventsStream, []string{""}},
+		{"deliveries ready or waiting for their due time", streams.DeliveriesStream, []string{streams.DeliverPrefix, streams.DelayPrefix}},
+		{"outcomes not yet recorded", streams.ResultsStream, []string{""}},
+	} {
+		n, where, err := count(c.stream, c.prefixes...)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.stream, err)
+		}
+		if n != 0 {
+			return fmt.Errorf("%d %s: %s", n, c.what, where)
+		}
+	}
+	return nil
+}
+
+// waitIdle waits until the pipeline has nothing in hand (see inHand): what
+// a sink has received by then is all it will receive for what was given.
+func (p *pipeline) waitIdle(timeout time.Duration) {
+	p.t.Helper()
+	hermodtest.CheckFor(p.t, timeout, 20*time.Millisecond, p.inHand)
+}
+
+// consumer returns the info of a durable consumer of the deliveries stream.
+func (p *pipeline) consumer(name string) *jetstream.ConsumerInfo {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := p.jetStream().Consumer(ctx, streams.DeliveriesStream, name)
+	if err != nil {
+		p.t.Fatalf("consumer %s: %v", name, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		p.t.Fatalf("consumer %s: %v", name, err)
+	}
+	return info
+}
+
+// sinkGot says whether s has received at least n requests.
+func sinkGot(s *hermodtest.Sink, n int) error {
+	if got := s.Count(); got < n {
+		return fmt.Errorf("sink got %d of %d requests", got, n)
+	}
+	return nil
+}
+
+// sinkGotExactly says whether s has received exactly n requests.
+func sinkGotExactly(s *hermodtest.Sink, n int) error {
+	if got := s.Count(); got != n {
+		return fmt.Errorf("sink got %d requests, want %d", got, n)
+	}
+	return nil
+}
+
+// metricValue is the value of one series of the /metrics text (0 when absent).
+func metricValue(text, series string) float64 {
+	for _, l := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return 0
 }
 
 // metrics returns the /metrics text.

@@ -3,6 +3,7 @@ package allinone_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -33,6 +34,15 @@ func agentConns(t *testing.T, ns *server.Server, id string) int {
 		t.Fatal(err)
 	}
 	return len(cz.Conns)
+}
+
+// noAgentConns says whether the server has no open connection of an agent.
+func noAgentConns(t *testing.T, ns *server.Server, id string) error {
+	t.Helper()
+	if n := agentConns(t, ns, id); n != 0 {
+		return fmt.Errorf("%d connection(s) of agent %s still open", n, id)
+	}
+	return nil
 }
 
 // kickClient is a plain NATS client connected with an agent's credentials,
@@ -100,8 +110,11 @@ func TestAgentCredentialsKickedOnGrantChangeAndRevoke(t *testing.T) {
 	// by NATS at once, on the connection the client already had.
 	p.must(200, "PUT", "/api/v1/agents/k1", map[string]any{"labels": prod})
 	changed := time.Now()
-	hermodtest.Eventually(t, 5*time.Second, "the client kicked and reconnected", func() bool {
-		return k.reconnects.Load() >= 1 && k.nc.IsConnected()
+	hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if n := k.reconnects.Load(); n < 1 || !k.nc.IsConnected() {
+			return fmt.Errorf("the client has reconnected %d times and is %s; want kicked and connected again", n, k.nc.Status())
+		}
+		return nil
 	})
 	for len(k.violations) > 0 {
 		<-k.violations
@@ -137,22 +150,34 @@ func TestAgentCredentialsKickedOnGrantChangeAndRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = k.nc.Flush()
-	watch := time.Now().Add(2 * time.Second)
-	for time.Now().Before(watch) {
-		if victim.reconnects.Load() != 0 || agentConns(t, cn.Server, "victim") != 1 {
-			t.Fatalf("a JetStream answer sent to the kick subject kicked another agent")
+	// The kick service handles each request in its subscription's callback,
+	// where it refuses a malformed one before anything else: once it has
+	// logged the refusal of this answer, the answer has kicked nobody and
+	// never will.
+	hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if !p.logged("ignoring a malformed kick request", streams.AgentKickSubject("victim")) {
+			return fmt.Errorf("the kick service has not refused the JetStream answer on %svictim yet; the victim has %d connection(s), %d reconnections",
+				streams.AgentKickPrefix, agentConns(t, cn.Server, "victim"), victim.reconnects.Load())
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if victim.reconnects.Load() != 0 || agentConns(t, cn.Server, "victim") != 1 {
+		t.Fatalf("a JetStream answer sent to the kick subject kicked another agent")
 	}
 
 	// DELETE: the open connection is closed at once and cannot come back.
 	p.must(204, "DELETE", "/api/v1/agents/k1", nil)
-	hermodtest.Eventually(t, 5*time.Second, "the revoked agent's connection closed", func() bool {
-		return agentConns(t, cn.Server, "k1") == 0 && !k.nc.IsConnected()
+	hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if err := noAgentConns(t, cn.Server, "k1"); err != nil {
+			return err
+		}
+		if k.nc.IsConnected() {
+			return errors.New("the revoked agent's client is still connected")
+		}
+		return nil
 	})
-	hermodtest.Eventually(t, 5*time.Second, "the client's reconnection refused", func() bool {
-		err := k.nc.LastError()
-		return err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization violation")
+	hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		return refusedByAuthorization(k.nc.LastError())
 	})
 	if k.nc.IsConnected() || agentConns(t, cn.Server, "k1") != 0 {
 		t.Errorf("the revoked credentials reconnected")
@@ -185,18 +210,16 @@ func TestE2ERevokedAgentDisconnected(t *testing.T) {
 
 	p.must(204, "DELETE", "/api/v1/agents/eu-1", nil)
 	revoked := time.Now()
-	hermodtest.Eventually(t, 5*time.Second, "the revoked agent disconnected", func() bool {
-		return agentConns(t, cn.Server, "eu-1") == 0
-	})
+	hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error { return noAgentConns(t, cn.Server, "eu-1") })
 	if took := time.Since(revoked); took >= 5*time.Second {
 		t.Errorf("disconnected after %s", took)
 	}
-	hermodtest.Eventually(t, 10*time.Second, "the agent's reconnection refused", func() bool {
-		return strings.Contains(strings.ToLower(readFile(t, agent.log)), "authorization violation")
-	})
-	hermodtest.Eventually(t, 15*time.Second, "the revoked agent unready", func() bool {
-		code, _ := httpGet("http://" + ops + "/readyz")
-		return code == 503
+	hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error { return logRefusedByAuthorization(t, agent) })
+	hermodtest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		if code, body := httpGet("http://" + ops + "/readyz"); code != 503 {
+			return fmt.Errorf("the revoked agent's /readyz answers %d %s, want 503", code, tail(body, 300))
+		}
+		return nil
 	})
 	if n := agentConns(t, cn.Server, "eu-1"); n != 0 {
 		t.Errorf("the revoked agent reconnected (%d connections)", n)
@@ -239,9 +262,11 @@ func TestAllInOneListeningRunsTheCallout(t *testing.T) {
 			t.Logf("--- all-in-one log ---\n%s", tail(logs.String(), 4000))
 		}
 	})
-	hermodtest.Eventually(t, 30*time.Second, "the all-in-one ready", func() bool {
-		code, _ := httpGet("http://" + apiAddr + "/readyz")
-		return code == 200
+	hermodtest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if code, body := httpGet("http://" + apiAddr + "/readyz"); code != 200 {
+			return fmt.Errorf("the all-in-one is not ready: %d %s", code, tail(body, 300))
+		}
+		return nil
 	})
 	p := &pipeline{t: t, Base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second}}
 	t.Cleanup(p.hc.CloseIdleConnections)
@@ -288,13 +313,13 @@ func TestAllInOneListeningRunsTheCallout(t *testing.T) {
 		t.Errorf("delivered by %v", ds[0]["delivered_by"])
 	}
 	p.must(204, "DELETE", "/api/v1/agents/a1", nil)
-	hermodtest.Eventually(t, 5*time.Second, "the revoked client disconnected and refused", func() bool {
-		err := k.nc.LastError()
-		return !k.nc.IsConnected() && err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization violation")
+	hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if k.nc.IsConnected() {
+			return errors.New("the revoked client is still connected")
+		}
+		return refusedByAuthorization(k.nc.LastError())
 	})
-	hermodtest.Eventually(t, 5*time.Second, "the revoked agent disconnected and refused", func() bool {
-		return strings.Contains(strings.ToLower(readFile(t, agent.log)), "authorization violation")
-	})
+	hermodtest.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error { return logRefusedByAuthorization(t, agent) })
 	if !strings.Contains(logs.String(), "agent connections kicked") {
 		t.Errorf("no kick logged")
 	}
@@ -339,6 +364,25 @@ func TestE2EAgentFollowsNewLabelSetUnderCallout(t *testing.T) {
 	if strings.Contains(log, "Permissions Violation") && strings.Contains(log, "hermod.delay."+late) {
 		t.Errorf("parking the retry was refused:\n%s", tail(log, 2000))
 	}
+}
+
+// refusedByAuthorization says whether a client's last error is the
+// server's refusal of its credentials.
+func refusedByAuthorization(err error) error {
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+		return fmt.Errorf("the client's last error is %v, want an authorization violation", err)
+	}
+	return nil
+}
+
+// logRefusedByAuthorization says whether a process logged the server's
+// refusal of its credentials.
+func logRefusedByAuthorization(t *testing.T, p *proc) error {
+	t.Helper()
+	if log := readFile(t, p.log); !strings.Contains(strings.ToLower(log), "authorization violation") {
+		return fmt.Errorf("%s has not logged an authorization violation:\n%s", p.name, tail(log, 1000))
+	}
+	return nil
 }
 
 // calloutFleet starts NATS with the auth callout and a system account, a

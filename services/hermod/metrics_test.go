@@ -1,6 +1,7 @@
 package allinone_test
 
 import (
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -32,14 +33,20 @@ func TestE2EMetricsPerBinary(t *testing.T) {
 
 	open := `hermod_webhook_breaker_open{webhook_id="` + id + `"} 1`
 	var del string
-	hermodtest.Eventually(t, 20*time.Second, "the deliverer's breaker open", func() bool {
+	hermodtest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		_, del = httpGet("http://" + delOps + "/metrics")
-		return strings.Contains(del, open)
+		if !strings.Contains(del, open) {
+			return fmt.Errorf("the deliverer's breaker is not open: %q", grepLines(del, "breaker"))
+		}
+		return nil
 	})
 	var router string
-	hermodtest.Eventually(t, 10*time.Second, "the router's count of routed events", func() bool {
+	hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		_, router = httpGet("http://" + routerOps + "/metrics")
-		return regexp.MustCompile(`(?m)^hermod_events_routed_total 2$`).MatchString(router)
+		if !regexp.MustCompile(`(?m)^hermod_events_routed_total 2$`).MatchString(router) {
+			return fmt.Errorf("routed events: %q, want 2", grepLines(router, "hermod_events_routed_total"))
+		}
+		return nil
 	})
 	api := p.metrics()
 	for _, c := range []struct {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -144,12 +144,14 @@ func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 	if _, err := js.PublishMsg(ctx, forged); err != nil {
 		t.Fatalf("parking on its own webhook's delay subject was refused: %v", err)
 	}
-	hermodtest.Eventually(t, 10*time.Second, "the forged delivery refused by the scheduler", func() bool {
-		b, _ := os.ReadFile(dels[0].log)
-		return strings.Contains(string(b), "does not match its subject")
+	hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if log := readFile(t, dels[0].log); !strings.Contains(log, "does not match its subject") {
+			return fmt.Errorf("the scheduler has not refused the forged delivery:\n%s", tail(log, 1000))
+		}
+		return nil
 	})
 	p.publish("deployment.applied", map[string]any{"n": 1})
-	hermodtest.Eventually(t, 10*time.Second, "the real event at the broker webhook", func() bool { return other.Count() >= 1 })
+	hermodtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error { return sinkGot(other, 1) })
 	for _, r := range other.Received() {
 		if strings.Contains(string(r.Body), "forged") {
 			t.Fatalf("a forged delivery reached another webhook: %s", r.Body)
@@ -165,8 +167,11 @@ func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 		"deployment.applied", []byte(`{"batch":1,"expires":1000000000}`)); err != nil {
 		t.Fatal(err)
 	}
-	hermodtest.Eventually(t, 10*time.Second, "the router dropping the copied delivery", func() bool {
-		return strings.Contains(readFile(t, p.procs["hermod-router"].log), "copy of a delivery message published as an event")
+	hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if !p.logged("copy of a delivery message published as an event") {
+			return errors.New("the router has not dropped the copied delivery")
+		}
+		return nil
 	})
 	if n := len(p.deliveries(otherID, "")); n != before {
 		t.Fatalf("a copied delivery was fanned out as an event: %d deliveries, want %d", n, before)
@@ -193,8 +198,11 @@ func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 	if _, err := js.Publish(ctx, streams.AgentOutcomeSubject("eu-1"), fake); err != nil {
 		t.Fatalf("publishing on its own results subject: %v", err)
 	}
-	hermodtest.Eventually(t, 10*time.Second, "the recorder refusing the forged outcome", func() bool {
-		return strings.Contains(readFile(t, p.procs["hermod-router"].log), "refusing an agent's result")
+	hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if !p.logged("refusing an agent's result") {
+			return errors.New("the recorder has not refused the forged outcome")
+		}
+		return nil
 	})
 	if d := p.must(200, "GET", "/api/v1/deliveries/"+brokerDone["id"].(string), nil); d["status"] != "success" || d["attempts"].(float64) != 1 {
 		t.Fatalf("a forged outcome changed a broker delivery: %v", d)

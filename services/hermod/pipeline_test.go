@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,7 +38,7 @@ func verifySig(t *testing.T, secret string, r hermodtest.Received) {
 	}
 }
 
-// Exactly the matching webhooks receive each event, once, with the SPEC's
+// Exactly the matching webhooks receive each event, once, with the Standard Webhooks
 // headers, body and signature; events come in over HTTP and straight into
 // JetStream.
 func TestFanOutMatchesAndSigns(t *testing.T) {
@@ -73,12 +75,18 @@ func TestFanOutMatchesAndSigns(t *testing.T) {
 			if n == 0 {
 				continue
 			}
-			s := sinks[name]
-			hermodtest.Eventually(t, 10*time.Second, name+" receives", func() bool { return s.Count() >= n })
+			s, name := sinks[name], name
+			hermodtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+				if err := sinkGot(s, n); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				return nil
+			})
 		}
-		// Let any duplicate show itself, then check exact counts.
+		// Once nothing is in hand, a duplicate or a delivery to a webhook
+		// that does not match would have been sent: the counts are final.
 		p.waitStatus(ids["star"], "success", 2, 10*time.Second)
-		time.Sleep(300 * time.Millisecond)
+		p.waitIdle(10 * time.Second)
 		for name, n := range want {
 			if got := sinks[name].Count(); got != n {
 				t.Errorf("%s received %d requests, want %d", name, got, n)
@@ -208,9 +216,12 @@ func TestDeadLettersAndRetry(t *testing.T) {
 		if s500.Count() != 2 || dead5[0]["dead_reason"] != "exhausted" || dead5[0]["last_status_code"].(float64) != 500 {
 			t.Errorf("500: %d requests, record %v", s500.Count(), dead5[0])
 		}
-		hermodtest.Eventually(t, 5*time.Second, "dead letters", func() bool {
-			return p.streamMsgs(streams.DeadStream, streams.DeadSubject(w404)) == 1 &&
-				p.streamMsgs(streams.DeadStream, streams.DeadSubject(w500)) == 1
+		hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+			n404, n500 := p.streamMsgs(streams.DeadStream, streams.DeadSubject(w404)), p.streamMsgs(streams.DeadStream, streams.DeadSubject(w500))
+			if n404 != 1 || n500 != 1 {
+				return fmt.Errorf("dead letters: %d of the 404 webhook, %d of the 500 webhook; want 1 each", n404, n500)
+			}
+			return nil
 		})
 		if m := p.metrics(); !strings.Contains(m, "hermod_dead_letters 2") {
 			t.Errorf("dead-letter depth missing:\n%s", grepLines(m, "dead"))
@@ -254,10 +265,15 @@ func TestPauseHoldsResumeDelivers(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			p.publish("cluster.degraded", map[string]any{"i": i})
 		}
-		hermodtest.Eventually(t, 5*time.Second, "3 held", func() bool {
-			return p.streamMsgs(streams.HeldStream, streams.HeldSubject(id)) == 3
+		hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+			if n := p.streamMsgs(streams.HeldStream, streams.HeldSubject(id)); n != 3 {
+				return fmt.Errorf("%d of 3 deliveries held", n)
+			}
+			return nil
 		})
-		time.Sleep(300 * time.Millisecond)
+		// Nothing in hand: a copy routed or released to the deliverers
+		// would have been sent by now.
+		p.waitIdle(5 * time.Second)
 		if s.Count() != 0 {
 			t.Fatalf("paused webhook received %d requests", s.Count())
 		}
@@ -275,7 +291,7 @@ func TestPauseHoldsResumeDelivers(t *testing.T) {
 		}
 		p.must(200, "PUT", "/api/v1/webhooks/"+id, map[string]any{"enabled": true})
 		p.must(200, "POST", "/api/v1/webhooks/"+id+"/resume", nil)
-		hermodtest.Eventually(t, 5*time.Second, "3 delivered", func() bool { return s.Count() == 3 })
+		hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(s, 3) })
 		ds := p.waitStatus(id, "success", 3, 5*time.Second)
 		for _, d := range ds {
 			if d["attempts"].(float64) != 1 {
@@ -296,10 +312,21 @@ func TestDeleteDropsQueued(t *testing.T) {
 		s.SetAnswer(func(int, *http.Request) int { return 503 })
 		id := p.createWebhook(map[string]any{"name": "d", "url": s.URL, "event_types": []string{"instance.*"}})
 		p.publish("instance.started", map[string]any{})
-		hermodtest.Eventually(t, 5*time.Second, "first attempt", func() bool { return s.Count() == 1 })
+		hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(s, 1) })
+		// The failed attempt's record: its retry is due at next_retry_at.
+		retry := p.waitStatus(id, "failed", 1, 5*time.Second)[0]
+		due, err := time.Parse(time.RFC3339Nano, fmt.Sprint(retry["next_retry_at"]))
+		if err != nil {
+			t.Fatalf("next_retry_at of a failed delivery: %v (%v)", err, retry)
+		}
 		held := p.createWebhook(map[string]any{"name": "h", "url": s.URL, "event_types": []string{"workorder.*"}, "enabled": false})
 		p.publish("workorder.created", map[string]any{})
-		hermodtest.Eventually(t, 5*time.Second, "held", func() bool { return p.streamMsgs(streams.HeldStream, streams.HeldSubject(held)) == 1 })
+		hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+			if n := p.streamMsgs(streams.HeldStream, streams.HeldSubject(held)); n != 1 {
+				return fmt.Errorf("%d of 1 delivery held", n)
+			}
+			return nil
+		})
 		p.must(204, "DELETE", "/api/v1/webhooks/"+id, nil)
 		p.must(204, "DELETE", "/api/v1/webhooks/"+held, nil)
 		p.must(404, "GET", "/api/v1/webhooks/"+id, nil)
@@ -309,7 +336,14 @@ func TestDeleteDropsQueued(t *testing.T) {
 		if n := p.streamMsgs(streams.DeliveriesStream, streams.DelaySubject(id)); n != 0 {
 			t.Errorf("%d delayed messages survive delete", n)
 		}
-		time.Sleep(3 * time.Second) // past the 2 s backoff of the first failure
+		// The retry was due at next_retry_at; past it, and with nothing in
+		// hand, a retry that survived the delete would have been sent.
+		hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+			if left := time.Until(due); left > 0 {
+				return fmt.Errorf("the dropped retry is due in %s", left)
+			}
+			return p.inHand()
+		})
 		if s.Count() != 1 {
 			t.Errorf("deleted webhook got %d requests, want the 1 made before delete", s.Count())
 		}
@@ -336,7 +370,9 @@ func TestDuplicateEventAndUpdate(t *testing.T) {
 		p.publish("alert.triggered", map[string]any{})
 		p.publish("alert.resolved", map[string]any{})
 		p.waitStatus(id, "success", 2, 10*time.Second)
-		time.Sleep(300 * time.Millisecond)
+		// Nothing in hand: the event published after the update and a
+		// second fan-out of the duplicate would have been sent by now.
+		p.waitIdle(10 * time.Second)
 		got := s.Received()
 		if len(got) != 2 {
 			t.Fatalf("%d requests, want 2", len(got))
@@ -391,21 +427,14 @@ func TestStatisticsAndDegraded(t *testing.T) {
 			p.publish("instance.crash", map[string]any{"i": i})
 		}
 		p.waitStatus(id, "dead", 3, 10*time.Second)
-		var w map[string]any
-		hermodtest.Eventually(t, 5*time.Second, "degraded", func() bool {
-			w = p.must(200, "GET", "/api/v1/webhooks/"+id, nil)
-			return w["status"] == "degraded"
-		})
+		w := p.waitWebhookStatus(id, "degraded", 5*time.Second)
 		if w["total_failed"].(float64) != 3 || w["total_delivered"].(float64) != 0 || w["success_rate"].(float64) != 0 {
 			t.Errorf("stats %v", w)
 		}
 		code.Store(200)
 		p.publish("instance.crash", map[string]any{"i": 4})
 		p.waitStatus(id, "success", 1, 10*time.Second)
-		hermodtest.Eventually(t, 5*time.Second, "active", func() bool {
-			w = p.must(200, "GET", "/api/v1/webhooks/"+id, nil)
-			return w["status"] == "active"
-		})
+		w = p.waitWebhookStatus(id, "active", 5*time.Second)
 		if w["success_rate"].(float64) != 25 || w["last_delivery_at"] == nil {
 			t.Errorf("stats after success %v", w)
 		}
@@ -448,7 +477,7 @@ func TestSecretRotation(t *testing.T) {
 			t.Fatalf("rotate %v", rot)
 		}
 		p.publish("agent.registered", map[string]any{})
-		hermodtest.Eventually(t, 5*time.Second, "delivery", func() bool { return s.Count() == 1 })
+		hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(s, 1) })
 		r := s.Received()[0]
 		if n := len(strings.Fields(r.Header.Get("webhook-signature"))); n != 2 {
 			t.Errorf("%d signatures during overlap, want 2", n)
@@ -518,12 +547,12 @@ func TestIsolationInflightCapAndBreaker(t *testing.T) {
 		for i := 0; i < 12; i++ {
 			p.publish("deployment.created", map[string]any{"i": i})
 		}
-		hermodtest.Eventually(t, 5*time.Second, "slow webhook at its cap", func() bool { return slow.Count() == 2 })
+		hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(slow, 2) })
 		start := time.Now()
 		for i := 0; i < 10; i++ {
 			p.publish("deployment.deleted", map[string]any{"i": i})
 		}
-		hermodtest.Eventually(t, 5*time.Second, "fast deliveries", func() bool { return fast.Count() == 10 })
+		hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(fast, 10) })
 		if took := time.Since(start); took > 2*time.Second {
 			t.Errorf("fast webhook waited %s behind the slow one", took)
 		}
@@ -533,19 +562,41 @@ func TestIsolationInflightCapAndBreaker(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			p.publish("deployment.failed", map[string]any{"i": i})
 		}
-		hermodtest.Eventually(t, 10*time.Second, "breaker open: degraded", func() bool {
-			return p.must(200, "GET", "/api/v1/webhooks/"+failID, nil)["status"] == "degraded"
-		})
-		// Retries that come due while the breaker is open are parked, not attempted.
-		hermodtest.Eventually(t, 10*time.Second, "breaker and saturation parking in /metrics", func() bool {
+		p.waitWebhookStatus(failID, "degraded", 10*time.Second)
+		// Retries that come due while the breaker is open are parked, not
+		// attempted. Each of the five deliveries comes due inside the 6 s
+		// cooldown (its first attempt, or its retry about 2 s after it), so
+		// each is parked once by the breaker before the cooldown ends.
+		hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 			m := p.metrics()
-			return strings.Contains(m, `hermod_deliveries_parked_total{reason="breaker"}`) &&
-				strings.Contains(m, `hermod_deliveries_parked_total{reason="saturated"}`)
+			breaker := metricValue(m, `hermod_deliveries_parked_total{reason="breaker"}`)
+			saturated := metricValue(m, `hermod_deliveries_parked_total{reason="saturated"}`)
+			if breaker < 5 || saturated == 0 {
+				return fmt.Errorf("parked by the breaker %v (want 5, one per failing delivery), for saturation %v; the failing sink got %d requests",
+					breaker, saturated, failing.Count())
+			}
+			return nil
 		})
-		n := failing.Count()
-		time.Sleep(time.Second) // inside the 6 s cooldown nothing is sent
-		if failing.Count() != n {
-			t.Errorf("open breaker let %d requests through", failing.Count()-n)
+		// The breaker opened after the third failed request, so it stays open
+		// until at least 6 s after that request arrived: no delivery may be
+		// attempted twice before then.
+		got := failing.Received()
+		at := make([]time.Time, len(got))
+		for i, r := range got {
+			at[i] = r.At
+		}
+		sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
+		if len(at) < 3 {
+			t.Fatalf("the failing sink got %d requests; the breaker opens at the third", len(at))
+		}
+		openUntil := at[2].Add(6 * time.Second)
+		seen := map[string]bool{}
+		for _, r := range got {
+			id := r.Header.Get("webhook-id")
+			if r.At.Before(openUntil) && seen[id] {
+				t.Errorf("open breaker let a retry of %s through, %s after the third failure", id, r.At.Sub(at[2]))
+			}
+			seen[id] = seen[id] || r.At.Before(openUntil)
 		}
 		for _, d := range p.deliveries(failID, "") {
 			if d["status"] == "dead" {
@@ -577,7 +628,10 @@ func TestLongRequestKeepsLease(t *testing.T) {
 		id := p.createWebhook(map[string]any{"name": "long", "url": s.URL, "event_types": []string{"cluster.created"}, "timeout_seconds": 10})
 		p.publish("cluster.created", map[string]any{})
 		ds := p.waitStatus(id, "success", 1, 15*time.Second)
-		time.Sleep(1500 * time.Millisecond) // a redelivery would show up within one more lease
+		// A lost lease would have had the delivery redelivered (and sent
+		// again) while the first request ran; it would be in hand until
+		// that copy was settled.
+		p.waitIdle(10 * time.Second)
 		if s.Count() != 1 {
 			t.Errorf("long request was redelivered: %d requests", s.Count())
 		}
@@ -639,11 +693,14 @@ func TestStaleLeaseNotAttemptedTwice(t *testing.T) {
 		slowID := p.createWebhook(map[string]any{"name": "slow", "url": slow.URL, "event_types": []string{"stack.created"}, "timeout_seconds": 10})
 		otherID := p.createWebhook(map[string]any{"name": "other", "url": other.URL, "event_types": []string{"stack.deleted"}})
 		p.publish("stack.created", map[string]any{})
-		hermodtest.Eventually(t, 5*time.Second, "slow request", func() bool { return slow.Count() == 1 })
+		hermodtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(slow, 1) })
 		p.publish("stack.deleted", map[string]any{})
 		p.waitStatus(otherID, "success", 1, 15*time.Second)
 		p.waitStatus(slowID, "success", 1, 15*time.Second)
-		time.Sleep(1500 * time.Millisecond)
+		// The stale copy and its redelivery are one message of the stream:
+		// it is in hand until settled, and a second attempt goes out as soon
+		// as the worker is free, before the first one's outcome is recorded.
+		p.waitIdle(10 * time.Second)
 		if other.Count() != 1 || slow.Count() != 1 {
 			t.Errorf("requests: other %d, slow %d; want 1 each", other.Count(), slow.Count())
 		}

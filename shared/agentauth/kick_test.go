@@ -2,6 +2,8 @@ package agentauth_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -42,8 +44,11 @@ func userURL(ns *server.Server, user, pw string) string {
 func TestSystemKickerAcrossACluster(t *testing.T) {
 	a := clusterNode(t, "a", nil)
 	b := clusterNode(t, "b", []string{"nats://" + a.ClusterAddr().String()})
-	hermodtest.Eventually(t, 10*time.Second, "the route between the nodes", func() bool {
-		return a.NumRoutes() > 0 && b.NumRoutes() > 0
+	hermodtest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if a.NumRoutes() == 0 || b.NumRoutes() == 0 {
+			return fmt.Errorf("no route between the nodes yet: a has %d, b has %d", a.NumRoutes(), b.NumRoutes())
+		}
+		return nil
 	})
 	connect := func(ns *server.Server, user, pw string) *nats.Conn {
 		nc, err := nats.Connect(userURL(ns, user, pw), nats.NoReconnect())
@@ -83,11 +88,14 @@ func TestSystemKickerAcrossACluster(t *testing.T) {
 	caller := connect(a, agentauth.UserName("k2"), "k2-pw")
 	var n int
 	var err error
-	hermodtest.Eventually(t, 5*time.Second, "the kick service answering", func() bool {
+	hermodtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer rcancel()
 		n, err = agentauth.RequestKick(rctx, caller, "k1")
-		return err != agentauth.ErrNoKicker
+		if errors.Is(err, agentauth.ErrNoKicker) {
+			return fmt.Errorf("the kick service is not answering yet: %w", err)
+		}
+		return nil
 	})
 	if err != nil || n != 2 {
 		t.Fatalf("kicked %d (%v), want the 2 connections of k1", n, err)
@@ -99,10 +107,18 @@ func TestSystemKickerAcrossACluster(t *testing.T) {
 		}
 		return len(cz.Conns)
 	}
-	hermodtest.Eventually(t, 5*time.Second, "both of k1's connections closed", func() bool {
-		return conns(a, agentauth.UserName("k1")) == 0 && conns(b, agentauth.UserName("k1")) == 0
+	hermodtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if na, nb := conns(a, agentauth.UserName("k1")), conns(b, agentauth.UserName("k1")); na+nb != 0 {
+			return fmt.Errorf("k1 still has %d connection(s) on a and %d on b", na, nb)
+		}
+		return nil
 	})
-	hermodtest.Eventually(t, 5*time.Second, "k1's clients closed", func() bool { return onA.IsClosed() && onB.IsClosed() })
+	hermodtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !onA.IsClosed() || !onB.IsClosed() {
+			return fmt.Errorf("k1's clients not closed: on a %s, on b %s", onA.Status(), onB.Status())
+		}
+		return nil
+	})
 	if !other.IsConnected() || !svc.IsConnected() || !caller.IsConnected() {
 		t.Errorf("another user's connection was closed")
 	}
@@ -114,10 +130,12 @@ func TestSystemKickerAcrossACluster(t *testing.T) {
 	}
 	// Without a kicker, RequestKick says so.
 	stop()
-	hermodtest.Eventually(t, 10*time.Second, "no kicker", func() bool {
+	hermodtest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		c, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		_, err := agentauth.RequestKick(c, caller, "k1")
-		return err == agentauth.ErrNoKicker
+		if n, err := agentauth.RequestKick(c, caller, "k1"); !errors.Is(err, agentauth.ErrNoKicker) {
+			return fmt.Errorf("a kick request with the kicker stopped answered %d, %v; want %v", n, err, agentauth.ErrNoKicker)
+		}
+		return nil
 	})
 }

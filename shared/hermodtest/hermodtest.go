@@ -145,14 +145,14 @@ func (r *Redis) Start() error {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		c := redis.NewClient(&redis.Options{Addr: r.Addr})
-		err := c.Ping(context.Background()).Err()
+		err = c.Ping(context.Background()).Err()
 		_ = c.Close()
 		if err == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("redis-server on %s not ready", r.Addr)
+	return fmt.Errorf("redis-server on %s not ready: %w", r.Addr, err)
 }
 
 // Stop kills the server (its AOF stays in Dir for a restart).
@@ -255,18 +255,21 @@ func (s *Sink) Received() []Received {
 	return append([]Received(nil), s.got...)
 }
 
-// Eventually polls cond every 10ms until it holds or timeout passes.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// CheckFor calls check every interval until it returns nil; when timeout
+// passes first, it fails t with the last error check returned, so the
+// failure says what was last observed rather than only what was awaited.
+func CheckFor(t testing.TB, timeout, interval time.Duration, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		if cond() {
+		err := check()
+		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			t.Fatalf("timed out after %s: %v", timeout, err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,7 +87,12 @@ func TestIndexFollowsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	hermodtest.Eventually(t, 3*time.Second, "both indexes announced", func() bool { return n.expected() == 2 })
+	hermodtest.CheckFor(t, 3*time.Second, 10*time.Millisecond, func() error {
+		if got := n.expected(); got != 2 {
+			return fmt.Errorf("%d of 2 indexes announced", got)
+		}
+		return nil
+	})
 
 	// Confirmed change: visible in both indexes as soon as Notify returns.
 	if err := st.PutWebhook(ctx, webhook("w-1", "deployment.*")); err != nil {
@@ -108,7 +115,12 @@ func TestIndexFollowsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ix := range indexes {
-		hermodtest.Eventually(t, 2*time.Second, "poll picks up w-2", func() bool { _, ok := ix.Get("w-2"); return ok })
+		hermodtest.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
+			if _, ok := ix.Get("w-2"); !ok {
+				return errors.New("the version poll has not picked up w-2 (written without a notice)")
+			}
+			return nil
+		})
 	}
 	// Delete, confirmed.
 	if err := st.DeleteWebhook(ctx, "w-1"); err != nil {
@@ -224,7 +236,12 @@ func TestNotifyReportsUnconfirmedChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	hermodtest.Eventually(t, 3*time.Second, "both indexes known", func() bool { return n.expected() == 2 })
+	hermodtest.CheckFor(t, 3*time.Second, 10*time.Millisecond, func() error {
+		if got := n.expected(); got != 2 {
+			return fmt.Errorf("%d indexes known, want 2", got)
+		}
+		return nil
+	})
 
 	if err := st.PutWebhook(ctx, webhook("w-1", "deployment.*")); err != nil {
 		t.Fatal(err)

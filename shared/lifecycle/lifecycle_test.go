@@ -46,7 +46,7 @@ func TestShutdownOrder(t *testing.T) {
 			Component{Name: "server", Server: true, Run: func(ctx context.Context) error { <-ctx.Done(); note("server stopped"); return nil }},
 			Component{Name: "worker", Start: func(context.Context) error { note("started"); return nil }, Run: func(ctx context.Context) error {
 				<-ctx.Done()
-				time.Sleep(50 * time.Millisecond) // draining
+				time.Sleep(50 * time.Millisecond) // not a wait: a worker whose draining takes a while
 				note("worker drained")
 				return nil
 			}})

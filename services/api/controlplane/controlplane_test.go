@@ -173,19 +173,13 @@ func TestControlPlaneAnswersAuthorizesAndKicks(t *testing.T) {
 		t.Helper()
 		body, _ := json.Marshal(streams.AgentRequest{Token: tok, Version: "test"})
 		var out streams.AgentConfig
-		var last error
-		hermodtest.Eventually(t, 5*time.Second, "control plane answers", func() bool {
+		hermodtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 			m, err := nc.Request(streams.AgentControlPrefix+id+"."+kind, body, time.Second)
 			if err != nil {
-				last = err
-				return false
+				return fmt.Errorf("control plane: %w", err)
 			}
-			last = json.Unmarshal(m.Data, &out)
-			return last == nil
+			return json.Unmarshal(m.Data, &out)
 		})
-		if last != nil {
-			t.Fatalf("%s %s: %v", id, kind, last)
-		}
 		return out
 	}
 	hello := ask("eu-1", "hello", token)
@@ -232,9 +226,12 @@ func TestControlPlaneAnswersAuthorizesAndKicks(t *testing.T) {
 		}, zerolog.Nop())
 	}()
 	defer func() { kstop(); <-kdone }()
-	hermodtest.Eventually(t, 5*time.Second, "kick served", func() bool {
+	hermodtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		cp.KickAgent(ctx, "eu-1")
-		return strings.Contains(logs.String(), `"kicked":2`)
+		if !strings.Contains(logs.String(), `"kicked":2`) {
+			return fmt.Errorf("no kick of 2 connections logged yet")
+		}
+		return nil
 	})
 	if id := <-kicked; id != "eu-1" {
 		t.Fatalf("kicked %q, want eu-1", id)

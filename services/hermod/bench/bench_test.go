@@ -29,7 +29,9 @@ import (
 	allinone "github.com/hermodhq/hermod/services/hermod"
 	"github.com/hermodhq/hermod/shared/envconfig"
 	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/index"
 	"github.com/hermodhq/hermod/shared/store"
+	"github.com/hermodhq/hermod/shared/streams"
 )
 
 const adminKey = "bench-admin-key-0123456789"
@@ -120,20 +122,17 @@ func startWith(b *testing.B, rd *hermodtest.Redis) *env {
 	}
 	log := zerolog.New(logOut).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	go func() { e.done <- allinone.Main(ctx, cfg, log, io.Discard) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	hermodtest.CheckFor(b, 30*time.Second, 20*time.Millisecond, func() error {
 		resp, err := e.hc.Get(e.base + "/readyz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
+		if err != nil {
+			return fmt.Errorf("pipeline not ready: %w", err)
 		}
-		if time.Now().After(deadline) {
-			b.Fatal("pipeline not ready")
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("pipeline not ready: /readyz %d", resp.StatusCode)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	// Listening for agents, the embedded NATS admits the all-in-one's own
 	// user (password in the data dir) besides the agents.
 	pw, err := os.ReadFile(filepath.Join(cfg.DataDir, "nats_password"))
@@ -185,6 +184,70 @@ func (e *env) createWebhooks(n int, url string, eventType string) {
 	}
 	close(work)
 	wg.Wait()
+}
+
+// indexWatch follows the presence announcements of the pipeline's webhook
+// indexes, to find out when all of them have applied a bulk of changes.
+type indexWatch struct {
+	e     *env
+	since time.Time
+	sub   *nats.Subscription
+	mu    sync.Mutex
+	ids   map[string]bool
+}
+
+// watchIndexes starts counting the indexes: each announces itself when
+// probed and then every index.AliveInterval.
+func (e *env) watchIndexes() *indexWatch {
+	w := &indexWatch{e: e, since: time.Now(), ids: map[string]bool{}}
+	sub, err := e.nc.Subscribe(index.AliveSubject, func(m *nats.Msg) {
+		w.mu.Lock()
+		w.ids[string(m.Data)] = true
+		w.mu.Unlock()
+	})
+	if err != nil {
+		e.b.Fatal(err)
+	}
+	w.sub = sub
+	if err := e.nc.Publish(index.ProbeSubject, nil); err != nil {
+		e.b.Fatal(err)
+	}
+	return w
+}
+
+// settle waits until every index has applied every change made so far. An
+// index takes change notices in order and confirms one only once it has
+// applied it and every notice before it, so a notice of our own (for no
+// webhook) confirmed by each index proves it. Only after one
+// index.AliveInterval has every index announced itself at least once.
+func (w *indexWatch) settle() {
+	defer func() { _ = w.sub.Unsubscribe() }()
+	hermodtest.CheckFor(w.e.b, time.Minute, 50*time.Millisecond, func() error {
+		if left := index.AliveInterval - time.Since(w.since); left > 0 {
+			return fmt.Errorf("indexes may still announce themselves for %s", left)
+		}
+		w.mu.Lock()
+		want := len(w.ids)
+		w.mu.Unlock()
+		if want == 0 {
+			return fmt.Errorf("no webhook index announced itself")
+		}
+		inbox := nats.NewInbox()
+		replies, err := w.e.nc.SubscribeSync(inbox)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = replies.Unsubscribe() }()
+		if err := w.e.nc.PublishRequest(streams.ChangesSubject, inbox, []byte("bench-settle")); err != nil {
+			return err
+		}
+		for got := 0; got < want; got++ {
+			if _, err := replies.NextMsg(5 * time.Second); err != nil {
+				return fmt.Errorf("%d of %d indexes confirmed a change notice: %w", got, want, err)
+			}
+		}
+		return nil
+	})
 }
 
 func (e *env) publish(id, eventType string) {
@@ -346,8 +409,9 @@ func BenchmarkFanOut10000(b *testing.B) {
 		e := start(b)
 		const hooks = 10000
 		s := newSink(b, hooks)
+		indexes := e.watchIndexes()
 		e.createWebhooks(hooks, s.url, "alert.triggered")
-		time.Sleep(500 * time.Millisecond) // indexes settle after the bulk create
+		indexes.settle()
 		stop := profile(b, "fanout")
 		begin := time.Now()
 		e.publish("fanout-1", "alert.triggered")
@@ -375,17 +439,13 @@ func BenchmarkRedisBytesPerDelivery(b *testing.B) {
 		e.flush()
 		wait(b, s, time.Minute)
 		// Wait until the recorder wrote every record.
-		deadline := time.Now().Add(time.Minute)
-		for {
-			n, _ := rdb.Eval(context.Background(), `return #redis.call('KEYS', ARGV[1])`, nil, store.AttemptsKey("*", "*")).Int()
-			if n == events*hooks {
-				break
+		hermodtest.CheckFor(b, time.Minute, 50*time.Millisecond, func() error {
+			n, err := rdb.Eval(context.Background(), `return #redis.call('KEYS', ARGV[1])`, nil, store.AttemptsKey("*", "*")).Int()
+			if err != nil || n != events*hooks {
+				return fmt.Errorf("%d of %d attempt histories written (%v)", n, events*hooks, err)
 			}
-			if time.Now().After(deadline) {
-				b.Fatalf("only %d attempt histories written", n)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 		after := usedMemory(b, rdb.Info(context.Background(), "memory").Val())
 		per := float64(after-before) / float64(events*hooks)
 		fmt.Printf("redis bytes per retained delivery: %.0f (used_memory %d -> %d for %d deliveries of %d events, envelope ~150 B stored once per event)\n",
