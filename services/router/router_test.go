@@ -198,7 +198,7 @@ func TestDeliveryIDIsStable(t *testing.T) {
 	if a != again || a == other || DeliveryID("ev-2", "w-1") == a {
 		t.Errorf("ids %s %s %s", a, again, other)
 	}
-	if EventIDFromSeq(1) == EventIDFromSeq(2) || EventIDFromSeq(1) != EventIDFromSeq(1) {
+	if one, again := EventIDFromSeq(1), EventIDFromSeq(1); one == EventIDFromSeq(2) || one != again {
 		t.Error("event ids from sequences are not stable and distinct")
 	}
 }
