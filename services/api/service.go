@@ -154,6 +154,11 @@ func BuildParts(cfg Config, c *connect.Conns, health *ops.Health, m *metrics.Met
 	return &Parts{Server: srv, ControlPlane: cp, nc: c.NC, l: l, log: log}, nil
 }
 
+// Close closes the listener; the API stops listening when its component
+// stops, so this matters when the run ends before it started (a failed
+// start of another component).
+func (p *Parts) Close() { _ = p.l.Close() }
+
 // Addr is where the REST API listens.
 func (p *Parts) Addr() net.Addr { return p.l.Addr() }
 
@@ -200,6 +205,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	if err != nil {
 		return err
 	}
+	defer p.Close()
 	if cfg.CalloutSeed != "" {
 		// Agents are placed in the services' account (where the streams are).
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -176,6 +176,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	if err != nil {
 		return err
 	}
+	defer apiParts.Close()
 	if calloutSeed != "" {
 		if err := apiParts.ServeCallout(calloutSeed, ""); err != nil {
 			return err

@@ -64,6 +64,11 @@ func (is *Isolation) OpenUntil(id string) time.Time {
 	return st.openUntil
 }
 
+// Full says whether every one of webhook id's in-flight slots is taken.
+func (is *Isolation) Full(id string) bool {
+	return int(is.state(id).inflight.Load()) >= is.inflightLimit
+}
+
 // Acquire takes one of webhook id's in-flight slots; false when they are
 // all taken. Every true is followed by one Release.
 func (is *Isolation) Acquire(id string) bool {

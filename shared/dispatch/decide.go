@@ -121,6 +121,27 @@ type Rules struct {
 var DefaultRules = Rules{AcquireTTL: 60 * time.Second, MaxHold: 7 * 24 * time.Hour, MaxLostLeases: 5,
 	SaturatedWait: 100 * time.Millisecond, LookupWait: time.Second}
 
+// withDefaults fills each zero limit from DefaultRules.
+func (r Rules) withDefaults() Rules {
+	def := DefaultRules
+	if r.AcquireTTL <= 0 {
+		r.AcquireTTL = def.AcquireTTL
+	}
+	if r.MaxHold <= 0 {
+		r.MaxHold = def.MaxHold
+	}
+	if r.MaxLostLeases <= 0 {
+		r.MaxLostLeases = def.MaxLostLeases
+	}
+	if r.SaturatedWait <= 0 {
+		r.SaturatedWait = def.SaturatedWait
+	}
+	if r.LookupWait <= 0 {
+		r.LookupWait = def.LookupWait
+	}
+	return r
+}
+
 // Result is what an HTTP attempt returned, as the decision needs it.
 type Result struct {
 	Class      delivery.Class
@@ -176,7 +197,8 @@ type Decision struct {
 	// Failed: failed attempts in this epoch after this decision (a Retry's
 	// copy carries it).
 	Failed int
-	// RenewLease: Attempt, renew the lease before the attempt.
+	// RenewLease: renew the lease before carrying the decision out (an
+	// attempt, or a move, of a message that waited over half its lease).
 	RenewLease bool
 }
 
@@ -184,9 +206,7 @@ type Decision struct {
 // It is pure: the plumbing gathers the facts, calls it, and carries the
 // decision out (docs/architecture.md, "The delivery state machine").
 func Decide(f Facts) Decision {
-	if f.Rules == (Rules{}) {
-		f.Rules = DefaultRules
-	}
+	f.Rules = f.Rules.withDefaults()
 	switch {
 	case f.Stage == Ready && f.Refused:
 		return Decision{Kind: Leave}
@@ -221,6 +241,17 @@ func lost(f Facts) int {
 }
 
 func beforeAttempt(f Facts) Decision {
+	d := beforeAttemptKind(f)
+	switch d.Kind {
+	case Attempt, Park, Hold, Dead:
+		// It waited over half its lease: renewed before anything that
+		// publishes, so the lease outlasts the attempt or the move.
+		d.RenewLease = f.Waited > f.Rules.AcquireTTL/2
+	}
+	return d
+}
+
+func beforeAttemptKind(f Facts) Decision {
 	l := lost(f)
 	switch {
 	case f.Lookup == Unknown:
@@ -239,7 +270,7 @@ func beforeAttempt(f Facts) Decision {
 	case f.Saturated:
 		return Decision{Kind: Park, At: f.Now.Add(f.Rules.SaturatedWait), Cause: CauseSaturated, Lost: l, Failed: f.Meta.Attempts}
 	}
-	return Decision{Kind: Attempt, Lost: l, Failed: f.Meta.Attempts, RenewLease: f.Waited > f.Rules.AcquireTTL/2}
+	return Decision{Kind: Attempt, Lost: l, Failed: f.Meta.Attempts}
 }
 
 func afterAttempt(f Facts) Decision {

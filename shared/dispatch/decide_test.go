@@ -74,6 +74,12 @@ func TestDecide(t *testing.T) {
 		{name: "breaker wins over saturation", base: ready,
 			set:  []func(*Facts){func(f *Facts) { f.BreakerOpenUntil = t0.Add(s); f.Saturated = true }},
 			want: Decision{Kind: Park, At: t0.Add(s), Cause: CauseBreaker}},
+		{name: "waited 60% of the lease, paused: renew, hold", base: ready,
+			set:  []func(*Facts){func(f *Facts) { f.Waited = 36 * s; f.Enabled = false }},
+			want: Decision{Kind: Hold, Cause: CausePaused, RenewLease: true}},
+		{name: "waited 60% of the lease, deleted: drop without renewing", base: ready,
+			set:  []func(*Facts){func(f *Facts) { f.Waited = 36 * s; f.Lookup = Gone }},
+			want: Decision{Kind: Drop}},
 		{name: "saturated: park 100 ms", base: ready, set: []func(*Facts){failedBefore(2), func(f *Facts) { f.Saturated = true }},
 			want: Decision{Kind: Park, At: t0.Add(100 * time.Millisecond), Cause: CauseSaturated, Failed: 2}},
 
@@ -209,14 +215,24 @@ func heldFacts() Facts {
 	return f
 }
 
-// Zero rules mean the defaults, so a caller that forgets them still gets a
-// sane lease rule instead of "every message waited too long".
+// Zero rules mean the defaults, each on its own, so a caller that sets only
+// some still gets sane ones (not "every message waited too long", nor
+// "every message lost its leases").
 func TestDecideZeroRulesAreDefaults(t *testing.T) {
 	f := ready()
 	f.Rules = Rules{}
 	f.Waited = 40 * time.Second
 	if d := Decide(f); d.Kind != Attempt || !d.RenewLease {
 		t.Errorf("Decide = %+v, want an attempt with a renewed lease (60 s default lease)", d)
+	}
+	f = ready()
+	f.Rules = Rules{AcquireTTL: 10 * time.Second}
+	if d := Decide(f); d.Kind != Attempt {
+		t.Errorf("Decide with only a lease set = %+v, want an attempt (5 lost leases by default)", d)
+	}
+	f.Saturated = true
+	if d := Decide(f); d.Kind != Park || !d.At.Equal(t0.Add(100*time.Millisecond)) {
+		t.Errorf("Decide = %+v, want a park of the default 100 ms", d)
 	}
 }
 

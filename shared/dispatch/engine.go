@@ -65,22 +65,7 @@ func (d Deps) withDefaults() Deps {
 	if d.PublishRetry <= 0 {
 		d.PublishRetry = 15 * time.Second
 	}
-	r, def := &d.Rules, DefaultRules
-	if r.AcquireTTL <= 0 {
-		r.AcquireTTL = def.AcquireTTL
-	}
-	if r.MaxHold <= 0 {
-		r.MaxHold = def.MaxHold
-	}
-	if r.MaxLostLeases <= 0 {
-		r.MaxLostLeases = def.MaxLostLeases
-	}
-	if r.SaturatedWait <= 0 {
-		r.SaturatedWait = def.SaturatedWait
-	}
-	if r.LookupWait <= 0 {
-		r.LookupWait = def.LookupWait
-	}
+	d.Rules = d.Rules.withDefaults()
 	return d
 }
 

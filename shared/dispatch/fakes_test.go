@@ -109,20 +109,3 @@ func (b *bundle) worker(opts WorkerOptions) *Worker { return NewWorker(b.deps, b
 var errTest = errors.New("store unreachable")
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
-
-// checkFor polls f until it returns nil, failing with its last error at
-// the deadline.
-func checkFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

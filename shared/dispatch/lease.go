@@ -10,8 +10,8 @@ import (
 //   - one that waited over 90% of the lease for a free worker is not
 //     attempted (Decide: Leave): it is, or will be, redelivered, and an
 //     attempt now could run beside its redelivery;
-//   - one that waited over half of it is renewed before the attempt
-//     (Decision.RenewLease);
+//   - one that waited over half of it is renewed before the attempt, or
+//     before it is parked, held or dead-lettered (Decision.RenewLease);
 //   - while a request runs that may outlast half the lease (its webhook's
 //     timeout is longer), keepLease renews it every third of the lease;
 //   - every lease lost without an outcome is counted (the Hermod-Lost

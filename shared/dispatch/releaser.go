@@ -110,7 +110,10 @@ func (r *Releaser) drainSubject(ctx context.Context, held HeldStream, subject st
 		case Keep:
 			return nil
 		case Drop:
-			return held.Purge(ctx, jetstream.WithPurgeSubject(subject))
+			if err := held.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+				d.Log.Warn().Err(err).Str("subject", subject).Msg("purging a deleted webhook's held deliveries failed; tried again next pass")
+			}
+			return nil
 		case Reject:
 		case Dead:
 			o := d.outcome(f.Meta, w, streams.StatusDead, f.Meta.Attempts)

@@ -60,12 +60,16 @@ func (s *Scheduler) Run(ctx context.Context, js JetStream) error {
 func (s *Scheduler) Handle(msg jetstream.Msg) {
 	d := s.deps
 	f := d.facts(Delayed, msg.Subject(), msg.Headers())
-	var seq uint64
-	if md, err := msg.Metadata(); err != nil {
-		f.Unreadable = true
-	} else {
-		seq, f.Delivered = md.Sequence.Stream, md.NumDelivered
+	md, err := msg.Metadata()
+	if err != nil {
+		// Its stream position (part of its copies' message ids) cannot be
+		// read now: it stays in the scheduler and is tried again.
+		d.Log.Warn().Err(err).Str("subject", msg.Subject()).Msg("delayed delivery without metadata; retried later")
+		_ = msg.NakWithDelay(d.Rules.LookupWait)
+		return
 	}
+	seq := md.Sequence.Stream
+	f.Delivered = md.NumDelivered
 	ready := ""
 	if !f.Unreadable && !f.Forged && !f.Now.Before(timeOf(f.Meta.Due)) {
 		w, l := d.lookup(f.Meta.WebhookID)

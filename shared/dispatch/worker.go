@@ -145,17 +145,20 @@ type ticket struct {
 func (w *Worker) Handle(p streams.Pulled) {
 	t := w.gather(p)
 	dec := Decide(t.f)
-	acquired := t.f.Lookup == Found && !t.f.Saturated && t.hook != nil
-	if dec.Kind != Attempt {
-		if acquired {
-			w.iso.Release(t.hook.ID)
-		}
-		w.carry(t, dec, nil)
-		return
+	if dec.Kind == Attempt && !w.iso.Acquire(t.hook.ID) {
+		// The last slot went to another worker since gather looked.
+		t.f.Saturated = true
+		dec = Decide(t.f)
 	}
 	if dec.RenewLease {
 		_ = t.msg.InProgress()
 	}
+	if dec.Kind != Attempt {
+		w.carry(t, dec, nil)
+		return
+	}
+	w.running.Store(t.f.Meta.DeliveryID, t.hook.ID)
+	defer w.running.Delete(t.f.Meta.DeliveryID) // "acquired" until its outcome is stored
 	res, att := w.attempt(t)
 	w.iso.Release(t.hook.ID)
 	w.breaker(t.hook.ID, res.Class)
@@ -167,8 +170,9 @@ func (w *Worker) Handle(p streams.Pulled) {
 }
 
 // gather collects the facts about a pulled message. The webhook is looked
-// up, and one of its in-flight slots taken, only for a message that may be
-// attempted.
+// up only for a message that may be attempted; whether its in-flight slots
+// are all taken is looked at, and one is taken only when the decision is
+// to attempt.
 func (w *Worker) gather(p streams.Pulled) ticket {
 	msg := p.Msg
 	t := ticket{msg: msg, f: w.deps.facts(Ready, msg.Subject(), msg.Headers())}
@@ -190,7 +194,7 @@ func (w *Worker) gather(p streams.Pulled) ticket {
 	}
 	t.f.Routed = streams.IsReadySubject(msg.Subject(), t.hook.ID, t.hook.TargetLabels)
 	t.f.BreakerOpenUntil = w.iso.OpenUntil(t.hook.ID)
-	t.f.Saturated = !w.iso.Acquire(t.hook.ID)
+	t.f.Saturated = w.iso.Full(t.hook.ID)
 	return t
 }
 
@@ -203,7 +207,6 @@ type attempted struct {
 // attempt makes the HTTP attempt, keeping the lease while it runs.
 func (w *Worker) attempt(t ticket) (delivery.Result, *attempted) {
 	w.inflight.Add(1)
-	w.running.Store(t.f.Meta.DeliveryID, t.hook.ID)
 	w.deps.Metrics.Started()
 	timeout := time.Duration(t.hook.TimeoutSeconds) * time.Second
 	stop := keepLease(t.msg, timeout, t.f.Rules.AcquireTTL)
@@ -212,7 +215,6 @@ func (w *Worker) attempt(t ticket) (delivery.Result, *attempted) {
 		Secrets: t.hook.Secrets(started), DeliveryID: t.f.Meta.DeliveryID, EventType: t.f.Meta.EventType,
 		Body: t.msg.Data(), Timeout: timeout})
 	stop()
-	w.running.Delete(t.f.Meta.DeliveryID)
 	w.inflight.Add(-1)
 	w.deps.Metrics.Finished(res.Duration.Seconds())
 	return res, &attempted{started: started, res: res}

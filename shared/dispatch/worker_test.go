@@ -318,7 +318,7 @@ func TestWorkerAnswersInFlight(t *testing.T) {
 	w := b.worker(WorkerOptions{})
 	done := make(chan struct{})
 	go func() { defer close(done); w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0)) }()
-	checkFor(t, 5*time.Second, func() error {
+	hermodtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if got := string(w.runningFor("w1")); got != `["d1"]` {
 			return errorf("running %s, want [\"d1\"]", got)
 		}
@@ -343,7 +343,7 @@ func TestKeepLease(t *testing.T) {
 	j := &hermodtest.Journal{}
 	m := &hermodtest.FakeMsg{J: j}
 	stop := keepLease(m, time.Second, 30*time.Millisecond)
-	checkFor(t, 5*time.Second, func() error {
+	hermodtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if n := len(j.All()); n < 2 {
 			return errorf("%d renewals", n)
 		}

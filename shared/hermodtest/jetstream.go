@@ -128,9 +128,10 @@ type FakeMsg struct {
 	Subj      string
 	Header    nats.Header
 	Body      []byte
-	Seq       uint64 // stream sequence
-	Delivered uint64 // delivery count
-	NoMeta    bool   // Metadata fails
+	Seq       uint64    // stream sequence
+	Delivered uint64    // delivery count
+	Stored    time.Time // when the stream stored it
+	NoMeta    bool      // Metadata fails
 }
 
 // Metadata implements jetstream.Msg.
@@ -138,7 +139,7 @@ func (m *FakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
 	if m.NoMeta {
 		return nil, errors.New("not a JetStream message")
 	}
-	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.Seq}, NumDelivered: m.Delivered}, nil
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.Seq}, NumDelivered: m.Delivered, Timestamp: m.Stored}, nil
 }
 
 // Data implements jetstream.Msg.

@@ -28,8 +28,8 @@ type Component struct {
 	Server bool
 }
 
-// Readiness is told when every component started and when the shutdown
-// begins; *ops.Health implements it.
+// Readiness is told when every component's Start succeeded and its Run
+// began, and when the shutdown begins; *ops.Health implements it.
 type Readiness interface {
 	SetReady()
 	SetStopping()

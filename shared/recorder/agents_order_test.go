@@ -58,7 +58,7 @@ func TestAgentOutcomeBeforeItsEnqueueRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Let the recorder see the outcome alone first (it waits, not refuses).
-	checkFor(t, 10*time.Second, func() error {
+	hermodtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		info, err := js.Consumer(ctx, streams.ResultsStream, streams.RecorderConsumer)
 		if err != nil {
 			return err
@@ -78,7 +78,7 @@ func TestAgentOutcomeBeforeItsEnqueueRecord(t *testing.T) {
 	if _, err := js.Publish(ctx, streams.EnqueuedSubject, enq); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 15*time.Second, func() error {
+	hermodtest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		d, _, _, err := st.GetDelivery(ctx, "d-1")
 		if err != nil {
 			return err
@@ -88,20 +88,4 @@ func TestAgentOutcomeBeforeItsEnqueueRecord(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// checkFor polls f until it returns nil, failing with its last error.
-func checkFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

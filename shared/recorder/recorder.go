@@ -292,18 +292,22 @@ func (r *Recorder) apply(stop context.Context, batch []jetstream.Msg, b store.Ba
 }
 
 // An agent's outcome for a delivery the recorder does not know yet is
-// asked about again after unknownDeliveryWait, up to unknownDeliveryTries
-// times in all, before it is refused as forged.
+// asked about again every unknownDeliveryWait until it is unknownDeliveryMaxAge
+// old (counted from when it was stored in the results stream, so other
+// redeliveries, such as a batch nakked while Redis was down, use none of
+// it); only then is it refused. The router stores a delivery's enqueue
+// record once every delivery of the event is acknowledged, which takes at
+// most its acknowledgement timeout (30 s) and a retry.
 const (
-	unknownDeliveryWait  = time.Second
-	unknownDeliveryTries = 10
+	unknownDeliveryWait   = time.Second
+	unknownDeliveryMaxAge = 2 * time.Minute
 )
 
 // waitedEnough says whether an agent's outcome for an unknown delivery was
-// given its tries; then it is refused (and logged).
+// given its time; then it is refused (and logged).
 func (r *Recorder) waitedEnough(m jetstream.Msg, agentID, deliveryID string) bool {
 	md, err := m.Metadata()
-	if err != nil || md.NumDelivered < unknownDeliveryTries {
+	if err != nil || time.Since(md.Timestamp) < unknownDeliveryMaxAge {
 		return false
 	}
 	r.log.Warn().Str("agent_id", agentID).Str("delivery_id", deliveryID).

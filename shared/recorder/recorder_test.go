@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
+
+	"github.com/hermodhq/hermod/shared/hermodtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -72,5 +75,28 @@ func TestAgentMay(t *testing.T) {
 	g.err = errors.New("redis down")
 	if _, err := New(nil, nil, zerolog.Nop(), Options{Agents: g}).agentMay("eu", "prod", "d-prod", nil); err == nil {
 		t.Error("a store error was not returned")
+	}
+}
+
+// An agent's outcome for an unknown delivery is refused only once it is
+// old, however often it was redelivered (a batch nakked while Redis was
+// down counts redeliveries too).
+func TestUnknownDeliveryRefusedByAgeOnly(t *testing.T) {
+	r := New(nil, nil, zerolog.Nop(), Options{})
+	j := &hermodtest.Journal{}
+	for _, c := range []struct {
+		name      string
+		age       time.Duration
+		delivered uint64
+		want      bool
+	}{
+		{"just stored", time.Second, 1, false},
+		{"redelivered often, still young", 30 * time.Second, 50, false},
+		{"older than the router's worst case", unknownDeliveryMaxAge + time.Second, 2, true},
+	} {
+		m := &hermodtest.FakeMsg{J: j, Stored: time.Now().Add(-c.age), Delivered: c.delivered}
+		if got := r.waitedEnough(m, "eu", "d-1"); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -65,37 +65,38 @@ func AgentListKey() string { return prefix + "agents" }
 func SessionKey(tokenHash string) string { return prefix + "session:" + tokenHash }
 
 // WebhookTag is the hash tag shared by every key a script touches for one
-// webhook's deliveries.
+// webhook's deliveries (the key functions below spell it inline, so each
+// key is built with one allocation).
 func WebhookTag(webhookID string) string { return "{" + webhookID + "}" }
 
 // StatsKey holds a webhook's lasting counters and breaker state (hash).
-func StatsKey(webhookID string) string { return prefix + "ws:" + WebhookTag(webhookID) }
+func StatsKey(webhookID string) string { return prefix + "ws:{" + webhookID + "}" }
 
 // DeliveryIndexKey is the zset of a webhook's delivery ids by creation time (ms).
-func DeliveryIndexKey(webhookID string) string { return prefix + "wd:" + WebhookTag(webhookID) }
+func DeliveryIndexKey(webhookID string) string { return prefix + "wd:{" + webhookID + "}" }
 
 // StatusIndexKey is DeliveryIndexKey restricted to one status.
 func StatusIndexKey(webhookID string, status streams.Status) string {
-	return DeliveryIndexKey(webhookID) + ":" + string(status)
+	return prefix + "wd:{" + webhookID + "}:" + string(status)
 }
 
 // TrimmedKey is the zset of a webhook's delivery ids that the history limit
 // pushed out of its indexes and whose records are yet to be deleted.
-func TrimmedKey(webhookID string) string { return prefix + "wt:" + WebhookTag(webhookID) }
+func TrimmedKey(webhookID string) string { return prefix + "wt:{" + webhookID + "}" }
 
 // DeliveryKey holds a delivery record (hash).
 func DeliveryKey(webhookID, deliveryID string) string {
-	return prefix + "d:" + WebhookTag(webhookID) + ":" + deliveryID
+	return prefix + "d:{" + webhookID + "}:" + deliveryID
 }
 
 // AttemptsKey holds a delivery's attempt history (hash, field epoch.attempt).
 func AttemptsKey(webhookID, deliveryID string) string {
-	return prefix + "da:" + WebhookTag(webhookID) + ":" + deliveryID
+	return prefix + "da:{" + webhookID + "}:" + deliveryID
 }
 
 // MinuteKey holds a webhook's counters of one minute (unix ms / 60000).
 func MinuteKey(webhookID string, minute int64) string {
-	return prefix + "m:" + WebhookTag(webhookID) + ":" + strconv.FormatInt(minute, 10)
+	return prefix + "m:{" + webhookID + "}:" + strconv.FormatInt(minute, 10)
 }
 
 // Layout 1, read only by Migrate. Its per-webhook and per-delivery keys had

@@ -207,7 +207,7 @@ type queuedMerge struct {
 // event went to, so it has no webhook tag and is no key of the script). The
 // extension only ever lengthens the payload's life, so a late or duplicate
 // outcome extending it again is harmless.
-func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.Outcome, lim Limits, now int64) (*queuedMerge, error) {
+func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.Outcome, lim Limits, now int64, seen *batchSeen) (*queuedMerge, error) {
 	if o.WebhookID == "" || o.DeliveryID == "" || !slices.Contains(recordStatuses, o.Status) {
 		return nil, nil // nothing to record it under
 	}
@@ -233,11 +233,51 @@ func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.
 	}
 	keys := mergeKeys(o.WebhookID, o.DeliveryID, at/60000)
 	cmd := mergeScript.EvalSha(ctx, p, keys, string(body), int64(lim.Retention/time.Second), lim.HistoryLimit, entry, bucket, now)
-	p.SetNX(ctx, DeliveryWebhookKey(o.DeliveryID), o.WebhookID, 0)
-	if (o.Status == streams.StatusSuccess || o.Status == streams.StatusDead) && o.EventID != "" {
+	if seen.firstPointer(o.DeliveryID) {
+		p.SetNX(ctx, DeliveryWebhookKey(o.DeliveryID), o.WebhookID, 0)
+	}
+	if (o.Status == streams.StatusSuccess || o.Status == streams.StatusDead) && o.EventID != "" && seen.firstExtension(o.EventID) {
 		p.ExpireGT(ctx, EventKey(o.EventID), lim.Retention)
 	}
 	return &queuedMerge{webhookID: o.WebhookID, cmd: cmd}, nil
+}
+
+// batchSeen keeps one batch from writing the same delivery pointer or
+// extending the same event payload twice: the deliveries of one event (one
+// payload) and the outcomes of one delivery often share a batch. A nil
+// *batchSeen writes every time.
+type batchSeen struct {
+	pointers map[string]struct{} // delivery ids whose pointer is written
+	extended map[string]struct{} // event ids whose payload is extended
+}
+
+// firstPointer says whether delivery id's pointer is not written yet in
+// this batch (always true on a nil b).
+func (b *batchSeen) firstPointer(id string) bool {
+	if b == nil {
+		return true
+	}
+	return first(&b.pointers, id)
+}
+
+// firstExtension says whether event id's payload is not extended yet in
+// this batch (always true on a nil b).
+func (b *batchSeen) firstExtension(id string) bool {
+	if b == nil {
+		return true
+	}
+	return first(&b.extended, id)
+}
+
+func first(set *map[string]struct{}, key string) bool {
+	if *set == nil {
+		*set = make(map[string]struct{})
+	}
+	if _, ok := (*set)[key]; ok {
+		return false
+	}
+	(*set)[key] = struct{}{}
+	return true
 }
 
 // breakerLua, run as breakerScript, keeps the newest breaker report (by its
@@ -299,8 +339,9 @@ func (s *Store) applyOutcomes(ctx context.Context, outs []streams.Outcome, enq [
 	now := time.Now().UnixMilli()
 	p := s.rdb.Pipeline()
 	var merges []*queuedMerge
+	seen := &batchSeen{}
 	queue := func(o *streams.Outcome) error {
-		m, err := s.queueOutcome(ctx, p, o, lim, now)
+		m, err := s.queueOutcome(ctx, p, o, lim, now, seen)
 		if m != nil {
 			merges = append(merges, m)
 		}
@@ -525,7 +566,7 @@ func (s *Store) Requeue(ctx context.Context, d *Delivery, lim Limits) error {
 		return err
 	}
 	p := s.rdb.Pipeline()
-	m, err := s.queueOutcome(ctx, p, &o, lim, time.Now().UnixMilli())
+	m, err := s.queueOutcome(ctx, p, &o, lim, time.Now().UnixMilli(), nil)
 	if err != nil {
 		return err
 	}

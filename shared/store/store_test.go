@@ -202,7 +202,7 @@ func TestTrimmedLeftBehindAreSwept(t *testing.T) {
 	for i, id := range []string{"a", "b", "c", "d"} {
 		o := outcome(id, 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
 		o.CreatedAt = int64(1_700_000_000_000 + i)
-		if _, err := s.queueOutcome(ctx, p, &o, small, time.Now().UnixMilli()); err != nil {
+		if _, err := s.queueOutcome(ctx, p, &o, small, time.Now().UnixMilli(), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
