@@ -202,7 +202,7 @@ func (a *Agent) test(client *delivery.Client, m *nats.Msg) {
 		}
 		r := client.Send(context.Background(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Secrets: w.Secrets(time.Now()),
 			DeliveryID: req.DeliveryID, EventType: "webhook.test", Body: req.Body,
-			Timeout: time.Duration(w.TimeoutSeconds) * time.Second, Excerpt: true})
+			Timeout: time.Duration(w.TimeoutSeconds) * time.Second})
 		res = streams.AgentTestResult{StatusCode: r.StatusCode, Success: r.Class == delivery.Success,
 			DurationMs: r.Duration.Milliseconds(), Excerpt: r.Excerpt}
 		if r.Err != nil {

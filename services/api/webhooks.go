@@ -296,7 +296,7 @@ func (s *Server) testWebhook(c echo.Context) error {
 	}
 	res := s.client.Send(c.Request().Context(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader,
 		Secrets: w.Secrets(time.Now()), DeliveryID: id, EventType: catalog.TestEventType, Body: body,
-		Timeout: time.Duration(w.TimeoutSeconds) * time.Second, Excerpt: true})
+		Timeout: time.Duration(w.TimeoutSeconds) * time.Second})
 	out := TestResult{Success: res.Class == delivery.Success, DurationMs: res.Duration.Milliseconds(),
 		ResponseExcerpt: res.Excerpt, DeliveryID: id, By: "broker"}
 	if res.StatusCode != 0 {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"code.dny.dev/ssrf"
 
@@ -24,8 +25,14 @@ import (
 // except an excerpt), so connections are reused without unbounded reads.
 const MaxResponseRead = 64 << 10
 
-// ExcerptLen is the length of the response excerpt kept for the test endpoint.
-const ExcerptLen = 512
+// ExcerptLen bounds the excerpt of a receiver's answer kept with every
+// attempt (and shown by the test endpoint), so an operator sees why a
+// receiver said no.
+const ExcerptLen = 1024
+
+// errorLineLen bounds the first line of an answer that an attempt's error
+// carries ("HTTP 400: <first line>").
+const errorLineLen = 200
 
 // ParseCIDRs parses a comma-separated allow-list; "" and "none" are empty.
 func ParseCIDRs(s string) ([]netip.Prefix, error) {
@@ -128,7 +135,6 @@ type Request struct {
 	EventType  string
 	Body       []byte
 	Timeout    time.Duration
-	Excerpt    bool // keep a response excerpt (test endpoint)
 }
 
 // Result is what one attempt produced.
@@ -138,7 +144,11 @@ type Result struct {
 	Duration   time.Duration
 	RetryAfter time.Duration
 	Err        error
-	Excerpt    string
+	// Excerpt is the first ExcerptLen bytes of the answer's body, as valid
+	// UTF-8 (invalid bytes replaced), and ContentType its media type. No
+	// other part of the answer, and no response header, is kept.
+	Excerpt     string
+	ContentType string
 }
 
 // Send makes one attempt.
@@ -181,21 +191,48 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 		}
 		return res
 	}
-	var excerpt string
-	if r.Excerpt {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, ExcerptLen))
-		excerpt = string(b)
-	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, ExcerptLen))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxResponseRead))
 	_ = resp.Body.Close()
-	res := Result{StatusCode: resp.StatusCode, Class: Classify(resp.StatusCode), Duration: time.Since(start), Excerpt: excerpt}
+	res := Result{StatusCode: resp.StatusCode, Class: Classify(resp.StatusCode), Duration: time.Since(start),
+		Excerpt: strings.ToValidUTF8(string(b), "\uFFFD"), ContentType: mediaType(resp.Header.Get("Content-Type"))}
 	if resp.StatusCode == 429 || resp.StatusCode == 503 {
 		res.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	if res.Class != Success {
-		res.Err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		res.Err = answerError(resp.StatusCode, res.Excerpt)
 	}
 	return res
+}
+
+// answerError is an attempt's error for a non-2xx answer: the status and
+// the first non-empty line of the answer, bounded.
+func answerError(status int, excerpt string) error {
+	line := ""
+	for _, l := range strings.Split(excerpt, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			line = l
+			break
+		}
+	}
+	if line == "" {
+		return fmt.Errorf("HTTP %d", status)
+	}
+	if len(line) > errorLineLen {
+		line = strings.ToValidUTF8(line[:errorLineLen], "") + "…"
+	}
+	return fmt.Errorf("HTTP %d: %s", status, line)
+}
+
+// mediaType is a Content-Type without its parameters, bounded (it is
+// recorded with the excerpt).
+func mediaType(ct string) string {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(mt)
+	if len(mt) > 100 || !utf8.ValidString(mt) {
+		return ""
+	}
+	return mt
 }
 
 func describe(err error, timeout time.Duration) error {

@@ -470,35 +470,60 @@ func TestSendBadRequestsTerminal(t *testing.T) {
 	}
 }
 
-// The start of the response body is kept only when asked for (the test
-// endpoint shows it), cut at ExcerptLen, for a failure and a success alike.
+// Every attempt keeps the start of the answer (cut at ExcerptLen, as valid
+// UTF-8) and its media type, for a failure and a success alike, and a
+// failure's error carries the answer's first line; no response header is
+// kept.
 func TestSendExcerpt(t *testing.T) {
 	big := strings.Repeat("0123456789", 1000)
+	long := strings.Repeat("é", 300) // 600 bytes on one line
 	srv := startSink(t, "127.0.0.1:0", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/ok" {
+		w.Header().Set("X-Secret-Echo", "s3cret")
+		switch r.URL.Path {
+		case "/ok":
 			_, _ = io.WriteString(w, "thanks")
-			return
+		case "/empty":
+			w.WriteHeader(204)
+		case "/am":
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(400)
+			_, _ = io.WriteString(w, "\n  cannot unmarshal object into Go value of type models.PostableAlerts\nsecond line")
+		case "/long":
+			w.WriteHeader(422)
+			_, _ = io.WriteString(w, long)
+		case "/cut":
+			w.WriteHeader(500)
+			// a two-byte rune across the cut, then invalid bytes
+			_, _ = io.WriteString(w, strings.Repeat("a", delivery.ExcerptLen-1)+"é\xff")
+		default:
+			w.WriteHeader(500)
+			_, _ = io.WriteString(w, big)
 		}
-		w.WriteHeader(500)
-		_, _ = io.WriteString(w, big)
 	})
 	cl := newClient(t, delivery.ClientOptions{Guard: true, Allow: allow("127.0.0.0/8")})
 	for _, c := range []struct {
-		path   string
-		keep   bool
-		status int
-		want   string
+		path, want, ctype, err string
+		status                 int
 	}{
-		{"/fail", true, 500, big[:delivery.ExcerptLen]},
-		{"/fail", false, 500, ""},
-		{"/ok", true, 200, "thanks"},
-		{"/ok", false, 200, ""},
+		{"/fail", big[:delivery.ExcerptLen], "text/plain", "HTTP 500: " + big[:200] + "…", 500},
+		{"/ok", "thanks", "text/plain", "", 200},
+		{"/empty", "", "", "", 204},
+		{"/am", "\n  cannot unmarshal object into Go value of type models.PostableAlerts\nsecond line", "application/json",
+			"HTTP 400: cannot unmarshal object into Go value of type models.PostableAlerts", 400},
+		{"/long", long, "text/plain", "HTTP 422: " + strings.Repeat("é", 100) + "…", 422},
+		{"/cut", strings.Repeat("a", delivery.ExcerptLen-1) + "\uFFFD", "text/plain", "", 500},
 	} {
 		res := cl.Send(context.Background(), delivery.Request{URL: srv.URL + c.path, Secrets: []string{mustSecret(t)}, DeliveryID: "d",
-			Body: []byte("{}"), Timeout: 5 * time.Second, Excerpt: c.keep})
-		if res.Excerpt != c.want || res.StatusCode != c.status {
-			t.Errorf("%s excerpt=%v: got %d bytes %.20q, status %d; want %d bytes, status %d",
-				c.path, c.keep, len(res.Excerpt), res.Excerpt, res.StatusCode, len(c.want), c.status)
+			Body: []byte("{}"), Timeout: 5 * time.Second})
+		if res.Excerpt != c.want || res.StatusCode != c.status || !strings.HasPrefix(res.ContentType, c.ctype) {
+			t.Errorf("%s: got %d bytes %.40q (%q), status %d; want %d bytes (%q), status %d",
+				c.path, len(res.Excerpt), res.Excerpt, res.ContentType, res.StatusCode, len(c.want), c.ctype, c.status)
+		}
+		if c.err != "" && (res.Err == nil || res.Err.Error() != c.err) {
+			t.Errorf("%s: error %v, want %q", c.path, res.Err, c.err)
+		}
+		if strings.Contains(res.Excerpt+res.ContentType+fmt.Sprint(res.Err), "s3cret") {
+			t.Errorf("%s: a response header was kept", c.path)
 		}
 	}
 }

@@ -106,6 +106,7 @@ func attemptOutcome(o streams.Outcome, att *attempted, body []byte) streams.Outc
 	o.PayloadSize = len(body)
 	o.StartedAt, o.FinishedAt = att.started.UnixMilli(), att.started.Add(res.Duration).UnixMilli()
 	o.StatusCode, o.DurationMs = res.StatusCode, res.Duration.Milliseconds()
+	o.Response, o.ResponseType = res.Excerpt, res.ContentType
 	o.AttemptStatus = streams.StatusFailed
 	if res.Class == delivery.Success {
 		o.AttemptStatus = streams.StatusSuccess

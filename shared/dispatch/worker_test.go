@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"testing"
@@ -86,7 +87,8 @@ func TestWorkerDeliverOutcomeNotStoredLeavesTheMessage(t *testing.T) {
 // attempt, due after the backoff, are both stored before the ack.
 func TestWorkerRetry(t *testing.T) {
 	b := newBundle(t)
-	b.sender.answer = delivery.Result{StatusCode: 503, Class: delivery.Retryable}
+	b.sender.answer = delivery.Result{StatusCode: 503, Class: delivery.Retryable, Excerpt: "upstream down\nretry later",
+		ContentType: "text/plain", Err: errors.New("HTTP 503: upstream down")}
 	w := b.worker(WorkerOptions{})
 	m := b.msg(streams.DeliverSubject("w1"), streams.Meta{Attempts: 1})
 	w.Handle(pulled(m, t0))
@@ -105,7 +107,8 @@ func TestWorkerRetry(t *testing.T) {
 		t.Errorf("copy msg id %q", id)
 	}
 	o := outcomeOf(t, b)
-	if o.Status != streams.StatusFailed || o.Attempt != 2 || o.NextRetryAt != meta.Due || o.StatusCode != 503 {
+	if o.Status != streams.StatusFailed || o.Attempt != 2 || o.NextRetryAt != meta.Due || o.StatusCode != 503 ||
+		o.Response != "upstream down\nretry later" || o.ResponseType != "text/plain" || o.Error != "HTTP 503: upstream down" {
 		t.Errorf("outcome %+v", o)
 	}
 }

@@ -183,6 +183,10 @@ type AttemptEntry struct {
 	PayloadSize int            `json:"payload_size"`
 	Error       string         `json:"error"`
 	By          string         `json:"by"`
+	// Response is the start of the receiver's answer (at most 1 KiB) and
+	// ResponseType its media type: why a receiver said no.
+	Response     string `json:"response"`
+	ResponseType string `json:"response_type,omitempty"`
 }
 
 // mergeKeys are the keys of mergeScript for one delivery of one webhook,
@@ -222,7 +226,7 @@ func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.
 	}
 	if o.AttemptStatus != "" {
 		e := AttemptEntry{Attempt: o.Attempt, Epoch: o.Epoch, Status: o.AttemptStatus, StatusCode: o.StatusCode,
-			DurationMs: o.DurationMs, PayloadSize: o.PayloadSize, Error: o.Error, By: o.By,
+			DurationMs: o.DurationMs, PayloadSize: o.PayloadSize, Error: o.Error, By: o.By, Response: o.Response, ResponseType: o.ResponseType,
 			StartedAt: time.UnixMilli(o.StartedAt).UTC().Format(time.RFC3339Nano)}
 		eb, err := json.Marshal(e)
 		if err != nil {

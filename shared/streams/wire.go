@@ -57,18 +57,22 @@ type Outcome struct {
 	// Status is the delivery's status after this outcome.
 	Status Status `json:"status"`
 	// AttemptStatus is success or failed when an HTTP attempt was made, else "".
-	AttemptStatus Status   `json:"attempt_status,omitempty"`
-	StatusCode    int      `json:"status_code,omitempty"`
-	DurationMs    int64    `json:"duration_ms,omitempty"`
-	Error         string   `json:"error,omitempty"`
-	Reason        Reason   `json:"reason,omitempty"`
-	By            string   `json:"by,omitempty"`
-	StartedAt     int64    `json:"started_at,omitempty"`  // unix ms
-	FinishedAt    int64    `json:"finished_at,omitempty"` // unix ms
-	NextRetryAt   int64    `json:"next_retry_at,omitempty"`
-	CreatedAt     int64    `json:"created_at"` // unix ms, when the delivery was enqueued
-	PayloadSize   int      `json:"payload_size"`
-	TargetLabels  []string `json:"target_labels,omitempty"`
+	AttemptStatus Status `json:"attempt_status,omitempty"`
+	StatusCode    int    `json:"status_code,omitempty"`
+	// Response is the start of the receiver's answer (delivery.ExcerptLen
+	// bytes at most) and ResponseType its media type; never a header.
+	Response     string   `json:"response,omitempty"`
+	ResponseType string   `json:"response_type,omitempty"`
+	DurationMs   int64    `json:"duration_ms,omitempty"`
+	Error        string   `json:"error,omitempty"`
+	Reason       Reason   `json:"reason,omitempty"`
+	By           string   `json:"by,omitempty"`
+	StartedAt    int64    `json:"started_at,omitempty"`  // unix ms
+	FinishedAt   int64    `json:"finished_at,omitempty"` // unix ms
+	NextRetryAt  int64    `json:"next_retry_at,omitempty"`
+	CreatedAt    int64    `json:"created_at"` // unix ms, when the delivery was enqueued
+	PayloadSize  int      `json:"payload_size"`
+	TargetLabels []string `json:"target_labels,omitempty"`
 }
 
 // Enqueued tells the recorder which deliveries one event produced. The

@@ -719,6 +719,11 @@
         h('td', { 'data-label': 'Duration', class: 'num', text: a.duration_ms + ' ms' }),
         h('td', { 'data-label': 'Size', class: 'num', text: fmtBytes(a.payload_size) }),
         h('td', { 'data-label': 'Error', text: a.error || '' }),
+        // The receiver's answer, as text (never markup): why it said no.
+        h('td', { 'data-label': 'Response' }, a.response
+          ? h('details', { class: 'answer' }, h('summary', { text: (a.response_type || 'answer') + ' · ' + fmtBytes(a.response.length) }),
+            h('pre', { class: 'payload', tabindex: '0', text: a.response }))
+          : '—'),
         h('td', { 'data-label': 'By', text: a.by || '' })));
       d.p.dlView.replaceChildren(h('div', { class: 'card' },
         h('h3', {}, 'Delivery ', h('code', { text: x.id }), ' ', badge(x.status)),
@@ -728,7 +733,7 @@
         h('pre', { class: 'payload', tabindex: '0', text: x.payload ? JSON.stringify(x.payload, null, 2) : '(expired)' }),
         h('h3', { text: 'Attempt history' }),
         hist.length ? h('table', { class: 'small-table history cards' },
-          h('thead', {}, h('tr', {}, ['#', 'Started', 'Status', 'HTTP', 'Duration', 'Size', 'Error', 'By'].map((c) => h('th', { scope: 'col', text: c })))),
+          h('thead', {}, h('tr', {}, ['#', 'Started', 'Status', 'HTTP', 'Duration', 'Size', 'Error', 'Response', 'By'].map((c) => h('th', { scope: 'col', text: c })))),
           h('tbody', {}, hist)) : h('p', { class: 'muted', text: 'No attempts yet.' }),
         x.status === 'dead' ? h('button', { type: 'button', class: 'retry', text: 'Retry this delivery', onclick: () => retry(id, x.id) }) : null,
       ));
