@@ -38,6 +38,7 @@ fuzz:
 	cd shared && $(FUZZ) '^FuzzApplyUpdate$$' ./webhooks
 	cd shared && $(FUZZ) '^FuzzParseEnvelope$$' ./matching
 	cd shared && $(FUZZ) '^FuzzSetMatch$$' ./matching
+	cd shared && $(FUZZ) '^FuzzRender$$' ./formats
 
 # Browser screenshots of the Webhooks page into docs/images (the README shows them).
 screenshots: build

@@ -1,0 +1,242 @@
+package formats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/hermodhq/hermod/shared/catalog"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var now = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+const routingKey = "R0123456789abcdef0123456789ABCDE"
+
+func envelope(t testing.TB, eventType string, data map[string]any) []byte {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"id": "ev-1", "event_type": eventType, "timestamp": "2026-11-30T11:59:00Z",
+		"data": data, "labels": map[string]string{"env": "prod"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func render(t *testing.T, name Name, opts *Options, body []byte) map[string]any {
+	t.Helper()
+	r, err := Compile(name, opts)
+	if err != nil {
+		t.Fatalf("compile %s: %v", name, err)
+	}
+	out, err := r.Render(context.Background(), body, now)
+	if err != nil {
+		t.Fatalf("render %s: %v", name, err)
+	}
+	var v any
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("%s rendered no JSON: %v\n%s", name, err, out)
+	}
+	if m, ok := v.(map[string]any); ok {
+		return m
+	}
+	return map[string]any{"list": v}
+}
+
+// Bad formats and options are refused naming the field.
+func TestCompileRefuses(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		fmt   Name
+		opts  Options
+		field string
+	}{
+		{"unknown format", "email", Options{}, "format"},
+		{"an option of another format", Slack, Options{RoutingKey: routingKey}, "format_options.routing_key"},
+		{"pagerduty without a routing key", PagerDuty, Options{}, "format_options.routing_key"},
+		{"pagerduty with a short routing key", PagerDuty, Options{RoutingKey: "abc"}, "format_options.routing_key"},
+		{"a severity outside the list", PagerDuty, Options{RoutingKey: routingKey, Severity: map[string]string{"alert.*": "fatal"}},
+			"format_options.severity.alert.*"},
+		{"a severity for no pattern", Datadog, Options{Severity: map[string]string{"alert": "error"}}, "format_options.severity.alert"},
+		{"a bad dedup field", PagerDuty, Options{RoutingKey: routingKey, DedupField: "a b"}, "format_options.dedup_field"},
+		{"a label that Prometheus refuses", Alertmanager, Options{Labels: map[string]string{"team-name": "x"}}, "format_options.labels.team-name"},
+		{"a bad label field", Alertmanager, Options{LabelFields: []string{"x y"}}, "format_options.label_fields"},
+		{"too many tags", Datadog, Options{Tags: make([]string, 51)}, "format_options.tags"},
+		{"an empty tag", Datadog, Options{Tags: []string{""}}, "format_options.tags"},
+		{"template without a program", Template, Options{}, "format_options.template"},
+		{"template that does not compile", Template, Options{Template: "{text: .data.message"}, "format_options.template"},
+		{"template calling an unknown function", Template, Options{Template: "nosuchfn(1)"}, "format_options.template"},
+		{"template too long", Template, Options{Template: strings.Repeat(" ", templateMaxSource+1) + "."}, "format_options.template"},
+	} {
+		_, err := Compile(c.fmt, &c.opts)
+		var oe *OptionError
+		if !errors.As(err, &oe) || oe.Field != c.field {
+			t.Errorf("%s: %v, want an error on %s", c.name, err, c.field)
+		}
+	}
+	_, err := Compile(Template, &Options{Template: "{text: .data.message"})
+	if err == nil || !strings.Contains(err.Error(), "offset") {
+		t.Errorf("a syntax error does not say where: %v", err)
+	}
+}
+
+// Standard sends the envelope as it is.
+func TestStandardIsTheEnvelope(t *testing.T) {
+	body := envelope(t, "deployment.applied", map[string]any{"deployment_id": "d-1"})
+	for _, r := range []*Renderer{nil, mustCompile(t, Standard, nil), mustCompile(t, "", nil)} {
+		out, err := r.Render(context.Background(), body, now)
+		if err != nil || string(out) != string(body) {
+			t.Errorf("standard rendered %s (%v)", out, err)
+		}
+	}
+}
+
+func mustCompile(t *testing.T, n Name, o *Options) *Renderer {
+	t.Helper()
+	r, err := Compile(n, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// The one-line summary says what happened, to what, and why; the other
+// fields and the link are shown apart.
+func TestSummary(t *testing.T) {
+	ev, err := parseEvent(envelope(t, "alert.triggered", map[string]any{"alert_id": "a-1", "name": "HighCPU",
+		"status": "firing", "message": "cpu above 90%", "url": "https://grafana.example/d/1", "value": 93.5,
+		"tags": []any{"cpu", "node-7"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ev.summary(), "An alert fired: alert a-1 (HighCPU), firing: cpu above 90%"; got != want {
+		t.Errorf("summary %q, want %q", got, want)
+	}
+	if ev.link() != "https://grafana.example/d/1" {
+		t.Errorf("link %q", ev.link())
+	}
+	fs := ev.fields()
+	if len(fs) != 2 || fs[0] != (field{"tags", `["cpu","node-7"]`}) || fs[1] != (field{"value", "93.5"}) {
+		t.Errorf("fields %v", fs)
+	}
+	if ev, _ := parseEvent(envelope(t, "cluster.degraded", map[string]any{"url": "javascript:alert(1)"})); ev.link() != "" {
+		t.Error("a non-http link was kept")
+	}
+}
+
+// Every built-in format renders every catalogue event type into what its
+// receiver requires (required fields present, within the vendor's limits).
+func TestEveryFormatRendersEveryEventType(t *testing.T) {
+	long := strings.Repeat("long message ", 400)
+	for _, et := range catalog.Default {
+		fam, _, _ := strings.Cut(et.Type, ".")
+		body := envelope(t, et.Type, map[string]any{fam + "_id": "x-1", "name": "n", "message": long, "count": 3})
+		t.Run(et.Type, func(t *testing.T) {
+			s := render(t, Slack, nil, body)
+			if txt, _ := s["text"].(string); txt == "" || len(txt) > 3000 || len(s["blocks"].([]any)) > 50 {
+				t.Errorf("slack: %v", s)
+			}
+			pd := render(t, PagerDuty, &Options{RoutingKey: routingKey}, body)
+			if pd["routing_key"] != routingKey || (pd["event_action"] != "trigger" && pd["event_action"] != "resolve") ||
+				len(pd["dedup_key"].(string)) > 255 {
+				t.Errorf("pagerduty: %v", pd)
+			}
+			if pd["event_action"] == "trigger" {
+				p := pd["payload"].(map[string]any)
+				if sum, _ := p["summary"].(string); sum == "" || len(sum) > 1024 || p["source"] != "hermod" ||
+					!strings.Contains("critical error warning info", p["severity"].(string)) {
+					t.Errorf("pagerduty payload: %v", p)
+				}
+			}
+			dd := render(t, Datadog, nil, body)
+			if title, _ := dd["title"].(string); title == "" || len(title) > 100 || len(dd["text"].(string)) > 4000 ||
+				!strings.Contains("error warning info success", dd["alert_type"].(string)) {
+				t.Errorf("datadog: %v", dd)
+			}
+			am := render(t, Alertmanager, nil, body)["list"].([]any)
+			a := am[0].(map[string]any)
+			if len(am) != 1 || a["labels"].(map[string]any)["alertname"] != "hermod_"+fam || (a["startsAt"] == nil) == (a["endsAt"] == nil) {
+				t.Errorf("alertmanager: %v", am)
+			}
+			tm := render(t, Teams, nil, body)
+			att := tm["attachments"].([]any)[0].(map[string]any)
+			card := att["content"].(map[string]any)
+			if tm["type"] != "message" || att["contentType"] != "application/vnd.microsoft.card.adaptive" ||
+				card["type"] != "AdaptiveCard" || card["version"] != "1.4" {
+				t.Errorf("teams: %v", tm)
+			}
+		})
+	}
+}
+
+// alert.resolved resolves what alert.triggered opened: PagerDuty's resolve
+// with the same dedup key, Alertmanager's same labels with endsAt.
+func TestPairsResolve(t *testing.T) {
+	fire := envelope(t, "alert.triggered", map[string]any{"alert_id": "a-1", "name": "HighCPU", "message": "cpu"})
+	clear := envelope(t, "alert.resolved", map[string]any{"alert_id": "a-1"})
+	o := &Options{RoutingKey: routingKey, Severity: map[string]string{"alert.*": "critical"}}
+	pt, pr := render(t, PagerDuty, o, fire), render(t, PagerDuty, o, clear)
+	if pt["event_action"] != "trigger" || pr["event_action"] != "resolve" || pt["dedup_key"] != pr["dedup_key"] || pt["dedup_key"] != "alert:a-1" {
+		t.Errorf("pagerduty pair: %v / %v", pt, pr)
+	}
+	if pt["payload"].(map[string]any)["severity"] != "critical" {
+		t.Errorf("severity option ignored: %v", pt["payload"])
+	}
+	team := &Options{Labels: map[string]string{"team": "sre"}}
+	at := render(t, Alertmanager, team, fire)["list"].([]any)[0].(map[string]any)
+	ar := render(t, Alertmanager, team, clear)["list"].([]any)[0].(map[string]any)
+	lt, _ := json.Marshal(at["labels"])
+	lr, _ := json.Marshal(ar["labels"])
+	if string(lt) != string(lr) || at["startsAt"] == nil || ar["endsAt"] == nil || !strings.Contains(string(lt), `"team":"sre"`) {
+		t.Errorf("alertmanager pair labels %s / %s (%v / %v)", lt, lr, at, ar)
+	}
+	// Without a pair, each event is its own incident, keyed by its id field.
+	dep := render(t, PagerDuty, o, envelope(t, "deployment.failed", map[string]any{"deployment_id": "d-1"}))
+	if dep["event_action"] != "trigger" || dep["dedup_key"] != "deployment:d-1" {
+		t.Errorf("deployment: %v", dep)
+	}
+	custom := render(t, PagerDuty, &Options{RoutingKey: routingKey, DedupField: "fingerprint"},
+		envelope(t, "alert.triggered", map[string]any{"alert_id": "a-1", "fingerprint": "f9"}))
+	if custom["dedup_key"] != "alert:f9" {
+		t.Errorf("dedup_field ignored: %v", custom["dedup_key"])
+	}
+}
+
+// A template shapes any receiver's body; render-time failures are
+// ErrTemplate (the delivery dies with that error, never retried).
+func TestTemplate(t *testing.T) {
+	body := envelope(t, "deployment.failed", map[string]any{"deployment_id": "d-1", "message": "image pull"})
+	r := mustCompile(t, Template, &Options{Template: `{msg: "\(.event_type): \(.data.message)", env: .labels.env}`})
+	out, err := r.Render(context.Background(), body, now)
+	if err != nil || string(out) != `{"env":"prod","msg":"deployment.failed: image pull"}` {
+		t.Errorf("template rendered %s (%v)", out, err)
+	}
+	for _, c := range []struct{ name, src, want string }{
+		{"a runtime error", `.data.message | tonumber`, "tonumber cannot be applied"},
+		{"no output", `empty`, "no output"},
+		{"several values", `.id, .event_type`, "more than one value"},
+		{"over the time budget", `[range(1e9)] | length`, "longer than"},
+		{"over the size budget", `[range(30000) | "0123456789"]`, "exceeds"},
+		{"env is empty", `$ENV.PATH | ascii_downcase`, "cannot"},
+	} {
+		r := mustCompile(t, Template, &Options{Template: c.src})
+		_, err := r.Render(context.Background(), body, now)
+		if !errors.Is(err, ErrTemplate) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want ErrTemplate mentioning %q", c.name, err, c.want)
+		}
+	}
+}
+
+// The routing key is a secret: Redacted drops it.
+func TestRedacted(t *testing.T) {
+	o := Options{RoutingKey: routingKey, Source: "prod"}
+	if r := o.Redacted(); r.RoutingKey != "" || r.Source != "prod" {
+		t.Errorf("redacted %+v", r)
+	}
+}
