@@ -175,6 +175,9 @@ type Facts struct {
 	// Isolation, Ready only.
 	BreakerOpenUntil time.Time // zero or past: closed
 	Saturated        bool      // the webhook's in-flight limit is reached in this process
+	// RenderErr: Ready, the webhook's format could not render the event
+	// (found when the attempt was about to be made).
+	RenderErr string
 
 	// Result is the attempt's result; nil before the attempt.
 	Result *Result
@@ -269,6 +272,8 @@ func beforeAttemptKind(f Facts) Decision {
 		return Decision{Kind: Park, At: f.BreakerOpenUntil, Cause: CauseBreaker, Lost: l, Failed: f.Meta.Attempts}
 	case f.Saturated:
 		return Decision{Kind: Park, At: f.Now.Add(f.Rules.SaturatedWait), Cause: CauseSaturated, Lost: l, Failed: f.Meta.Attempts}
+	case f.RenderErr != "":
+		return Decision{Kind: Dead, Reason: streams.ReasonUnrenderable, Lost: l, Failed: f.Meta.Attempts, Error: f.RenderErr}
 	}
 	return Decision{Kind: Attempt, Lost: l, Failed: f.Meta.Attempts}
 }

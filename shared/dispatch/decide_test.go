@@ -83,6 +83,13 @@ func TestDecide(t *testing.T) {
 		{name: "saturated: park 100 ms", base: ready, set: []func(*Facts){failedBefore(2), func(f *Facts) { f.Saturated = true }},
 			want: Decision{Kind: Park, At: t0.Add(100 * time.Millisecond), Cause: CauseSaturated, Failed: 2}},
 
+		{name: "the format cannot render it: dead unrenderable", base: ready,
+			set:  []func(*Facts){failedBefore(1), func(f *Facts) { f.RenderErr = "format template: template: produced no output" }},
+			want: Decision{Kind: Dead, Reason: streams.ReasonUnrenderable, Failed: 1, Error: "format template: template: produced no output"}},
+		{name: "paused wins over a render error (the operator may fix the template)", base: ready,
+			set:  []func(*Facts){func(f *Facts) { f.RenderErr = "x"; f.Enabled = false }},
+			want: Decision{Kind: Hold, Cause: CausePaused}},
+
 		// After the attempt.
 		{name: "2xx: deliver", base: ready, set: []func(*Facts){answered(delivery.Success, 200)},
 			want: Decision{Kind: Deliver}},

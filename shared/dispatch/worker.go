@@ -43,6 +43,7 @@ type Worker struct {
 	inflight atomic.Int64
 	running  sync.Map // delivery id -> webhook id, while an attempt runs
 	settle   chan settlement
+	formats  renderers
 }
 
 // NewWorker builds a worker.
@@ -157,9 +158,16 @@ func (w *Worker) Handle(p streams.Pulled) {
 		w.carry(t, dec, nil)
 		return
 	}
+	body, err := w.render(t)
+	if err != nil {
+		w.iso.Release(t.hook.ID)
+		t.f.RenderErr = "format " + string(t.hook.Format) + ": " + err.Error()
+		w.carry(t, Decide(t.f), nil)
+		return
+	}
 	w.running.Store(t.f.Meta.DeliveryID, t.hook.ID)
 	defer w.running.Delete(t.f.Meta.DeliveryID) // "acquired" until its outcome is stored
-	res, att := w.attempt(t)
+	res, att := w.attempt(t, body)
 	w.iso.Release(t.hook.ID)
 	w.breaker(t.hook.ID, res.Class)
 	t.f.Result = &Result{Class: res.Class, StatusCode: res.StatusCode, RetryAfter: res.RetryAfter}
@@ -204,8 +212,9 @@ type attempted struct {
 	res     delivery.Result
 }
 
-// attempt makes the HTTP attempt, keeping the lease while it runs.
-func (w *Worker) attempt(t ticket) (delivery.Result, *attempted) {
+// attempt sends body (the rendered envelope), keeping the lease while it
+// runs.
+func (w *Worker) attempt(t ticket, body []byte) (delivery.Result, *attempted) {
 	w.inflight.Add(1)
 	w.deps.Metrics.Started()
 	timeout := time.Duration(t.hook.TimeoutSeconds) * time.Second
@@ -213,7 +222,7 @@ func (w *Worker) attempt(t ticket) (delivery.Result, *attempted) {
 	started := w.deps.Now()
 	res := w.send.Send(context.Background(), delivery.Request{URL: t.hook.URL, AuthHeader: t.hook.AuthHeader,
 		Secrets: t.hook.Secrets(started), DeliveryID: t.f.Meta.DeliveryID, EventType: t.f.Meta.EventType,
-		Body: t.msg.Data(), Timeout: timeout})
+		Body: body, Timeout: timeout})
 	stop()
 	w.inflight.Add(-1)
 	w.deps.Metrics.Finished(res.Duration.Seconds())

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hermodhq/hermod/shared/delivery"
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/streams"
 )
@@ -370,5 +372,49 @@ func TestWorkerDeadNotStoredLeavesTheMessage(t *testing.T) {
 	b.worker(WorkerOptions{}).Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
 	if slices.Contains(b.j.All(), "ack") || slices.Contains(b.j.All(), "term") {
 		t.Errorf("settled a dead delivery whose dead letter was not stored: %v", b.j.All())
+	}
+}
+
+// A webhook's format renders the body that is sent (and signed: the client
+// signs what it sends); the renderer is compiled once per webhook change.
+func TestWorkerRendersTheFormat(t *testing.T) {
+	b := newBundle(t)
+	hook := *b.hooks.hooks["w1"]
+	hook.Format = formats.Template
+	hook.FormatOptions = &formats.Options{Template: `{text: .id}`}
+	b.hooks.hooks["w1"] = &hook
+	w := b.worker(WorkerOptions{})
+	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
+	settle(w)
+	if got := string(b.sender.calls[0].Body); got != `{"text":"e1"}` {
+		t.Errorf("sent %s, want the rendered body", got)
+	}
+	r1, _ := w.formats.get(&hook)
+	r2, _ := w.formats.get(&hook)
+	changed := hook
+	r3, _ := w.formats.get(&changed)
+	if r1 != r2 || r1 == r3 {
+		t.Error("the renderer is not compiled once per webhook change")
+	}
+}
+
+// A template that fails on an event makes the delivery dead, without an
+// attempt and without a retry, saying why.
+func TestWorkerUnrenderableIsDead(t *testing.T) {
+	b := newBundle(t)
+	b.hooks.hooks["w1"].Format = formats.Template
+	b.hooks.hooks["w1"].FormatOptions = &formats.Options{Template: `.data.missing | tonumber`}
+	b.worker(WorkerOptions{}).Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
+	if b.sender.count() != 0 {
+		t.Error("attempted a delivery its format cannot render")
+	}
+	wantJournal(t, b, "publish hermod.results.out", "puback hermod.results.out",
+		"publish hermod.dead.w1", "puback hermod.dead.w1", "ack")
+	o := outcomeOf(t, b)
+	if o.Reason != streams.ReasonUnrenderable || !strings.Contains(o.Error, "format template: template:") {
+		t.Errorf("outcome %+v", o)
+	}
+	if got := b.pub.On(t, streams.DeadSubject("w1")).Header.Get(streams.HdrReason); got != "unrenderable" {
+		t.Errorf("dead letter reason %q", got)
 	}
 }

@@ -36,10 +36,13 @@ const (
 	ReasonTerminal  Reason = "terminal"  // a non-retryable answer (4xx)
 	ReasonAbandoned Reason = "abandoned" // its lease expired 5 times without an outcome
 	ReasonExpired   Reason = "expired"   // held longer than HERMOD_MAX_HOLD
+	// ReasonUnrenderable: the webhook's format could not render the event
+	// (its template failed); another attempt would fail the same way.
+	ReasonUnrenderable Reason = "unrenderable"
 )
 
 // Reasons lists every dead reason.
-var Reasons = []Reason{ReasonExhausted, ReasonTerminal, ReasonAbandoned, ReasonExpired}
+var Reasons = []Reason{ReasonExhausted, ReasonTerminal, ReasonAbandoned, ReasonExpired, ReasonUnrenderable}
 
 // Outcome is one state change of a delivery, published to the results stream
 // by whoever made it (a deliverer, an agent, the scheduler) and written to

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hermodhq/hermod/shared/catalog"
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/signing"
 )
 
@@ -58,9 +59,14 @@ type Webhook struct {
 	Filters             *Filters
 	MaxRetries          int
 	TimeoutSeconds      int
-	Enabled             bool
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
+	// Format is the body's format ("" and "standard": the envelope) and
+	// FormatOptions its options (the PagerDuty routing key among them: a
+	// secret, sealed at rest).
+	Format        formats.Name
+	FormatOptions *formats.Options
+	Enabled       bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // MaxAttempts is the number of failed attempts after which a delivery is dead.
