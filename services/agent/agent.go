@@ -32,6 +32,7 @@ import (
 	"github.com/hermodhq/hermod/shared/delivery"
 	"github.com/hermodhq/hermod/shared/dispatch"
 	"github.com/hermodhq/hermod/shared/envconfig"
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/lifecycle"
 	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/ops"
@@ -139,7 +140,14 @@ func (a *Agent) ask(ctx context.Context, kind string) error {
 	for _, w := range conf.Webhooks {
 		hooks[w.ID] = &webhooks.Webhook{ID: w.ID, URL: w.URL, AuthHeader: w.AuthHeader, Secret: w.Secret, PrevSecret: w.PrevSecret,
 			PrevSecretExpiresAt: time.UnixMilli(w.PrevSecretExpiresAt), TargetLabels: w.TargetLabels, MaxRetries: w.MaxRetries,
-			TimeoutSeconds: w.TimeoutSeconds, Enabled: w.Enabled, UpdatedAt: time.UnixMilli(w.UpdatedAt)}
+			TimeoutSeconds: w.TimeoutSeconds, Enabled: w.Enabled, UpdatedAt: time.UnixMilli(w.UpdatedAt),
+			Format: formats.Name(w.Format)}
+		if len(w.FormatOptions) > 0 {
+			hooks[w.ID].FormatOptions = &formats.Options{}
+			if err := json.Unmarshal(w.FormatOptions, hooks[w.ID].FormatOptions); err != nil {
+				return fmt.Errorf("control plane answer: webhook %s format options: %w", w.ID, err)
+			}
+		}
 	}
 	key := grantKey(conf)
 	stale := false
@@ -200,9 +208,14 @@ func (a *Agent) test(client *delivery.Client, m *nats.Msg) {
 			res.Error = "this agent may not deliver that webhook"
 			break
 		}
-		r := client.Send(context.Background(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Secrets: w.Secrets(time.Now()),
-			DeliveryID: req.DeliveryID, EventType: "webhook.test", Body: req.Body,
-			Timeout: time.Duration(w.TimeoutSeconds) * time.Second})
+		r := delivery.Result{Class: delivery.Terminal}
+		if body, err := w.Render(context.Background(), req.Body, time.Now()); err != nil {
+			r.Err = fmt.Errorf("format %s: %w", w.Format, err)
+		} else {
+			r = client.Send(context.Background(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Secrets: w.Secrets(time.Now()),
+				DeliveryID: req.DeliveryID, EventType: "webhook.test", Body: body,
+				Timeout: time.Duration(w.TimeoutSeconds) * time.Second})
+		}
 		res = streams.AgentTestResult{StatusCode: r.StatusCode, Success: r.Class == delivery.Success,
 			DurationMs: r.Duration.Milliseconds(), Excerpt: r.Excerpt}
 		if r.Err != nil {

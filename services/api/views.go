@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/webhooks"
@@ -26,12 +27,17 @@ type WebhookView struct {
 	Status         string            `json:"status"`
 	MaxRetries     int               `json:"max_retries"`
 	TimeoutSeconds int               `json:"timeout_seconds"`
-	TotalDelivered int64             `json:"total_delivered"`
-	TotalFailed    int64             `json:"total_failed"`
-	SuccessRate    *float64          `json:"success_rate"`
-	LastDeliveryAt *string           `json:"last_delivery_at"`
-	CreatedAt      string            `json:"created_at"`
-	UpdatedAt      string            `json:"updated_at"`
+	// Format is the body's format; FormatOptions its options without the
+	// routing key, which shows only as HasRoutingKey.
+	Format         formats.Name     `json:"format"`
+	FormatOptions  *formats.Options `json:"format_options"`
+	HasRoutingKey  bool             `json:"has_routing_key"`
+	TotalDelivered int64            `json:"total_delivered"`
+	TotalFailed    int64            `json:"total_failed"`
+	SuccessRate    *float64         `json:"success_rate"`
+	LastDeliveryAt *string          `json:"last_delivery_at"`
+	CreatedAt      string           `json:"created_at"`
+	UpdatedAt      string           `json:"updated_at"`
 }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -52,6 +58,14 @@ func webhookView(w *webhooks.Webhook, st store.WebhookStats) WebhookView {
 		CreatedAt: ts(w.CreatedAt), UpdatedAt: ts(w.UpdatedAt)}
 	if v.TargetLabels == nil {
 		v.TargetLabels = []string{}
+	}
+	v.Format = w.Format
+	if v.Format == "" {
+		v.Format = formats.Standard
+	}
+	if w.FormatOptions != nil {
+		o := w.FormatOptions.Redacted()
+		v.FormatOptions, v.HasRoutingKey = &o, w.FormatOptions.RoutingKey != ""
 	}
 	switch {
 	case !w.Enabled:

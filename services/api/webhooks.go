@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -292,11 +293,16 @@ func (s *Server) testWebhook(c echo.Context) error {
 		return err
 	}
 	if len(w.TargetLabels) > 0 {
-		return s.testThroughAgent(c, w, id, body)
+		return s.testThroughAgent(c, w, id, body) // the agent renders it in the webhook's format
 	}
-	res := s.client.Send(c.Request().Context(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader,
-		Secrets: w.Secrets(time.Now()), DeliveryID: id, EventType: catalog.TestEventType, Body: body,
-		Timeout: time.Duration(w.TimeoutSeconds) * time.Second})
+	res := delivery.Result{Class: delivery.Terminal}
+	if sent, err := w.Render(c.Request().Context(), body, time.Now()); err != nil {
+		res.Err = fmt.Errorf("format %s: %w", w.Format, err)
+	} else {
+		res = s.client.Send(c.Request().Context(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader,
+			Secrets: w.Secrets(time.Now()), DeliveryID: id, EventType: catalog.TestEventType, Body: sent,
+			Timeout: time.Duration(w.TimeoutSeconds) * time.Second})
+	}
 	out := TestResult{Success: res.Class == delivery.Success, DurationMs: res.Duration.Milliseconds(),
 		ResponseExcerpt: res.Excerpt, DeliveryID: id, By: "broker"}
 	if res.StatusCode != 0 {

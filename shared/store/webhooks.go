@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hermodhq/hermod/shared/encryption"
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
@@ -90,7 +91,9 @@ type storedWebhook struct {
 	MaxRetries     int               `json:"max_retries"`
 	TimeoutSeconds int               `json:"timeout_seconds"`
 	Enabled        bool              `json:"enabled"`
-	CreatedAt      int64             `json:"created_at"` // unix micro
+	Format         formats.Name      `json:"format,omitempty"`
+	FormatOptions  string            `json:"format_options_enc,omitempty"` // JSON, sealed: it may hold a routing key
+	CreatedAt      int64             `json:"created_at"`                   // unix micro
 	UpdatedAt      int64             `json:"updated_at"`
 }
 
@@ -117,6 +120,16 @@ func (s *Store) seal(w *webhooks.Webhook) ([]byte, error) {
 	if !w.PrevSecretExpiresAt.IsZero() {
 		sw.PrevExpires = w.PrevSecretExpiresAt.UnixMicro()
 	}
+	sw.Format = w.Format
+	if w.FormatOptions != nil {
+		opts, err := json.Marshal(w.FormatOptions)
+		if err != nil {
+			return nil, err
+		}
+		if sw.FormatOptions, err = s.box.Seal(string(opts)); err != nil {
+			return nil, err
+		}
+	}
 	return json.Marshal(sw)
 }
 
@@ -129,7 +142,7 @@ func (s *Store) open(data []byte) (*webhooks.Webhook, error) {
 	}
 	w := &webhooks.Webhook{ID: sw.ID, Name: sw.Name, Description: sw.Description, EventTypes: sw.EventTypes,
 		TargetLabels: sw.TargetLabels, Filters: sw.Filters, MaxRetries: sw.MaxRetries, TimeoutSeconds: sw.TimeoutSeconds,
-		Enabled: sw.Enabled, CreatedAt: time.UnixMicro(sw.CreatedAt).UTC(), UpdatedAt: time.UnixMicro(sw.UpdatedAt).UTC()}
+		Enabled: sw.Enabled, Format: sw.Format, CreatedAt: time.UnixMicro(sw.CreatedAt).UTC(), UpdatedAt: time.UnixMicro(sw.UpdatedAt).UTC()}
 	if s.box == nil {
 		w.URL = "" // sealed; not needed without the key
 		return w, nil
@@ -149,6 +162,16 @@ func (s *Store) open(data []byte) (*webhooks.Webhook, error) {
 	}
 	if sw.PrevExpires != 0 {
 		w.PrevSecretExpiresAt = time.UnixMicro(sw.PrevExpires).UTC()
+	}
+	if sw.FormatOptions != "" {
+		opts, err := s.box.Open(sw.FormatOptions)
+		if err != nil {
+			return nil, fmt.Errorf("webhook %s format options: %w", sw.ID, err)
+		}
+		w.FormatOptions = &formats.Options{}
+		if err := json.Unmarshal([]byte(opts), w.FormatOptions); err != nil {
+			return nil, fmt.Errorf("webhook %s format options: %w", sw.ID, err)
+		}
 	}
 	return w, nil
 }

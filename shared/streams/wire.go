@@ -145,6 +145,10 @@ type AgentWebhook struct {
 	TimeoutSeconds      int      `json:"timeout_seconds"`
 	Enabled             bool     `json:"enabled"`
 	UpdatedAt           int64    `json:"updated_at"` // unix ms
+	// Format and FormatOptions: the agent renders the body itself (the
+	// options may hold a routing key: in memory only on the agent).
+	Format        string          `json:"format,omitempty"`
+	FormatOptions json.RawMessage `json:"format_options,omitempty"`
 }
 
 // AgentTestPrefix + agent id: the API asks an agent to send a test event

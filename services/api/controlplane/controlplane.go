@@ -128,6 +128,10 @@ func (s *Server) answer(ctx context.Context, m *nats.Msg) streams.AgentConfig {
 		if w.PrevSecret != "" && now.Before(w.PrevSecretExpiresAt) {
 			aw.PrevSecret, aw.PrevSecretExpiresAt = w.PrevSecret, w.PrevSecretExpiresAt.UnixMilli()
 		}
+		aw.Format = string(w.Format)
+		if w.FormatOptions != nil {
+			aw.FormatOptions, _ = json.Marshal(w.FormatOptions) // strings, maps and lists: cannot fail
+		}
 		out.Webhooks = append(out.Webhooks, aw)
 	}
 	return out
