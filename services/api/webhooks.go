@@ -294,7 +294,7 @@ func (s *Server) testWebhook(c echo.Context) error {
 	if len(w.TargetLabels) > 0 {
 		return s.testThroughAgent(c, w, id, body)
 	}
-	res := s.client.Send(c.Request().Context(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader,
+	res := s.client.Send(c.Request().Context(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Headers: w.Headers,
 		Secrets: w.Secrets(time.Now()), DeliveryID: id, EventType: catalog.TestEventType, Body: body,
 		Timeout: time.Duration(w.TimeoutSeconds) * time.Second, Excerpt: true})
 	out := TestResult{Success: res.Class == delivery.Success, DurationMs: res.Duration.Milliseconds(),
