@@ -138,7 +138,7 @@ func (a *Agent) ask(ctx context.Context, kind string) error {
 	}
 	hooks := make(map[string]*webhooks.Webhook, len(conf.Webhooks))
 	for _, w := range conf.Webhooks {
-		hooks[w.ID] = &webhooks.Webhook{ID: w.ID, URL: w.URL, AuthHeader: w.AuthHeader, Secret: w.Secret, PrevSecret: w.PrevSecret,
+		hooks[w.ID] = &webhooks.Webhook{ID: w.ID, URL: w.URL, AuthHeader: w.AuthHeader, Headers: w.Headers, Secret: w.Secret, PrevSecret: w.PrevSecret,
 			PrevSecretExpiresAt: time.UnixMilli(w.PrevSecretExpiresAt), TargetLabels: w.TargetLabels, MaxRetries: w.MaxRetries,
 			TimeoutSeconds: w.TimeoutSeconds, Enabled: w.Enabled, UpdatedAt: time.UnixMilli(w.UpdatedAt),
 			Format: formats.Name(w.Format)}
@@ -212,7 +212,7 @@ func (a *Agent) test(client *delivery.Client, m *nats.Msg) {
 		if body, err := w.Render(context.Background(), req.Body, time.Now()); err != nil {
 			r.Err = fmt.Errorf("format %s: %w", w.Format, err)
 		} else {
-			r = client.Send(context.Background(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Secrets: w.Secrets(time.Now()),
+			r = client.Send(context.Background(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Headers: w.Headers, Secrets: w.Secrets(time.Now()),
 				DeliveryID: req.DeliveryID, EventType: "webhook.test", Body: body,
 				Timeout: time.Duration(w.TimeoutSeconds) * time.Second})
 		}

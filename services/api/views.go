@@ -11,8 +11,8 @@ import (
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
-// WebhookView is the webhook object of the API: never the url, auth header
-// or secret.
+// WebhookView is the webhook object of the API: never the url, auth header,
+// custom header values or secret.
 type WebhookView struct {
 	ID             string            `json:"id"`
 	Name           string            `json:"name"`
@@ -20,6 +20,8 @@ type WebhookView struct {
 	URLRedacted    string            `json:"url_redacted"`
 	HasURL         bool              `json:"has_url"`
 	HasAuthHeader  bool              `json:"has_auth_header"`
+	HasHeaders     bool              `json:"has_headers"`
+	HeaderNames    []string          `json:"header_names"`
 	EventTypes     []string          `json:"event_types"`
 	TargetLabels   []string          `json:"target_labels"`
 	Filters        *webhooks.Filters `json:"filters"`
@@ -52,7 +54,8 @@ func tsPtr(t time.Time) *string {
 
 func webhookView(w *webhooks.Webhook, st store.WebhookStats) WebhookView {
 	v := WebhookView{ID: w.ID, Name: w.Name, Description: w.Description, URLRedacted: webhooks.RedactURL(w.URL),
-		HasURL: w.URL != "", HasAuthHeader: w.AuthHeader != "", EventTypes: w.EventTypes, TargetLabels: w.TargetLabels,
+		HasURL: w.URL != "", HasAuthHeader: w.AuthHeader != "", HasHeaders: len(w.Headers) > 0,
+		HeaderNames: webhooks.HeaderNames(w.Headers), EventTypes: w.EventTypes, TargetLabels: w.TargetLabels,
 		Filters: w.Filters, Enabled: w.Enabled, MaxRetries: w.MaxRetries, TimeoutSeconds: w.TimeoutSeconds,
 		TotalDelivered: st.Delivered, TotalFailed: st.Failed, LastDeliveryAt: tsPtr(st.LastDeliveryAt),
 		CreatedAt: ts(w.CreatedAt), UpdatedAt: ts(w.UpdatedAt)}

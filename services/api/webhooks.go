@@ -299,7 +299,7 @@ func (s *Server) testWebhook(c echo.Context) error {
 	if sent, err := w.Render(c.Request().Context(), body, time.Now()); err != nil {
 		res.Err = fmt.Errorf("format %s: %w", w.Format, err)
 	} else {
-		res = s.client.Send(c.Request().Context(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader,
+		res = s.client.Send(c.Request().Context(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Headers: w.Headers,
 			Secrets: w.Secrets(time.Now()), DeliveryID: id, EventType: catalog.TestEventType, Body: sent,
 			Timeout: time.Duration(w.TimeoutSeconds) * time.Second})
 	}

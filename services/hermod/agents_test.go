@@ -137,7 +137,8 @@ func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
 		"staging": {"env:staging"}, "prod-mon": {"env:production", "role:monitoring"}} {
 		s := hermodtest.NewSink(t)
 		sinks[name] = s
-		body := map[string]any{"name": name, "url": s.URL, "event_types": []string{"alert.*"}, "secret": testSecret}
+		body := map[string]any{"name": name, "url": s.URL, "event_types": []string{"alert.*"}, "secret": testSecret,
+			"headers": map[string]any{"X-Fleet-Key": "key-" + name}}
 		if labels != nil {
 			body["target_labels"] = labels
 		}
@@ -155,6 +156,10 @@ func TestE2EAgentDeliversItsLabelSets(t *testing.T) {
 			return nil
 		})
 		verifySig(t, testSecret, s.Received()[0])
+		// The custom headers reach an agent in its grant and go out with its deliveries.
+		if v := s.Received()[0].Header.Values("X-Fleet-Key"); len(v) != 1 || v[0] != "key-"+name {
+			t.Errorf("%s: X-Fleet-Key %q", name, v)
+		}
 	}
 	for name, by := range map[string]string{"broker": "broker", "prod": "agent:eu-1", "prod-eu": "agent:eu-1"} {
 		ds := p.waitStatus(ids[name], "success", 1, 10*time.Second)

@@ -198,8 +198,9 @@ func TestPagination(t *testing.T) {
 	})
 }
 
-// The url's path and query, the auth header and the secret appear in no
-// response (except the secret endpoint), no log line and no Redis value.
+// The url's path and query, the auth header, custom header values and the
+// secret appear in no response (except the secret endpoint), no log line and
+// no Redis value.
 func TestSecretsNeverExposed(t *testing.T) {
 	bothModes(t, func(t *testing.T) {
 		p := startPipeline(t, nil)
@@ -213,11 +214,12 @@ func TestSecretsNeverExposed(t *testing.T) {
 		const pathSecret = "/hooks/p4th-s3cret-token"
 		const authSecret = "Bearer auth-s3cret-value"
 		id := p.createWebhook(map[string]any{"name": "sec", "url": "http://user:pw-s3cret@" + strings.TrimPrefix(s.URL, "http://") + pathSecret + "?key=q-s3cret",
-			"event_types": []string{"*"}, "auth_header": authSecret, "secret": testSecret})
+			"event_types": []string{"*"}, "auth_header": authSecret, "secret": testSecret,
+			"headers": map[string]any{"X-Vendor-Key": "hdr-s3cret-value"}})
 		p.publish("alert.triggered", map[string]any{"x": 1})
 		ds := p.waitStatus(id, "success", 1, 15*time.Second)
 		p.must(200, "POST", "/api/v1/webhooks/"+id+"/test", nil)
-		secrets := []string{"p4th-s3cret-token", "auth-s3cret-value", "q-s3cret", "pw-s3cret", strings.TrimPrefix(testSecret, "whsec_")}
+		secrets := []string{"p4th-s3cret-token", "auth-s3cret-value", "q-s3cret", "pw-s3cret", "hdr-s3cret-value", strings.TrimPrefix(testSecret, "whsec_")}
 		var bodies []string
 		for _, path := range []string{"/api/v1/webhooks", "/api/v1/webhooks/" + id, "/api/v1/webhooks/" + id + "/deliveries",
 			"/api/v1/deliveries/" + ds[0]["id"].(string), "/api/v1/webhooks/" + id + "/stats"} {

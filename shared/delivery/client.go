@@ -130,6 +130,11 @@ func (c *Client) Close() { c.transport.CloseIdleConnections() }
 type Request struct {
 	URL        string
 	AuthHeader string
+	// Headers are the webhook's custom headers. They are set before
+	// Hermod's own, and a name Hermod or the HTTP client owns is never sent
+	// from here, so none replaces the signature, the user agent or
+	// Authorization (that is AuthHeader).
+	Headers    map[string]string
 	Secrets    []string // current first, then previous during an overlap
 	DeliveryID string   // webhook-id
 	EventType  string
@@ -159,6 +164,11 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	if !webhooks.ValidHeaderValue(r.AuthHeader) {
 		return Result{Class: Terminal, Err: errors.New("the auth header holds characters HTTP cannot send"), Duration: time.Since(start)}
 	}
+	for k, v := range r.Headers {
+		if !webhooks.ValidHeaderName(k) || !webhooks.ValidHeaderValue(v) {
+			return Result{Class: Terminal, Err: fmt.Errorf("the custom header %q holds characters HTTP cannot send", k), Duration: time.Since(start)}
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
 	if err != nil {
 		return Result{Class: Terminal, Err: fmt.Errorf("build request: %w", err), Duration: time.Since(start)}
@@ -173,6 +183,11 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	}
 	ts := start.Unix()
 	h := req.Header
+	for k, v := range r.Headers {
+		if ck := http.CanonicalHeaderKey(k); !webhooks.ReservedHeader(ck) {
+			h[ck] = []string{v}
+		}
+	}
 	h["Content-Type"] = []string{"application/json"}
 	h["User-Agent"] = []string{c.userAgent}
 	h["X-Hermod-Event-Type"] = []string{r.EventType}

@@ -544,3 +544,78 @@ func TestSendUnsendableAuthHeader(t *testing.T) {
 			"so the delivery is retried until exhausted; webhooks.Apply accepts such values", res.Class, res.Err)
 	}
 }
+
+// Custom headers reach the receiver under their canonical names; a custom
+// header named like one Hermod or the HTTP client writes never replaces it
+// (the signature still verifies, only Hermod's value is sent).
+func TestSendCustomHeaders(t *testing.T) {
+	secret := mustSecret(t)
+	srv := startSink(t, "127.0.0.1:0", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	cl := newClient(t, delivery.ClientOptions{Guard: true, Allow: allow("127.0.0.0/8"), UserAgent: "Hermod/1.2.3"})
+	body := []byte(`{"id":"e"}`)
+	res := cl.Send(context.Background(), delivery.Request{URL: srv.URL, AuthHeader: "Bearer real", Secrets: []string{secret},
+		DeliveryID: "d-1", EventType: "deployment.applied", Body: body, Timeout: 5 * time.Second,
+		Headers: map[string]string{
+			"dd-api-key":           "dd-key",
+			"X-Tenant":             "t 1",
+			"webhook-signature":    "v1,Zm9yZ2Vk",
+			"Webhook-Id":           "forged-id",
+			"User-Agent":           "forged-agent",
+			"authorization":        "Bearer forged",
+			"Content-Type":         "text/plain",
+			"X-Hermod-Delivery-Id": "forged-id",
+			"Connection":           "close",
+		}})
+	if res.Class != delivery.Success || res.Err != nil {
+		t.Fatalf("result %+v", res)
+	}
+	got := srv.last(t)
+	for h, want := range map[string]string{
+		"Dd-Api-Key":           "dd-key",
+		"X-Tenant":             "t 1",
+		"Webhook-Id":           "d-1",
+		"User-Agent":           "Hermod/1.2.3",
+		"Authorization":        "Bearer real",
+		"Content-Type":         "application/json",
+		"X-Hermod-Delivery-Id": "d-1",
+	} {
+		if v := got.header.Values(h); len(v) != 1 || v[0] != want {
+			t.Errorf("%s = %q, want %q", h, v, want)
+		}
+	}
+	if v := got.header.Values("Webhook-Signature"); len(v) != 1 || strings.Contains(v[0], "Zm9yZ2Vk") {
+		t.Errorf("webhook-signature %q: the custom value was sent", v)
+	}
+	ts, _ := strconv.ParseInt(got.header.Get("Webhook-Timestamp"), 10, 64)
+	if !signing.Verify(mustKey(t, secret), got.header.Get("Webhook-Id"), ts, got.body, got.header.Get("Webhook-Signature")) {
+		t.Errorf("the signature does not verify")
+	}
+	if v := got.header.Values("Connection"); len(v) != 0 {
+		t.Errorf("hop-by-hop Connection sent: %q", v)
+	}
+}
+
+// A custom header HTTP cannot send (a control character in its value, a
+// separator in its name) never reaches the server and is not retried.
+func TestSendUnsendableCustomHeader(t *testing.T) {
+	srv := startSink(t, "127.0.0.1:0", func(w http.ResponseWriter, r *http.Request) {})
+	cl := newClient(t, delivery.ClientOptions{Guard: true, Allow: allow("127.0.0.0/8")})
+	for _, h := range []map[string]string{
+		{"X-A": "v\r\nWebhook-Signature: v1,forged"},
+		{"X-A": "v\x00"},
+		{"X A": "v"},
+		{"X-A\r\nX-B": "v"},
+	} {
+		res := cl.Send(context.Background(), delivery.Request{URL: srv.URL, Headers: h, Secrets: []string{mustSecret(t)},
+			DeliveryID: "d", Body: []byte("{}"), Timeout: 5 * time.Second})
+		if res.Class != delivery.Terminal || res.Err == nil {
+			t.Errorf("%q: result %+v, want terminal", h, res)
+		}
+		if res.Err != nil && strings.Contains(res.Err.Error(), "forged") {
+			t.Errorf("the error quotes the value: %v", res.Err)
+		}
+	}
+	if n := srv.hits.Load(); n != 0 {
+		t.Errorf("%d requests reached the server", n)
+	}
+}

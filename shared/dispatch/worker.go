@@ -220,7 +220,7 @@ func (w *Worker) attempt(t ticket, body []byte) (delivery.Result, *attempted) {
 	timeout := time.Duration(t.hook.TimeoutSeconds) * time.Second
 	stop := keepLease(t.msg, timeout, t.f.Rules.AcquireTTL)
 	started := w.deps.Now()
-	res := w.send.Send(context.Background(), delivery.Request{URL: t.hook.URL, AuthHeader: t.hook.AuthHeader,
+	res := w.send.Send(context.Background(), delivery.Request{URL: t.hook.URL, AuthHeader: t.hook.AuthHeader, Headers: t.hook.Headers,
 		Secrets: t.hook.Secrets(started), DeliveryID: t.f.Meta.DeliveryID, EventType: t.f.Meta.EventType,
 		Body: body, Timeout: timeout})
 	stop()

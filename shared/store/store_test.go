@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -266,12 +268,13 @@ func TestWebhooksSealedAtRest(t *testing.T) {
 	now := time.Now().UTC()
 	w := &webhooks.Webhook{ID: "11111111-1111-1111-1111-111111111111", Name: "n", URL: "https://example.test/p4th?tok=q",
 		AuthHeader: "Bearer a-secret", Secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", EventTypes: []string{"*"},
+		Headers:    map[string]string{"Dd-Api-Key": "dd-key-value", "X-Vendor-Token": "vendor-token-value"},
 		MaxRetries: 5, TimeoutSeconds: 30, Enabled: true, CreatedAt: now, UpdatedAt: now}
 	if err := s.PutWebhook(ctx, w); err != nil {
 		t.Fatal(err)
 	}
 	raw := s.rdb.Get(ctx, WebhookKey(w.ID)).Val()
-	for _, plain := range []string{"p4th", "a-secret", "c2VjcmV0c2VjcmV0"} {
+	for _, plain := range []string{"p4th", "a-secret", "c2VjcmV0c2VjcmV0", "dd-key-value", "vendor-token-value", "Dd-Api-Key", "X-Vendor-Token"} {
 		if strings.Contains(raw, plain) {
 			t.Errorf("stored value contains %q", plain)
 		}
@@ -280,11 +283,14 @@ func TestWebhooksSealedAtRest(t *testing.T) {
 	if err != nil || got.URL != w.URL || got.AuthHeader != w.AuthHeader || got.Secret != w.Secret {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
+	if !reflect.DeepEqual(got.Headers, w.Headers) {
+		t.Fatalf("headers round trip: names %q, want %q", webhooks.HeaderNames(got.Headers), webhooks.HeaderNames(w.Headers))
+	}
 	noKey := New(rd.Client(t), nil)
 	if err := noKey.CheckKey(ctx); err == nil {
 		t.Errorf("a keyless service may not start over encrypted data... unless it needs no secret: CheckKey must say so")
 	}
-	if nw, err := noKey.GetWebhook(ctx, w.ID); err != nil || nw.URL != "" || nw.Secret != "" || nw.Name != "n" {
+	if nw, err := noKey.GetWebhook(ctx, w.ID); err != nil || nw.URL != "" || nw.Secret != "" || nw.Headers != nil || nw.Name != "n" {
 		t.Errorf("keyless read: %+v %v", nw, err)
 	}
 	other, _ := encryption.New([]byte(strings.Repeat("z", 32)))
@@ -299,6 +305,44 @@ func TestWebhooksSealedAtRest(t *testing.T) {
 	}
 	if _, err := s.GetWebhook(ctx, w.ID); err != ErrNotFound {
 		t.Errorf("deleted webhook: %v", err)
+	}
+}
+
+// A webhook stored before custom headers existed (no headers_enc) reads as
+// one without headers; one without headers is stored without the key.
+func TestWebhookWithoutHeadersBackwardCompatible(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	if err := s.CheckKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	w := &webhooks.Webhook{ID: "22222222-2222-2222-2222-222222222222", Name: "old", URL: "https://example.test/in",
+		Secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", EventTypes: []string{"*"},
+		MaxRetries: 5, TimeoutSeconds: 30, Enabled: true, CreatedAt: now, UpdatedAt: now}
+	if err := s.PutWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	raw := s.rdb.Get(ctx, WebhookKey(w.ID)).Val()
+	if strings.Contains(raw, "headers") {
+		t.Errorf("a webhook without headers stores a headers key: %s", raw)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &fields); err != nil {
+		t.Fatal(err)
+	}
+	// The shape written before the field existed: the same keys, none added.
+	for _, k := range []string{"id", "name", "url_enc", "secret_enc", "event_types", "max_retries", "timeout_seconds", "enabled", "created_at", "updated_at"} {
+		if _, ok := fields[k]; !ok {
+			t.Errorf("stored webhook lacks %q", k)
+		}
+	}
+	got, err := s.GetWebhook(ctx, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Headers != nil {
+		t.Errorf("headers %q, want none", webhooks.HeaderNames(got.Headers))
 	}
 }
 

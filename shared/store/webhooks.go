@@ -82,6 +82,7 @@ type storedWebhook struct {
 	Description    string            `json:"description,omitempty"`
 	URL            string            `json:"url_enc"`
 	AuthHeader     string            `json:"auth_enc,omitempty"`
+	Headers        string            `json:"headers_enc,omitempty"` // sealed JSON object; absent = none
 	Secret         string            `json:"secret_enc"`
 	PrevSecret     string            `json:"prev_secret_enc,omitempty"`
 	PrevExpires    int64             `json:"prev_expires,omitempty"`
@@ -110,6 +111,15 @@ func (s *Store) seal(w *webhooks.Webhook) ([]byte, error) {
 	}
 	if sw.AuthHeader, err = s.box.Seal(w.AuthHeader); err != nil {
 		return nil, err
+	}
+	if len(w.Headers) > 0 {
+		hs, err := json.Marshal(w.Headers)
+		if err != nil {
+			return nil, fmt.Errorf("webhook %s headers: %w", w.ID, err)
+		}
+		if sw.Headers, err = s.box.Seal(string(hs)); err != nil {
+			return nil, err
+		}
 	}
 	if sw.Secret, err = s.box.Seal(w.Secret); err != nil {
 		return nil, err
@@ -153,6 +163,15 @@ func (s *Store) open(data []byte) (*webhooks.Webhook, error) {
 	}
 	if w.AuthHeader, err = s.box.Open(sw.AuthHeader); err != nil {
 		return nil, fmt.Errorf("webhook %s auth header: %w", sw.ID, err)
+	}
+	if sw.Headers != "" {
+		hs, err := s.box.Open(sw.Headers)
+		if err != nil {
+			return nil, fmt.Errorf("webhook %s headers: %w", sw.ID, err)
+		}
+		if err := json.Unmarshal([]byte(hs), &w.Headers); err != nil {
+			return nil, fmt.Errorf("webhook %s headers: %w", sw.ID, err)
+		}
 	}
 	if w.Secret, err = s.box.Open(sw.Secret); err != nil {
 		return nil, fmt.Errorf("webhook %s secret: %w", sw.ID, err)

@@ -134,17 +134,18 @@ type AgentConfig struct {
 
 // AgentWebhook is one webhook an agent may deliver.
 type AgentWebhook struct {
-	ID                  string   `json:"id"`
-	URL                 string   `json:"url"`
-	AuthHeader          string   `json:"auth_header,omitempty"`
-	Secret              string   `json:"secret"`
-	PrevSecret          string   `json:"prev_secret,omitempty"`
-	PrevSecretExpiresAt int64    `json:"prev_secret_expires_at,omitempty"` // unix ms
-	TargetLabels        []string `json:"target_labels"`
-	MaxRetries          int      `json:"max_retries"`
-	TimeoutSeconds      int      `json:"timeout_seconds"`
-	Enabled             bool     `json:"enabled"`
-	UpdatedAt           int64    `json:"updated_at"` // unix ms
+	ID                  string            `json:"id"`
+	URL                 string            `json:"url"`
+	AuthHeader          string            `json:"auth_header,omitempty"`
+	Headers             map[string]string `json:"headers,omitempty"`
+	Secret              string            `json:"secret"`
+	PrevSecret          string            `json:"prev_secret,omitempty"`
+	PrevSecretExpiresAt int64             `json:"prev_secret_expires_at,omitempty"` // unix ms
+	TargetLabels        []string          `json:"target_labels"`
+	MaxRetries          int               `json:"max_retries"`
+	TimeoutSeconds      int               `json:"timeout_seconds"`
+	Enabled             bool              `json:"enabled"`
+	UpdatedAt           int64             `json:"updated_at"` // unix ms
 	// Format and FormatOptions: the agent renders the body itself (the
 	// options may hold a routing key: in memory only on the agent).
 	Format        string          `json:"format,omitempty"`

@@ -30,6 +30,17 @@ func checkInvariants(t *testing.T, w *webhooks.Webhook) {
 	if strings.ContainsAny(w.AuthHeader, "\r\n\x00") || len(w.AuthHeader) > webhooks.MaxAuthHeaderLength {
 		t.Fatalf("auth header %q accepted", w.AuthHeader)
 	}
+	if w.Headers != nil {
+		canon, err := webhooks.CanonicalHeaders("headers", w.Headers)
+		if err != nil || len(canon) != len(w.Headers) || len(canon) == 0 {
+			t.Fatalf("headers not canonical: %q (%v)", webhooks.HeaderNames(w.Headers), err)
+		}
+		for k, v := range w.Headers {
+			if canon[k] != v || strings.ContainsAny(v, "\r\n\x00") {
+				t.Fatalf("header %q not canonical or its value unsendable", k)
+			}
+		}
+	}
 	if utf8.RuneCountInString(w.Description) > webhooks.MaxDescription {
 		t.Fatalf("description of %d runes", utf8.RuneCountInString(w.Description))
 	}
@@ -63,6 +74,9 @@ func FuzzApplyUpdate(f *testing.F) {
 		`{"url":"https://h.test:99999/"}`,
 		`{"auth_header":"Bearer \u0001"}`,
 		`{"max_retries":10.0}`,
+		`{"headers":{"dd-api-key":"k","X-Scope":"a\tb"}}`,
+		`{"headers":{"Upgrade":"websocket"}}`,
+		`{"headers":null}`,
 		`{}}`,
 	} {
 		f.Add([]byte(seed))

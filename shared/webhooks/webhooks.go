@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/textproto"
 	"net/url"
 	"regexp"
 	"slices"
@@ -32,6 +33,8 @@ const (
 	MaxLabels             = 16
 	MaxEventTypes         = 64
 	MaxDescription        = 2048
+	MaxHeaders            = 32
+	MaxHeadersBytes       = 8192 // names and values together
 )
 
 // Filters restrict which events reach a webhook. Every given key must equal
@@ -49,11 +52,14 @@ func (f *Filters) Empty() bool {
 
 // Webhook is a subscription, with its secrets in plaintext (in memory only).
 type Webhook struct {
-	ID                  string
-	Name                string
-	Description         string
-	URL                 string
-	AuthHeader          string
+	ID          string
+	Name        string
+	Description string
+	URL         string
+	AuthHeader  string
+	// Headers are sent with every delivery, by canonical name; as secret
+	// as AuthHeader (sealed at rest, never returned, never logged).
+	Headers             map[string]string
 	Secret              string
 	PrevSecret          string
 	PrevSecretExpiresAt time.Time
@@ -155,6 +161,103 @@ func ValidHeaderValue(s string) bool {
 	return true
 }
 
+// reservedHeaders are the names a webhook's headers may not set: hop-by-hop
+// headers, those the HTTP client writes itself, and Hermod's own (the
+// signature, the user agent; the Authorization header is auth_header).
+var reservedHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Te": true, "Trailer": true, "Transfer-Encoding": true,
+	"Upgrade": true, "Host": true, "Content-Length": true, "Content-Type": true,
+	"Webhook-Id": true, "Webhook-Timestamp": true, "Webhook-Signature": true,
+	"User-Agent": true, "Authorization": true,
+}
+
+// reservedHeaderPrefixes are name prefixes refused the same way.
+var reservedHeaderPrefixes = []string{"Proxy-", "X-Hermod-"}
+
+// ReservedHeader reports whether a webhook's headers may not set the
+// canonical name.
+func ReservedHeader(canonical string) bool {
+	if reservedHeaders[canonical] {
+		return true
+	}
+	for _, p := range reservedHeaderPrefixes {
+		if strings.HasPrefix(canonical, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidHeaderName reports whether s is an HTTP field name: a non-empty
+// token of letters, digits and !#$%&'*+-.^_`|~.
+func ValidHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// CanonicalHeaders validates a webhook's custom headers and returns them by
+// canonical name (nil when there are none). Names are case-insensitive, so
+// two spellings of one name are refused. Errors name field for the whole
+// object and field.<name> for one header; they never quote a value.
+func CanonicalHeaders(field string, m map[string]string) (map[string]string, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	if len(m) > MaxHeaders {
+		return nil, fieldErr(field, "at most %d headers", MaxHeaders)
+	}
+	size := 0
+	names := make([]string, 0, len(m))
+	for k, v := range m {
+		size += len(k) + len(v)
+		names = append(names, k)
+	}
+	if size > MaxHeadersBytes {
+		return nil, fieldErr(field, "names and values must total at most %d bytes", MaxHeadersBytes)
+	}
+	sort.Strings(names)
+	out := make(map[string]string, len(m))
+	for _, k := range names {
+		sub := field + "." + k
+		if !ValidHeaderName(k) {
+			return nil, fieldErr(sub, "is not a valid HTTP header name (letters, digits and !#$%%&'*+-.^_`|~)")
+		}
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		if ReservedHeader(ck) {
+			return nil, fieldErr(sub, "cannot be set: hop-by-hop, set by the HTTP client or by Hermod (use auth_header for Authorization)")
+		}
+		if _, dup := out[ck]; dup {
+			return nil, fieldErr(sub, "is given twice (header names are case-insensitive)")
+		}
+		if !ValidHeaderValue(m[k]) {
+			return nil, fieldErr(sub, "value must not contain CR, LF, NUL or other control characters")
+		}
+		out[ck] = m[k]
+	}
+	return out, nil
+}
+
+// HeaderNames returns the canonical names of headers, sorted.
+func HeaderNames(headers map[string]string) []string {
+	out := make([]string, 0, len(headers))
+	for k := range headers {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // ValidateURL checks an absolute http or https URL of at most 2048 bytes.
 func ValidateURL(field, raw string) error {
 	if raw == "" {
@@ -186,7 +289,7 @@ func ValidateURL(field, raw string) error {
 
 var allowedFields = map[string]bool{
 	"name": true, "description": true, "url": true, "event_types": true,
-	"auth_header": true, "secret": true, "target_labels": true, "filters": true,
+	"auth_header": true, "headers": true, "secret": true, "target_labels": true, "filters": true,
 	"max_retries": true, "timeout_seconds": true, "enabled": true,
 	"format": true, "format_options": true,
 }
@@ -253,7 +356,7 @@ func Apply(w *Webhook, raw map[string]json.RawMessage, create bool, cat *catalog
 		return fieldErr("secret", "cannot be changed here: use POST /api/v1/webhooks/{id}/secret/rotate")
 	}
 	// Fields in a fixed order so the first error is deterministic.
-	order := []string{"name", "description", "url", "event_types", "auth_header", "secret",
+	order := []string{"name", "description", "url", "event_types", "auth_header", "headers", "secret",
 		"target_labels", "filters", "max_retries", "timeout_seconds", "enabled", "format", "format_options"}
 	before := w.Format
 	for _, f := range order {
@@ -405,6 +508,20 @@ func applyField(w *Webhook, f string, r json.RawMessage, cat *catalog.Catalog) e
 			o.RoutingKey = w.FormatOptions.RoutingKey
 		}
 		w.FormatOptions = &o
+	case "headers":
+		if null {
+			w.Headers = nil
+			return nil
+		}
+		var m map[string]string
+		if err := decodeField(f, r, &m, "an object of header names to string values"); err != nil {
+			return err
+		}
+		canon, err := CanonicalHeaders(f, m)
+		if err != nil {
+			return err
+		}
+		w.Headers = canon
 	case "secret":
 		if null {
 			return nil // generated by the caller when empty

@@ -61,7 +61,7 @@ func createBody(extra map[string]string) string {
 		fields[k] = v
 	}
 	var parts []string
-	for _, k := range []string{"name", "description", "url", "event_types", "auth_header", "secret", "target_labels",
+	for _, k := range []string{"name", "description", "url", "event_types", "auth_header", "headers", "secret", "target_labels",
 		"filters", "max_retries", "timeout_seconds", "enabled"} {
 		if v, ok := fields[k]; ok && v != "-" {
 			parts = append(parts, quote(k)+":"+v)
@@ -468,6 +468,119 @@ func TestApplyAuthHeaderControlCharacters(t *testing.T) {
 	}
 }
 
+func headerObject(n int, name func(i int) string, value string) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = quote(name(i)) + ":" + quote(value)
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// Custom headers: HTTP token names, canonicalized; values HTTP can send;
+// no hop-by-hop, client-written or Hermod-owned names; bounded in count and
+// size; null and {} mean none.
+func TestApplyHeadersTable(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		headers string
+		field   string
+		want    map[string]string
+		n       int // headers kept when want is nil and they are many
+	}{
+		{"vendor key canonicalized", `{"dd-api-key":"abc"}`, "", map[string]string{"Dd-Api-Key": "abc"}, 0},
+		{"several", `{"X-Tenant":"t1","x-scope-orgid":"42"}`, "", map[string]string{"X-Tenant": "t1", "X-Scope-Orgid": "42"}, 0},
+		{"token punctuation", `{"X!#$%&'*+.^_|~-A":"v"}`, "", map[string]string{"X!#$%&'*+.^_|~-A": "v"}, 0},
+		{"empty value", `{"X-Empty":""}`, "", map[string]string{"X-Empty": ""}, 0},
+		{"tab and non-ASCII in value", `{"X-V":"a\tb é"}`, "", map[string]string{"X-V": "a\tb é"}, 0},
+		{"null is none", `null`, "", nil, 0},
+		{"empty object is none", `{}`, "", nil, 0},
+		{"exactly 32", headerObject(32, func(i int) string { return fmt.Sprintf("X-H%d", i) }, "v"), "", nil, 32},
+		{"33 headers", headerObject(33, func(i int) string { return fmt.Sprintf("X-H%d", i) }, "v"), "headers", nil, 0},
+		{"exactly 8 KiB", headerObject(2, func(i int) string { return fmt.Sprintf("X-H%d", i) }, strings.Repeat("v", 4092)), "", nil, 2},
+		{"over 8 KiB", headerObject(2, func(i int) string { return fmt.Sprintf("X-H%d", i) }, strings.Repeat("v", 4093)), "headers", nil, 0},
+		{"not an object", `["X-A: 1"]`, "headers", nil, 0},
+		{"non-string value", `{"X-A":1}`, "headers", nil, 0},
+		{"CRLF injection in value", `{"X-A":"1\r\nWebhook-Signature: v1,forged"}`, "headers.X-A", nil, 0},
+		{"LF in value", `{"X-A":"1\nB"}`, "headers.X-A", nil, 0},
+		{"NUL in value", `{"X-A":"1\u0000"}`, "headers.X-A", nil, 0},
+		{"DEL in value", `{"X-A":"1\u007f"}`, "headers.X-A", nil, 0},
+		{"empty name", `{"":"v"}`, "headers.", nil, 0},
+		{"space in name", `{"X A":"v"}`, "headers.X A", nil, 0},
+		{"colon in name", `{"X-A:":"v"}`, "headers.X-A:", nil, 0},
+		{"CRLF in name", `{"X-A\r\nX-B":"v"}`, "headers.X-A\r\nX-B", nil, 0},
+		{"non-ASCII name", `{"X-é":"v"}`, "headers.X-é", nil, 0},
+		{"same name twice by case", `{"X-Key":"1","x-key":"2"}`, "headers.x-key", nil, 0},
+		{"Connection", `{"connection":"close"}`, "headers.connection", nil, 0},
+		{"Keep-Alive", `{"Keep-Alive":"timeout=5"}`, "headers.Keep-Alive", nil, 0},
+		{"Proxy-Authorization", `{"proxy-authorization":"Basic x"}`, "headers.proxy-authorization", nil, 0},
+		{"Proxy-Connection", `{"Proxy-Connection":"keep-alive"}`, "headers.Proxy-Connection", nil, 0},
+		{"TE", `{"TE":"trailers"}`, "headers.TE", nil, 0},
+		{"Trailer", `{"Trailer":"X"}`, "headers.Trailer", nil, 0},
+		{"Transfer-Encoding", `{"transfer-encoding":"chunked"}`, "headers.transfer-encoding", nil, 0},
+		{"Upgrade", `{"Upgrade":"h2c"}`, "headers.Upgrade", nil, 0},
+		{"Host", `{"HOST":"evil.test"}`, "headers.HOST", nil, 0},
+		{"Content-Length", `{"Content-Length":"0"}`, "headers.Content-Length", nil, 0},
+		{"Content-Type", `{"content-type":"text/plain"}`, "headers.content-type", nil, 0},
+		{"webhook-id", `{"webhook-id":"x"}`, "headers.webhook-id", nil, 0},
+		{"webhook-timestamp", `{"Webhook-Timestamp":"1"}`, "headers.Webhook-Timestamp", nil, 0},
+		{"webhook-signature", `{"WEBHOOK-SIGNATURE":"v1,forged"}`, "headers.WEBHOOK-SIGNATURE", nil, 0},
+		{"User-Agent", `{"user-agent":"x"}`, "headers.user-agent", nil, 0},
+		{"Authorization", `{"Authorization":"Bearer x"}`, "headers.Authorization", nil, 0},
+		{"Hermod's X-Hermod-", `{"x-hermod-event-type":"x"}`, "headers.x-hermod-event-type", nil, 0},
+		{"first bad name in sorted order", `{"b-host":"1","Upgrade":"x","Host":"y"}`, "headers.Host", nil, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := withDefaults()
+			err := applyJSON(w, createBody(map[string]string{"headers": c.headers}), true)
+			if got := fieldName(err); got != c.field {
+				t.Fatalf("error %v (field %q), want field %q", err, got, c.field)
+			}
+			if err != nil {
+				if w.Headers != nil {
+					t.Errorf("headers set despite the error: %q", webhooks.HeaderNames(w.Headers))
+				}
+				return
+			}
+			if c.want != nil && !reflect.DeepEqual(w.Headers, c.want) {
+				t.Errorf("headers %q, want %q", w.Headers, c.want)
+			}
+			if n := max(c.n, len(c.want)); len(w.Headers) != n {
+				t.Errorf("%d headers kept, want %d", len(w.Headers), n)
+			}
+			if n := 0; len(w.Headers) == n && w.Headers != nil {
+				t.Errorf("no headers kept as an empty map, want nil")
+			}
+		})
+	}
+}
+
+// A refused header's value is never quoted back: it may be a credential.
+func TestApplyHeadersErrorOmitsValue(t *testing.T) {
+	for _, body := range []string{
+		`{"Authorization":"Bearer sekrit-value"}`,
+		`{"X-A":"sekrit-value\r\n"}`,
+		`{"X-A":"sekrit-value","x-a":"sekrit-value"}`,
+	} {
+		err := applyJSON(withDefaults(), createBody(map[string]string{"headers": body}), true)
+		if err == nil {
+			t.Fatalf("%s accepted", body)
+		}
+		if strings.Contains(err.Error(), "sekrit") {
+			t.Errorf("%s: error quotes the value: %v", body, err)
+		}
+	}
+}
+
+func TestHeaderNamesSorted(t *testing.T) {
+	got := webhooks.HeaderNames(map[string]string{"X-B": "1", "Dd-Api-Key": "2", "X-A": "3"})
+	if want := []string{"Dd-Api-Key", "X-A", "X-B"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("HeaderNames = %q, want %q", got, want)
+	}
+	if got := webhooks.HeaderNames(nil); len(got) != 0 {
+		t.Errorf("HeaderNames(nil) = %q", got)
+	}
+}
+
 // The partial update: omitted = unchanged, null clears an optional field,
 // a secret is refused (rotate instead), same rules as create.
 func TestApplyUpdateTable(t *testing.T) {
@@ -479,6 +592,7 @@ func TestApplyUpdateTable(t *testing.T) {
 		if err := applyJSON(w, createBody(map[string]string{
 			"description":     `"desc"`,
 			"auth_header":     `"Bearer old"`,
+			"headers":         `{"DD-API-KEY":"k1"}`,
 			"secret":          quote(secret),
 			"target_labels":   `["env:prod"]`,
 			"filters":         `{"agent_id":"a-1"}`,
@@ -512,6 +626,13 @@ func TestApplyUpdateTable(t *testing.T) {
 		{"max_retries null resets to default", `{"max_retries":null}`, "", func(w *webhooks.Webhook) { w.MaxRetries = webhooks.DefaultMaxRetries }},
 		{"timeout null resets to default", `{"timeout_seconds":null}`, "", func(w *webhooks.Webhook) { w.TimeoutSeconds = webhooks.DefaultTimeoutSeconds }},
 		{"enabled false", `{"enabled":false}`, "", func(w *webhooks.Webhook) { w.Enabled = false }},
+		{"headers replaced, not merged", `{"headers":{"x-new":"1"}}`, "", func(w *webhooks.Webhook) {
+			w.Headers = map[string]string{"X-New": "1"}
+		}},
+		{"headers null clears", `{"headers":null}`, "", func(w *webhooks.Webhook) { w.Headers = nil }},
+		{"headers {} clears", `{"headers":{}}`, "", func(w *webhooks.Webhook) { w.Headers = nil }},
+		{"same rules: CRLF header value", `{"headers":{"X-A":"v\r\nX-Injected: 1"}}`, "headers.X-A", nil},
+		{"same rules: hop-by-hop header", `{"headers":{"connection":"close"}}`, "headers.connection", nil},
 		{"several clears at once", `{"description":null,"auth_header":null,"target_labels":null,"filters":null}`, "", func(w *webhooks.Webhook) {
 			w.Description, w.AuthHeader, w.TargetLabels, w.Filters = "", "", nil, nil
 		}},
@@ -673,6 +794,8 @@ func FuzzDecodeBody(f *testing.F) {
 		`{"name":"n","url":"https://e.test","event_types":["*"],"max_retries":1e3}`,
 		`{"name":"n","url":"https://e.test","event_types":["*"],"secret":"whsec_====="}`,
 		`{"name":"n","name":"m","url":"https://e.test","event_types":["*"]}`,
+		`{"name":"n","url":"https://e.test","event_types":["*"],"headers":{"DD-API-KEY":"k","x-a":"1\r\nHost: evil"}}`,
+		`{"name":"n","url":"https://e.test","event_types":["*"],"headers":{"transfer-encoding":"chunked"}}`,
 		`{`, `[]`, `null`, ``,
 	} {
 		f.Add([]byte(seed))

@@ -122,7 +122,7 @@ func (s *Server) answer(ctx context.Context, m *nats.Msg) streams.AgentConfig {
 	out.Consumers = consumers
 	out.Webhooks = []streams.AgentWebhook{}
 	for _, w := range covered {
-		aw := streams.AgentWebhook{ID: w.ID, URL: w.URL, AuthHeader: w.AuthHeader, Secret: w.Secret,
+		aw := streams.AgentWebhook{ID: w.ID, URL: w.URL, AuthHeader: w.AuthHeader, Headers: w.Headers, Secret: w.Secret,
 			TargetLabels: w.TargetLabels, MaxRetries: w.MaxRetries, TimeoutSeconds: w.TimeoutSeconds, Enabled: w.Enabled,
 			UpdatedAt: w.UpdatedAt.UnixMilli()}
 		if w.PrevSecret != "" && now.Before(w.PrevSecretExpiresAt) {
