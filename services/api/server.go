@@ -110,6 +110,8 @@ func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index
 	v1.POST("/webhooks/:id/pause", s.pauseWebhook)
 	v1.POST("/webhooks/:id/resume", s.resumeWebhook)
 	v1.POST("/webhooks/:id/test", s.testWebhook)
+	v1.POST("/webhooks/:id/preview", s.previewWebhook)
+	v1.POST("/webhooks/preview", s.previewUnsaved)
 	v1.GET("/webhooks/:id/secret", s.getSecret)
 	v1.POST("/webhooks/:id/secret/rotate", s.rotateSecret)
 	v1.GET("/webhooks/:id/stats", s.webhookStats)

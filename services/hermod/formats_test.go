@@ -84,6 +84,37 @@ func TestPayloadFormats(t *testing.T) {
 		}
 		verifySig(t, testSecret, last)
 
+		// Preview: rendered as a delivery would be, sent nowhere, no secret shown.
+		before := pd.Count()
+		pv := p.must(200, "POST", "/api/v1/webhooks/"+pdID+"/preview", map[string]any{"event_type": "alert.triggered"})
+		pvBody, _ := json.Marshal(pv["body"])
+		if pv["format"] != "pagerduty" || !strings.Contains(string(pvBody), `"routing_key":"\u003crouting_key\u003e"`) &&
+			!strings.Contains(string(pvBody), `"routing_key":"<routing_key>"`) || strings.Contains(string(pvBody), pdKey) ||
+			!strings.Contains(string(pvBody), "alert alert-123") || pd.Count() != before {
+			t.Errorf("preview %v", pv)
+		}
+		un := p.must(200, "POST", "/api/v1/webhooks/preview", map[string]any{
+			"webhook": map[string]any{"format": "template", "format_options": map[string]any{"template": "{x: .event_type, d: .data.deployment_id}"}},
+			"event":   map[string]any{"event_type": "deployment.failed", "data": map[string]any{"deployment_id": "d-9"}}})
+		if b, _ := json.Marshal(un["body"]); string(b) != `{"d":"d-9","x":"deployment.failed"}` {
+			t.Errorf("unsaved preview %v", un)
+		}
+		for _, c := range []struct {
+			path  string
+			body  map[string]any
+			field string
+		}{
+			{"/api/v1/webhooks/preview", map[string]any{"webhook": map[string]any{"format": "template", "format_options": map[string]any{"template": "{"}}},
+				"webhook.format_options.template"},
+			{"/api/v1/webhooks/" + tmplID + "/preview", map[string]any{"event_type": "alert.triggered"}, "format_options.template"},
+			{"/api/v1/webhooks/" + slackID + "/preview", map[string]any{"event_type": "no.such"}, "event_type"},
+		} {
+			code, out := p.do("POST", c.path, c.body)
+			if _, d := errorEnvelope(t, out); code != 422 || d["field"] != c.field {
+				t.Errorf("preview %s %v: %d %s, want 422 on %s", c.path, c.body, code, out, c.field)
+			}
+		}
+
 		for _, c := range []struct {
 			body  map[string]any
 			field string
