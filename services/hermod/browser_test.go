@@ -246,6 +246,26 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		b.run("Escape", chromedp.KeyEvent(kb.Escape))
 		b.until(10*time.Second, "form closed, focus back", `document.getElementById("webhook-form-section").hidden && document.activeElement.id === "add-webhook"`)
 
+		// The format selector: a template previews live as it is typed, Slack
+		// on the Preview button; nothing is sent or saved.
+		b.click("#add-webhook")
+		b.until(10*time.Second, "event types loaded", `document.querySelectorAll('input[name=event_types]').length > 10`)
+		b.run("choose a template", js(`document.getElementById("f-format").value = "template"; document.getElementById("f-format").dispatchEvent(new Event("change"))`),
+			chromedp.Click(chromedp.CSS(`input[name=event_types][value="deployment.*"]`)),
+			chromedp.SendKeys(chromedp.CSS("#f-template"), `{said: .data.message, type: .event_type}`))
+		b.until(10*time.Second, "live template preview", `document.getElementById("f-preview-out").textContent.includes('"said": "This is a sample deployment.created event."')`)
+		b.run("choose Slack", js(`document.getElementById("f-format").value = "slack"; document.getElementById("f-format").dispatchEvent(new Event("change"))`))
+		if hidden := b.text(`String(document.getElementById("template-field").hidden)`); hidden != "true" {
+			t.Fatalf("the template field shows for Slack")
+		}
+		b.click("#f-preview")
+		b.until(10*time.Second, "Slack preview", `document.getElementById("f-preview-out").textContent.includes('"blocks"')`)
+		b.run("Escape", chromedp.KeyEvent(kb.Escape))
+		b.until(10*time.Second, "form closed", `document.getElementById("webhook-form-section").hidden`)
+		if sink.Count() != 0 {
+			t.Fatalf("a preview sent %d requests", sink.Count())
+		}
+
 		// Add a webhook through the form: a bad URL gets a field error next to the URL field.
 		b.click("#add-webhook")
 		b.until(10*time.Second, "event types loaded", `document.querySelectorAll('input[name=event_types]').length > 10`)

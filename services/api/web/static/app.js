@@ -801,7 +801,8 @@
       document.getElementById('f-event-types').setAttribute('aria-invalid', 'true');
       return form.querySelector('input[name=event_types]') || slot;
     }
-    const input = base === 'filters' ? document.getElementById('f-filter-labels') : document.getElementById('f-' + base);
+    let input = base === 'filters' ? document.getElementById('f-filter-labels') : document.getElementById('f-' + base);
+    if (base === 'format_options') input = formatOptionsInput(String(field));
     if (input) input.setAttribute('aria-invalid', 'true');
     if (base === 'target_labels' || base === 'filters' || base === 'max_retries' || base === 'timeout_seconds' ||
       base === 'auth_header' || base === 'description') document.getElementById('advanced').open = true;
@@ -846,7 +847,14 @@
       form.elements.filter_stack_id.value = f.stack_id || '';
       form.elements.filter_labels.value = Object.entries(f.labels || {}).map(([k, v]) => k + '=' + v).join(', ');
       for (const cb of form.querySelectorAll('input[name=event_types]')) cb.checked = w.event_types.includes(cb.value);
+      form.elements.format.value = w.format || 'standard';
+      const o = Object.assign({}, w.format_options || {});
+      form.elements.template.value = o.template || '';
+      delete o.template;
+      form.elements.format_options.value = Object.keys(o).length ? JSON.stringify(o) : '';
+      form.elements.routing_key.placeholder = w.has_routing_key ? 'unchanged (stored encrypted)' : '';
     }
+    syncFormat();
     formSection.hidden = false;
     addButton.setAttribute('aria-expanded', 'true');
     form.elements.name.focus();
@@ -872,6 +880,7 @@
       name: w.name, description: w.description || '', event_types: [...w.event_types].sort(),
       target_labels: w.target_labels && w.target_labels.length ? [...w.target_labels].sort() : null,
       filters: w.filters || null, max_retries: w.max_retries, timeout_seconds: w.timeout_seconds,
+      format: w.format || 'standard', format_options: w.format_options || null,
     };
     const out = {};
     for (const [k, v] of Object.entries(body)) {
@@ -881,6 +890,78 @@
     }
     return out;
   }
+
+  // The format's fields: which show, and what they send.
+  const formatEl = document.getElementById('f-format');
+  function syncFormat() {
+    const f = formatEl.value;
+    document.getElementById('routing-key-field').hidden = f !== 'pagerduty';
+    document.getElementById('template-field').hidden = f !== 'template';
+    document.getElementById('options-field').hidden = !['pagerduty', 'datadog', 'alertmanager'].includes(f);
+    document.getElementById('preview-field').hidden = f === 'standard';
+    document.getElementById('f-preview-out').textContent = '';
+  }
+  formatEl.addEventListener('change', syncFormat);
+
+  function formatOptionsInput(field) {
+    if (field.endsWith('routing_key')) return document.getElementById('f-routing_key');
+    return document.getElementById(formatEl.value === 'template' ? 'f-template' : 'f-format_options');
+  }
+
+  // formatBody is {format, format_options} as the form says; a routing key
+  // left empty is not sent (the stored one is kept).
+  function formatBody(editing) {
+    const el = form.elements;
+    const format = el.format.value;
+    if (format === 'standard') return editing ? { format, format_options: null } : {};
+    let opts = {};
+    const raw = el.format_options.value.trim();
+    if (raw && !document.getElementById('options-field').hidden) {
+      try {
+        opts = JSON.parse(raw);
+      } catch (e) {
+        throw Object.assign(new Error('format options must be a JSON object: ' + e.message), { field: 'format_options' });
+      }
+      if (!opts || typeof opts !== 'object' || Array.isArray(opts)) {
+        throw Object.assign(new Error('format options must be a JSON object'), { field: 'format_options' });
+      }
+    }
+    if (format === 'template') opts = { template: el.template.value };
+    if (format === 'pagerduty' && el.routing_key.value.trim()) opts.routing_key = el.routing_key.value.trim();
+    return { format, format_options: Object.keys(opts).length ? opts : null };
+  }
+
+  // Preview renders a sample event in the form's format, sending nothing.
+  const previewOut = document.getElementById('f-preview-out');
+  let previewSeq = 0;
+  async function preview() {
+    const seq = ++previewSeq;
+    let webhook;
+    try {
+      webhook = formatBody(false);
+    } catch (err) {
+      previewOut.textContent = err.message;
+      return;
+    }
+    if (webhook.format === 'pagerduty' && !(webhook.format_options || {}).routing_key) {
+      // The stored key is never sent back: preview with a stand-in.
+      webhook.format_options = Object.assign({}, webhook.format_options, { routing_key: 'PREVIEW0000000000000000000000000' });
+    }
+    const types = [...form.querySelectorAll('input[name=event_types]:checked')].map((c) => c.value);
+    webhook.event_types = types.length ? types : ['*'];
+    try {
+      const r = await api('POST', '/webhooks/preview', { webhook });
+      if (seq === previewSeq) previewOut.textContent = JSON.stringify(r.body, null, 2);
+    } catch (err) {
+      if (seq === previewSeq) previewOut.textContent = err.message;
+    }
+  }
+  document.getElementById('f-preview').addEventListener('click', preview);
+  let previewTimer = null;
+  document.getElementById('f-template').addEventListener('input', () => {
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(preview, 400); // live, once typing pauses
+  });
 
   function formBody() {
     const el = form.elements;
@@ -912,6 +993,7 @@
     }
     if (Object.keys(filters).length) body.filters = filters;
     else if (editing) body.filters = null;
+    Object.assign(body, formatBody(editing));
     for (const k of ['max_retries', 'timeout_seconds']) {
       const v = el[k].value.trim();
       if (v !== '') {
