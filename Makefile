@@ -6,7 +6,12 @@ LDFLAGS := -s -w -X github.com/hermodhq/hermod/shared/version.Version=$(VERSION)
 GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 STATICCHECK ?= $(shell go env GOPATH)/bin/staticcheck
 
-.PHONY: build run test test-short lint bench fuzz screenshots clean
+.PHONY: build run test test-short lint bench fuzz screenshots clean tools
+
+# A real Alertmanager for the end-to-end test of the alertmanager format
+# (built from its Go module; newer versions embed a UI bundle the module
+# does not ship).
+ALERTMANAGER_VERSION ?= v0.28.1
 
 build:
 	@mkdir -p bin
@@ -19,8 +24,13 @@ build:
 run: build
 	./bin/hermod
 
+# Tools the tests run beside Hermod, installed once into GOPATH/bin.
+tools:
+	@command -v alertmanager >/dev/null 2>&1 || test -x "$$(go env GOPATH)/bin/alertmanager" || \
+		go install github.com/prometheus/alertmanager/cmd/alertmanager@$(ALERTMANAGER_VERSION)
+
 # Every test of every module (the end-to-end tests build the binaries first).
-test: build
+test: build tools
 	@GOFLAGS_TEST='$(GOFLAGS_TEST)' ./scripts/test.sh $(MODULES)
 
 lint:
