@@ -146,10 +146,14 @@ func (ev *event) summary() string {
 	return cut(b.String(), 1024)
 }
 
-// link is the event's link, if it carries an http(s) one.
+// maxLink bounds a link (Slack refuses a button url over 3,000 characters).
+const maxLink = 2000
+
+// link is the event's link, if it carries an http(s) one of at most
+// maxLink bytes.
 func (ev *event) link() string {
 	_, l := ev.first(linkFields)
-	if strings.HasPrefix(l, "https://") || strings.HasPrefix(l, "http://") {
+	if len(l) <= maxLink && (strings.HasPrefix(l, "https://") || strings.HasPrefix(l, "http://")) {
 		return l
 	}
 	return ""

@@ -69,23 +69,38 @@ func datadogEvent(ev *event, o Options, now time.Time) map[string]any {
 		alert = "success"
 	}
 	var text strings.Builder
-	text.WriteString("%%%\n")
+	text.WriteString("%%% \n") // Datadog's markdown block: "%%% \n" … "\n %%%"
 	for _, f := range ev.fields() {
 		text.WriteString("**" + f.Name + "**: " + f.Value + "\n")
 	}
 	if l := ev.link(); l != "" {
 		text.WriteString("[Open](" + l + ")\n")
 	}
-	text.WriteString("\nevent `" + ev.ID + "`\n%%%")
+	text.WriteString("\nevent `" + ev.ID + "`\n %%%")
 	tags := []string{"source:hermod", "event_type:" + ev.Type}
 	for k, v := range ev.Labels {
 		tags = append(tags, k+":"+v)
 	}
 	sort.Strings(tags[2:])
 	tags = append(tags, o.Tags...)
-	return map[string]any{"title": cut(ev.summary(), 100), "text": cut(text.String(), 4000), "alert_type": alert,
+	// Datadog refuses events older than 18 hours: an older event (retried
+	// or held a long time) is dated now; its own time stays in the text.
+	happened := ev.time(now)
+	if now.Sub(happened) > 17*time.Hour {
+		happened = now
+	}
+	return map[string]any{"title": cut(ev.summary(), 100), "text": cutMarkdown(text.String(), 4000), "alert_type": alert,
 		"source_type_name": "hermod", "aggregation_key": cut(ev.key(""), 100), "tags": tags,
-		"date_happened": ev.time(now).Unix()}
+		"date_happened": happened.Unix()}
+}
+
+// cutMarkdown bounds a Datadog markdown block, keeping its closing marker.
+func cutMarkdown(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const end = "\n %%%"
+	return cut(s[:len(s)-len(end)], n-len(end)) + end
 }
 
 // alertmanagerAlerts is an Alertmanager API v2 alerts body (a list of one
