@@ -124,6 +124,7 @@ func TestPayloadFormats(t *testing.T) {
 			{map[string]any{"format": "slack", "format_options": map[string]any{"tags": []string{"a"}}}, "format_options.tags"},
 			{map[string]any{"format": "template", "format_options": map[string]any{"template": "{a: "}}, "format_options.template"},
 			{map[string]any{"format": "slack", "format_options": map[string]any{"colour": "red"}}, "format_options"},
+			{map[string]any{"format": "datadog", "format_options": map[string]any{"site": "datadoghq.eu"}}, "format_options.site"},
 		} {
 			body := map[string]any{"name": "bad", "url": slack.URL, "event_types": []string{"alert.*"}}
 			for k, v := range c.body {

@@ -13,7 +13,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -52,8 +54,10 @@ type Options struct {
 	// event pair's id field), and fixed labels added to every alert.
 	LabelFields []string          `json:"label_fields,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
-	// Datadog: tags added to every event ("key:value").
+	// Datadog: tags added to every event ("key:value"), and the Datadog
+	// site the webhook's url must be on (its host is api.<site>).
 	Tags []string `json:"tags,omitempty"`
+	Site string   `json:"site,omitempty"`
 	// Template: a jq program whose output is the body.
 	Template string `json:"template,omitempty"`
 }
@@ -63,7 +67,7 @@ var accepted = map[Name][]string{
 	Standard:     nil,
 	Slack:        nil,
 	PagerDuty:    {"routing_key", "source", "dedup_field", "severity"},
-	Datadog:      {"severity", "tags"},
+	Datadog:      {"severity", "tags", "site"},
 	Alertmanager: {"severity", "label_fields", "labels"},
 	Teams:        nil,
 	Template:     {"template"},
@@ -149,6 +153,23 @@ func optErr(field, format string, a ...any) *OptionError {
 
 var severities = []string{"critical", "error", "warning", "info"}
 
+// DatadogSites are the Datadog sites; a webhook on one posts to
+// https://api.<site>/api/v1/events.
+var DatadogSites = []string{"datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com", "datadoghq.eu", "ap1.datadoghq.com", "ddog-gov.com"}
+
+// CheckURL checks rawURL against the options that name where the webhook
+// must post: a Datadog site wants https://api.<site>/.
+func CheckURL(name Name, o *Options, rawURL string) error {
+	if name != Datadog || o == nil || o.Site == "" || rawURL == "" {
+		return nil // no site, or no url to check (a preview of an unsaved body)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "https" || u.Hostname() != "api."+o.Site {
+		return optErr("format_options.site", "the url must be https://api.%s/api/v1/events for the site %s", o.Site, o.Site)
+	}
+	return nil
+}
+
 // validate checks the format and that it takes exactly the options given.
 func validate(name Name, o Options) error {
 	ok, known := accepted[name]
@@ -199,6 +220,9 @@ func validate(name Name, o Options) error {
 				return optErr("format_options.tags", "each tag must be 1 to 200 characters")
 			}
 		}
+		if o.Site != "" && !slices.Contains(DatadogSites, o.Site) {
+			return optErr("format_options.site", "must be one of %s", strings.Join(DatadogSites, ", "))
+		}
 	case Template:
 		if o.Template == "" {
 			return optErr("format_options.template", "is required: a jq program whose output is the body")
@@ -222,6 +246,7 @@ func (o Options) given() []string {
 	add(len(o.LabelFields) > 0, "label_fields")
 	add(len(o.Labels) > 0, "labels")
 	add(len(o.Tags) > 0, "tags")
+	add(o.Site != "", "site")
 	add(o.Template != "", "template")
 	return out
 }

@@ -86,6 +86,28 @@ func TestCompileRefuses(t *testing.T) {
 	}
 }
 
+// A Datadog site must be one of Datadog's, and the webhook's url on it.
+func TestDatadogSite(t *testing.T) {
+	if _, err := Compile(Datadog, &Options{Site: "datadoghq.example"}); err == nil {
+		t.Error("an unknown site was accepted")
+	}
+	eu := &Options{Site: "datadoghq.eu"}
+	for url, ok := range map[string]bool{
+		"https://api.datadoghq.eu/api/v1/events":  true,
+		"https://api.datadoghq.com/api/v1/events": false,
+		"http://api.datadoghq.eu/api/v1/events":   false,
+		"https://evil.example/api.datadoghq.eu":   false,
+		"":                                        true, // nothing to check yet
+	} {
+		if err := CheckURL(Datadog, eu, url); (err == nil) != ok {
+			t.Errorf("%q: %v", url, err)
+		}
+	}
+	if err := CheckURL(Slack, eu, "https://hooks.slack.com/x"); err != nil {
+		t.Errorf("the site of another format checked: %v", err)
+	}
+}
+
 // Standard sends the envelope as it is.
 func TestStandardIsTheEnvelope(t *testing.T) {
 	body := envelope(t, "deployment.applied", map[string]any{"deployment_id": "d-1"})

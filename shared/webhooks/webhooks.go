@@ -378,13 +378,18 @@ func Apply(w *Webhook, raw map[string]json.RawMessage, create bool, cat *catalog
 func applyFormat(w *Webhook, raw map[string]json.RawMessage, before formats.Name) error {
 	_, newFormat := raw["format"]
 	_, newOptions := raw["format_options"]
-	if !newFormat && !newOptions {
+	_, newURL := raw["url"]
+	if !newFormat && !newOptions && !newURL {
 		return nil
 	}
 	if newFormat && !newOptions && w.Format != before {
 		w.FormatOptions = nil
 	}
-	if _, err := formats.Compile(w.Format, w.FormatOptions); err != nil {
+	_, err := formats.Compile(w.Format, w.FormatOptions)
+	if err == nil {
+		err = formats.CheckURL(w.Format, w.FormatOptions, w.URL)
+	}
+	if err != nil {
 		var oe *formats.OptionError
 		if errors.As(err, &oe) {
 			return fieldErr(oe.Field, "%s", oe.Message)
