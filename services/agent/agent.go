@@ -214,7 +214,7 @@ func (a *Agent) test(client *delivery.Client, m *nats.Msg) {
 		} else {
 			r = client.Send(context.Background(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Headers: w.Headers, Secrets: w.Secrets(time.Now()),
 				DeliveryID: req.DeliveryID, EventType: "webhook.test", Body: body,
-				Timeout: time.Duration(w.TimeoutSeconds) * time.Second})
+				Timeout: time.Duration(w.TimeoutSeconds) * time.Second, Redact: w.FormatSecrets()})
 		}
 		res = streams.AgentTestResult{StatusCode: r.StatusCode, Success: r.Class == delivery.Success,
 			DurationMs: r.Duration.Milliseconds(), Excerpt: r.Excerpt}

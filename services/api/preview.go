@@ -118,7 +118,11 @@ func (s *Server) preview(c echo.Context, w *webhooks.Webhook, req previewRequest
 	}
 	body, err := w.Render(c.Request().Context(), env, time.Now())
 	if err != nil {
-		return invalidField("format_options.template", err.Error())
+		field := "format_options"
+		if w.Format == formats.Template {
+			field = "format_options.template"
+		}
+		return invalidField(field, err.Error())
 	}
 	if w.FormatOptions != nil && w.FormatOptions.RoutingKey != "" {
 		body = bytes.ReplaceAll(body, []byte(w.FormatOptions.RoutingKey), []byte("<routing_key>"))

@@ -301,7 +301,7 @@ func (s *Server) testWebhook(c echo.Context) error {
 	} else {
 		res = s.client.Send(c.Request().Context(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Headers: w.Headers,
 			Secrets: w.Secrets(time.Now()), DeliveryID: id, EventType: catalog.TestEventType, Body: sent,
-			Timeout: time.Duration(w.TimeoutSeconds) * time.Second})
+			Timeout: time.Duration(w.TimeoutSeconds) * time.Second, Redact: w.FormatSecrets()})
 	}
 	out := TestResult{Success: res.Class == delivery.Success, DurationMs: res.Duration.Milliseconds(),
 		ResponseExcerpt: res.Excerpt, DeliveryID: id, By: "broker"}

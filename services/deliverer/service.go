@@ -82,6 +82,7 @@ func Build(js jetstream.JetStream, ix *index.Index, cfg Config, log zerolog.Logg
 		Releaser:  dispatch.NewReleaser(deps, 0),
 	}
 	ix.OnChange(d.Releaser.WebhookChanged)
+	ix.OnChange(d.Worker.WebhookChanged)
 	return d, nil
 }
 

@@ -140,6 +140,10 @@ type Request struct {
 	EventType  string
 	Body       []byte
 	Timeout    time.Duration
+	// Redact are further secret values (a format's routing key) that must
+	// not be recorded if the receiver echoes them in its answer; the auth
+	// header and the custom header values always are.
+	Redact []string
 }
 
 // Result is what one attempt produced.
@@ -210,7 +214,7 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxResponseRead))
 	_ = resp.Body.Close()
 	res := Result{StatusCode: resp.StatusCode, Class: Classify(resp.StatusCode), Duration: time.Since(start),
-		Excerpt: strings.ToValidUTF8(string(b), "\uFFFD"), ContentType: mediaType(resp.Header.Get("Content-Type"))}
+		Excerpt: redact(strings.ToValidUTF8(string(b), "\uFFFD"), r), ContentType: mediaType(resp.Header.Get("Content-Type"))}
 	if resp.StatusCode == 429 || resp.StatusCode == 503 {
 		res.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
@@ -218,6 +222,23 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 		res.Err = answerError(resp.StatusCode, res.Excerpt)
 	}
 	return res
+}
+
+// redact hides, in a receiver's answer, the request's secret values it may
+// echo (an echo service, a proxy's error page): the auth header, custom
+// header values and r.Redact. Values shorter than 4 bytes are left (they
+// would hide ordinary text and protect nothing).
+func redact(s string, r Request) string {
+	secrets := append([]string{r.AuthHeader}, r.Redact...)
+	for _, v := range r.Headers {
+		secrets = append(secrets, v)
+	}
+	for _, v := range secrets {
+		if len(v) >= 4 {
+			s = strings.ReplaceAll(s, v, "<redacted>")
+		}
+	}
+	return s
 }
 
 // answerError is an attempt's error for a non-2xx answer: the status and

@@ -619,3 +619,26 @@ func TestSendUnsendableCustomHeader(t *testing.T) {
 		t.Errorf("%d requests reached the server", n)
 	}
 }
+
+// A receiver that echoes the request (an echo service, a proxy's error
+// page) never gets the auth header, a custom header value or a format's
+// routing key recorded.
+func TestSendExcerptHidesEchoedSecrets(t *testing.T) {
+	srv := startSink(t, "127.0.0.1:0", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.WriteHeader(400)
+		_, _ = fmt.Fprintf(w, "auth=%s key=%s body=%s", r.Header.Get("Authorization"), r.Header.Get("Dd-Api-Key"), body)
+	})
+	cl := newClient(t, delivery.ClientOptions{Guard: true, Allow: allow("127.0.0.0/8")})
+	res := cl.Send(context.Background(), delivery.Request{URL: srv.URL, AuthHeader: "Bearer s3cret-token", Secrets: []string{mustSecret(t)},
+		Headers: map[string]string{"Dd-Api-Key": "dd-api-secret"}, DeliveryID: "d", Timeout: 5 * time.Second,
+		Body: []byte(`{"routing_key":"R0123456789abcdef0123456789ABCDE"}`), Redact: []string{"R0123456789abcdef0123456789ABCDE"}})
+	for _, secret := range []string{"s3cret-token", "dd-api-secret", "R0123456789abcdef0123456789ABCDE"} {
+		if strings.Contains(res.Excerpt, secret) || strings.Contains(res.Err.Error(), secret) {
+			t.Errorf("%q recorded: excerpt %q, error %v", secret, res.Excerpt, res.Err)
+		}
+	}
+	if !strings.Contains(res.Excerpt, "<redacted>") {
+		t.Errorf("excerpt %q", res.Excerpt)
+	}
+}

@@ -28,6 +28,17 @@ func (rs *renderers) get(h *webhooks.Webhook) (*formats.Renderer, error) {
 	return r, err
 }
 
+// forget drops a deleted webhook's compiled format.
+func (rs *renderers) forget(id string) { rs.m.Delete(id) }
+
+// WebhookChanged is called by the index when a webhook changed; a deleted
+// webhook's compiled format (and the decrypted webhook it holds) is dropped.
+func (w *Worker) WebhookChanged(id string, hook *webhooks.Webhook) {
+	if hook == nil {
+		w.formats.forget(id)
+	}
+}
+
 // render is the body a delivery sends: the envelope in its webhook's
 // format. The signature is computed over this body, so it verifies
 // whatever the format.

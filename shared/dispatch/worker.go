@@ -222,7 +222,7 @@ func (w *Worker) attempt(t ticket, body []byte) (delivery.Result, *attempted) {
 	started := w.deps.Now()
 	res := w.send.Send(context.Background(), delivery.Request{URL: t.hook.URL, AuthHeader: t.hook.AuthHeader, Headers: t.hook.Headers,
 		Secrets: t.hook.Secrets(started), DeliveryID: t.f.Meta.DeliveryID, EventType: t.f.Meta.EventType,
-		Body: body, Timeout: timeout})
+		Body: body, Timeout: timeout, Redact: t.hook.FormatSecrets()})
 	stop()
 	w.inflight.Add(-1)
 	w.deps.Metrics.Finished(res.Duration.Seconds())

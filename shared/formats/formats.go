@@ -121,6 +121,9 @@ func (r *Renderer) Render(ctx context.Context, body []byte, now time.Time) ([]by
 	if err != nil {
 		return nil, err
 	}
+	if err := r.canResolve(ev); err != nil {
+		return nil, err
+	}
 	var out any
 	switch r.name {
 	case Slack:
@@ -139,6 +142,33 @@ func (r *Renderer) Render(ctx context.Context, body []byte, now time.Time) ([]by
 	return json.Marshal(out)
 }
 
+// canResolve refuses to render a resolving event that could not match what
+// its opener opened (the receiver would accept it and resolve nothing):
+// PagerDuty needs the field its dedup key comes from, Alertmanager every
+// identifying label's field.
+func (r *Renderer) canResolve(ev *event) error {
+	if !ev.resolves() {
+		return nil
+	}
+	var fields []string
+	switch r.name {
+	case PagerDuty:
+		f := r.opts.DedupField
+		if f == "" {
+			f = pairs[ev.Family].key
+		}
+		fields = []string{f}
+	case Alertmanager:
+		fields = append([]string{pairs[ev.Family].key}, r.opts.LabelFields...)
+	}
+	for _, f := range fields {
+		if ev.str(f) == "" {
+			return fmt.Errorf("%s cannot resolve what %s opened: the event has no data field %q", ev.Type, pairs[ev.Family].opener, f)
+		}
+	}
+	return nil
+}
+
 // OptionError is a format or option the API refuses (422), naming the field.
 type OptionError struct {
 	Field   string
@@ -152,6 +182,9 @@ func optErr(field, format string, a ...any) *OptionError {
 }
 
 var severities = []string{"critical", "error", "warning", "info"}
+
+// reservedLabels are the Alertmanager labels Hermod sets itself.
+var reservedLabels = map[string]bool{"alertname": true, "severity": true}
 
 // DatadogSites are the Datadog sites; a webhook on one posts to
 // https://api.<site>/api/v1/events.
@@ -202,11 +235,14 @@ func validate(name Name, o Options) error {
 		}
 	case Alertmanager:
 		for _, f := range o.LabelFields {
-			if !fieldNameRe.MatchString(f) {
-				return optErr("format_options.label_fields", "%q is not a data field name", f)
+			if !fieldNameRe.MatchString(f) || reservedLabels[labelSafe(f)] {
+				return optErr("format_options.label_fields", "%q is not a data field name Hermod may use as a label (alertname and severity are its own)", f)
 			}
 		}
 		for k, v := range o.Labels {
+			if reservedLabels[k] {
+				return optErr("format_options.labels."+k, "is set by Hermod (alertname from the event family, severity from format_options.severity)")
+			}
 			if !labelNameRe.MatchString(k) || len(v) > 1024 {
 				return optErr("format_options.labels."+k, "must be a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*) with a value of at most 1024 bytes")
 			}

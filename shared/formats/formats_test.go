@@ -218,6 +218,24 @@ func TestPairsResolve(t *testing.T) {
 	if string(lt) != string(lr) || at["startsAt"] == nil || ar["endsAt"] == nil || !strings.Contains(string(lt), `"team":"sre"`) {
 		t.Errorf("alertmanager pair labels %s / %s (%v / %v)", lt, lr, at, ar)
 	}
+	// A resolve that could not match its opener is refused, not sent.
+	for _, c := range []struct {
+		n Name
+		o *Options
+	}{{PagerDuty, &Options{RoutingKey: routingKey, DedupField: "fingerprint"}}, {Alertmanager, &Options{LabelFields: []string{"cluster"}}}} {
+		r := mustCompile(t, c.n, c.o)
+		if _, err := r.Render(context.Background(), clear, now); err == nil || !strings.Contains(err.Error(), "cannot resolve") {
+			t.Errorf("%s resolve without its key field: %v", c.n, err)
+		}
+	}
+	if _, err := Compile(Alertmanager, &Options{Labels: map[string]string{"severity": "page"}}); err == nil {
+		t.Error("a fixed severity label was accepted (Hermod sets it)")
+	}
+	// Slack: data can never ping a channel or disguise a link.
+	s := render(t, Slack, nil, envelope(t, "alert.triggered", map[string]any{"alert_id": "a", "message": "<!channel> see <https://evil|here> & more"}))
+	if txt := s["text"].(string); strings.Contains(txt, "<!channel>") || !strings.Contains(txt, "&lt;!channel&gt;") || !strings.Contains(txt, "&amp;") {
+		t.Errorf("slack text not escaped: %q", txt)
+	}
 	// Without a pair, each event is its own incident, keyed by its id field.
 	dep := render(t, PagerDuty, o, envelope(t, "deployment.failed", map[string]any{"deployment_id": "d-1"}))
 	if dep["event_action"] != "trigger" || dep["dedup_key"] != "deployment:d-1" {

@@ -11,22 +11,28 @@ import (
 // id and time, and a button when the event carries a link). Slack limits a
 // section's text to 3,000 characters and a field to 2,000.
 func slackMessage(ev *event) map[string]any {
-	sum := ev.summary()
+	sum := slackEscape(ev.summary())
 	blocks := []any{map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": cut("*"+sum+"*", 3000)}}}
 	if fs := ev.fields(); len(fs) > 0 {
 		var fields []any
 		for _, f := range fs[:min(len(fs), 10)] {
-			fields = append(fields, map[string]any{"type": "mrkdwn", "text": cut("*"+f.Name+"*\n"+f.Value, 2000)})
+			fields = append(fields, map[string]any{"type": "mrkdwn", "text": cut("*"+slackEscape(f.Name)+"*\n"+slackEscape(f.Value), 2000)})
 		}
 		blocks = append(blocks, map[string]any{"type": "section", "fields": fields})
 	}
 	blocks = append(blocks, map[string]any{"type": "context", "elements": []any{
-		map[string]any{"type": "mrkdwn", "text": cut("`"+ev.Type+"` · event "+ev.ID+" · "+ev.Timestamp, 3000)}}})
+		map[string]any{"type": "mrkdwn", "text": cut(slackEscape("`"+ev.Type+"` · event "+ev.ID+" · "+ev.Timestamp), 3000)}}})
 	if l := ev.link(); l != "" {
 		blocks = append(blocks, map[string]any{"type": "actions", "elements": []any{
 			map[string]any{"type": "button", "text": map[string]any{"type": "plain_text", "text": "Open"}, "url": l}}})
 	}
 	return map[string]any{"text": cut(sum, 3000), "blocks": blocks}
+}
+
+// slackEscape escapes &, < and > in text from the event, as Slack asks:
+// data can then never ping a channel (<!channel>) or disguise a link.
+func slackEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
 // pagerDutyEvent is a PagerDuty Events API v2 event: trigger, or resolve

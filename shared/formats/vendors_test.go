@@ -254,7 +254,7 @@ func TestBodiesFollowTheReceiversRules(t *testing.T) {
 		{Slack, nil, slackRules},
 		{PagerDuty, &Options{RoutingKey: routingKey}, pagerDutyRules},
 		{Datadog, &Options{Tags: []string{"team:sre"}}, datadogRules(now)},
-		{Alertmanager, &Options{LabelFields: []string{"name"}, Labels: map[string]string{"team": "sre"}}, alertmanagerRules},
+		{Alertmanager, &Options{Labels: map[string]string{"team": "sre"}}, alertmanagerRules},
 		{Teams, nil, teamsRules},
 	}
 	for _, et := range catalog.Default {
@@ -270,6 +270,14 @@ func TestBodiesFollowTheReceiversRules(t *testing.T) {
 			for _, f := range formats {
 				r := mustCompile(t, f.name, f.opts)
 				out, err := r.Render(t.Context(), body, now)
+				ev, _ := parseEvent(body)
+				if vname == "empty" && ev.resolves() && (f.name == PagerDuty || f.name == Alertmanager) {
+					// A resolve without its id field would match nothing: refused.
+					if err == nil || !strings.Contains(err.Error(), "cannot resolve") {
+						t.Errorf("%s %s without its id: %v, want a refusal", f.name, et.Type, err)
+					}
+					continue
+				}
 				if err != nil {
 					t.Fatalf("%s %s %s: %v", f.name, et.Type, vname, err)
 				}

@@ -91,6 +91,15 @@ func (w *Webhook) Secrets(now time.Time) []string {
 	return out
 }
 
+// FormatSecrets are the secret values of w's format options (the PagerDuty
+// routing key), which must never be recorded.
+func (w *Webhook) FormatSecrets() []string {
+	if w.FormatOptions == nil || w.FormatOptions.RoutingKey == "" {
+		return nil
+	}
+	return []string{w.FormatOptions.RoutingKey}
+}
+
 // Render renders an envelope in w's format, compiling the format each time:
 // for one-off sends (the test endpoint); the delivery engine keeps compiled
 // renderers.

@@ -928,7 +928,10 @@
     }
     if (format === 'template') opts = { template: el.template.value };
     if (format === 'pagerduty' && el.routing_key.value.trim()) opts.routing_key = el.routing_key.value.trim();
-    return { format, format_options: Object.keys(opts).length ? opts : null };
+    // PagerDuty's options stay an object when editing without a typed key:
+    // {} keeps the stored key, null would clear it.
+    const keep = format === 'pagerduty' && editing;
+    return { format, format_options: Object.keys(opts).length || keep ? opts : null };
   }
 
   // Preview renders a sample event in the form's format, sending nothing.
