@@ -17,12 +17,16 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hermodhq/hermod/shared/delivery"
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	formats.RunnerMain() // a test that renders a template starts its runner from this binary
+	goleak.VerifyTestMain(m)
+}
 
 // controlPlane answers the agent's hello and heartbeat on a real NATS
 // server with whatever answer holds now.

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hermodhq/hermod/shared/catalog"
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/matching"
 	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/ops"
@@ -27,7 +28,10 @@ import (
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	formats.RunnerMain() // a test that renders a template starts its runner from this binary
+	goleak.VerifyTestMain(m)
+}
 
 const testAdminKey = "openapi-test-admin-key"
 

@@ -27,6 +27,9 @@ func TestPayloadFormats(t *testing.T) {
 			"format": "pagerduty", "format_options": map[string]any{"routing_key": pdKey, "severity": map[string]string{"alert.*": "critical"}}})
 		tmplID := p.createWebhook(map[string]any{"name": "tmpl", "url": tmpl.URL, "event_types": []string{"alert.*"},
 			"format": "template", "format_options": map[string]any{"template": `{n: (.data.count | tonumber)}`}})
+		// A template that would take gigabytes kills only its runner process.
+		bombID := p.createWebhook(map[string]any{"name": "bomb", "url": tmpl.URL, "event_types": []string{"alert.triggered"},
+			"format": "template", "format_options": map[string]any{"template": `"x" * 2147483646`}})
 
 		p.publish("alert.triggered", map[string]any{"alert_id": "a-1", "name": "HighCPU", "message": "cpu above 90%", "count": "x"})
 		p.waitStatus(slackID, "success", 1, 10*time.Second)
@@ -38,6 +41,10 @@ func TestPayloadFormats(t *testing.T) {
 			t.Errorf("slack received %s (%v)", got.Body, err)
 		}
 
+		bomb := p.waitStatus(bombID, "dead", 1, 10*time.Second)
+		if bomb[0]["dead_reason"] != "unrenderable" || !strings.Contains(bomb[0]["last_error"].(string), "ran out of memory") {
+			t.Errorf("memory bomb delivery %v", bomb[0])
+		}
 		// The template fails on this event (count is not a number): dead, not retried.
 		dead := p.waitStatus(tmplID, "dead", 1, 10*time.Second)
 		if dead[0]["dead_reason"] != "unrenderable" || !strings.Contains(dead[0]["last_error"].(string), "tonumber") || tmpl.Count() != 0 {

@@ -115,7 +115,8 @@ func (r *Renderer) Render(ctx context.Context, body []byte, now time.Time) ([]by
 		return body, nil
 	}
 	if r.name == Template {
-		return r.tmpl.run(ctx, body)
+		// In the template runner, a child process (runner.go).
+		return runnerProcess.render(ctx, r.opts.Template, body)
 	}
 	ev, err := parseEvent(body)
 	if err != nil {

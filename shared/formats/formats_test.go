@@ -13,7 +13,10 @@ import (
 	"github.com/hermodhq/hermod/shared/catalog"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	RunnerMain()
+	goleak.VerifyTestMain(m)
+}
 
 var now = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
@@ -270,6 +273,22 @@ func TestTemplate(t *testing.T) {
 		if !errors.Is(err, ErrTemplate) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want ErrTemplate mentioning %q", c.name, err, c.want)
 		}
+	}
+}
+
+// A template that would take gigabytes kills only its runner, a child
+// process: the render fails, and the next one works in a new runner.
+func TestTemplateMemoryBomb(t *testing.T) {
+	body := envelope(t, "deployment.failed", map[string]any{"deployment_id": "d-1"})
+	for _, src := range []string{`"x" * 2147483646`, `null | .[536870911] = 0`} {
+		_, err := mustCompile(t, Template, &Options{Template: src}).Render(context.Background(), body, now)
+		if !errors.Is(err, ErrTemplate) {
+			t.Errorf("%s: %v, want ErrTemplate", src, err)
+		}
+	}
+	out, err := mustCompile(t, Template, &Options{Template: `{id}`}).Render(context.Background(), body, now)
+	if err != nil || string(out) != `{"id":"ev-1"}` {
+		t.Errorf("after a runner died: %s (%v)", out, err)
 	}
 }
 

@@ -7,10 +7,12 @@ import (
 	"os"
 
 	"github.com/hermodhq/hermod/services/api"
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/lifecycle"
 )
 
 func main() {
+	formats.RunnerMain() // started as the template runner: serve it and exit
 	if len(os.Args) == 2 && os.Args[1] == "callout-key" {
 		if err := api.CalloutKey(os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "hermod-api callout-key:", err)
