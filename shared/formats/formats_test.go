@@ -299,3 +299,20 @@ func TestRedacted(t *testing.T) {
 		t.Errorf("redacted %+v", r)
 	}
 }
+
+// A runner lost for another reason (killed from outside) fails no render:
+// the render is tried again in a new runner.
+func TestTemplateRunnerLostIsRetried(t *testing.T) {
+	body := envelope(t, "deployment.failed", map[string]any{"deployment_id": "d-1"})
+	r := mustCompile(t, Template, &Options{Template: `{id}`})
+	if _, err := r.Render(context.Background(), body, now); err != nil {
+		t.Fatal(err)
+	}
+	runnerProcess.mu.Lock()
+	_ = runnerProcess.cmd.Process.Kill()
+	runnerProcess.mu.Unlock()
+	out, err := r.Render(context.Background(), body, now)
+	if err != nil || string(out) != `{"id":"ev-1"}` {
+		t.Errorf("after the runner was killed: %s (%v)", out, err)
+	}
+}

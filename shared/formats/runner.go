@@ -157,10 +157,28 @@ func (r *templateRunner) stop() {
 	r.cmd = nil
 }
 
-// render runs src over body in the runner, within the time budget.
+// errRunnerDied is a runner that stopped during a render.
+var errRunnerDied = errors.New("the template runner stopped")
+
+// render runs src over body in the runner, within the time budget. A
+// runner that dies is tried once more in a new one, so a runner lost for
+// another reason never fails a delivery; a template that kills two runners
+// is the template's fault.
 func (r *templateRunner) render(ctx context.Context, src string, body []byte) ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	out, err := r.renderOnce(ctx, src, body)
+	if errors.Is(err, errRunnerDied) {
+		out, err = r.renderOnce(ctx, src, body)
+	}
+	if errors.Is(err, errRunnerDied) {
+		return nil, fmt.Errorf("%w: the template runner stopped (it ran out of memory: %d MiB)", ErrTemplate, runnerMemory>>20)
+	}
+	return out, err
+}
+
+// renderOnce is one try of render (mu held).
+func (r *templateRunner) renderOnce(ctx context.Context, src string, body []byte) ([]byte, error) {
 	if r.cmd == nil {
 		if err := r.start(); err != nil {
 			return nil, err
@@ -168,7 +186,7 @@ func (r *templateRunner) render(ctx context.Context, src string, body []byte) ([
 	}
 	if err := r.enc.Encode(runnerRequest{Src: src, Body: body}); err != nil {
 		r.stop()
-		return nil, fmt.Errorf("%w: the template runner stopped (it ran out of memory: %d MiB)", ErrTemplate, runnerMemory>>20)
+		return nil, errRunnerDied
 	}
 	got := make(chan error, 1)
 	var res runnerResponse
@@ -179,7 +197,7 @@ func (r *templateRunner) render(ctx context.Context, src string, body []byte) ([
 	case err := <-got:
 		if err != nil {
 			r.stop()
-			return nil, fmt.Errorf("%w: the template runner stopped (it ran out of memory: %d MiB)", ErrTemplate, runnerMemory>>20)
+			return nil, errRunnerDied
 		}
 	case <-timer.C:
 		r.stop()
