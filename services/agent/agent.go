@@ -209,7 +209,7 @@ func (a *Agent) test(client *delivery.Client, m *nats.Msg) {
 			break
 		}
 		r := delivery.Result{Class: delivery.Terminal}
-		if body, err := w.Render(context.Background(), req.Body, time.Now()); err != nil {
+		if body, err := webhooks.RenderOnce(context.Background(), w, req.Body); err != nil {
 			r.Err = fmt.Errorf("format %s: %w", w.Format, err)
 		} else {
 			r = client.Send(context.Background(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Headers: w.Headers, Secrets: w.Secrets(time.Now()),

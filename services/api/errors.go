@@ -64,10 +64,13 @@ func internal(err error) *APIError {
 	return e
 }
 
-func fromFieldError(err error) (*APIError, bool) {
+func fromFieldError(err error) (*APIError, bool) { return fieldErrorIn("", err) }
+
+// fieldErrorIn is fromFieldError for a body nested under prefix ("webhook.").
+func fieldErrorIn(prefix string, err error) (*APIError, bool) {
 	var fe *webhooks.FieldError
 	if errors.As(err, &fe) {
-		return invalidField(fe.Field, fe.Message), true
+		return invalidField(prefix+fe.Field, fe.Message), true
 	}
 	return nil, false
 }

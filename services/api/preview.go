@@ -29,13 +29,13 @@ type Preview struct {
 // an event type (default: the webhook's first subscribed type). For an
 // unsaved webhook, webhook is its create body.
 type previewRequest struct {
-	Webhook   json.RawMessage `json:"webhook,omitempty"`
-	EventType string          `json:"event_type,omitempty"`
+	Webhook   json.RawMessage `json:"webhook"`
+	EventType string          `json:"event_type"`
 	Event     *struct {
 		EventType string            `json:"event_type"`
 		Data      json.RawMessage   `json:"data"`
 		Labels    map[string]string `json:"labels,omitempty"`
-	} `json:"event,omitempty"`
+	} `json:"event"`
 }
 
 // previewWebhook renders an event in a saved webhook's format.
@@ -47,6 +47,9 @@ func (s *Server) previewWebhook(c echo.Context) error {
 	req, err := s.previewBody(c)
 	if err != nil {
 		return err
+	}
+	if len(req.Webhook) > 0 {
+		return invalidField("webhook", "belongs to POST /api/v1/webhooks/preview: this route previews the saved webhook")
 	}
 	return s.preview(c, w, req)
 }
@@ -62,51 +65,29 @@ func (s *Server) previewUnsaved(c echo.Context) error {
 		return invalidField("webhook", "is required: the webhook's create body (at least format and format_options)")
 	}
 	raw, err := webhooks.DecodeBody(req.Webhook)
-	if err == nil {
-		w := &webhooks.Webhook{MaxRetries: webhooks.DefaultMaxRetries, TimeoutSeconds: webhooks.DefaultTimeoutSeconds, Enabled: true}
-		if err = webhooks.Apply(w, raw, false, s.cat); err == nil {
-			return s.preview(c, w, req)
+	if err != nil {
+		if ae, ok := fieldErrorIn("webhook.", err); ok {
+			return ae
 		}
+		return invalidField("webhook", err.Error())
 	}
-	var fe *webhooks.FieldError
-	if errors.As(err, &fe) {
-		return invalidField("webhook."+fe.Field, fe.Message)
+	w := newWebhook(time.Now().UTC())
+	if err := webhooks.Apply(w, raw, false, s.cat); err != nil {
+		if ae, ok := fieldErrorIn("webhook.", err); ok {
+			return ae
+		}
+		return err
 	}
-	return invalidField("webhook", err.Error())
+	return s.preview(c, w, req)
 }
 
 func (s *Server) previewBody(c echo.Context) (previewRequest, error) {
 	var req previewRequest
 	body, err := readBody(c, s.opts.MaxBodyBytes)
-	if err != nil {
+	if err != nil || len(bytes.TrimSpace(body)) == 0 {
 		return req, err
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return req, nil
-	}
-	raw, err := webhooks.DecodeObject(body)
-	if err != nil {
-		return req, badRequest(err.Error())
-	}
-	for k := range raw {
-		if k != "webhook" && k != "event_type" && k != "event" {
-			return req, invalidField(k, "unknown field (the body is {webhook?, event_type?, event?})")
-		}
-	}
-	req.Webhook = raw["webhook"]
-	if r, ok := raw["event_type"]; ok {
-		if err := json.Unmarshal(r, &req.EventType); err != nil {
-			return req, invalidField("event_type", "must be a string")
-		}
-	}
-	if r, ok := raw["event"]; ok {
-		dec := json.NewDecoder(bytes.NewReader(r))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req.Event); err != nil || req.Event == nil {
-			return req, invalidField("event", "must be {event_type, data?, labels?}")
-		}
-	}
-	return req, nil
+	return req, decodeStrict(body, &req)
 }
 
 // preview renders the event req names in w's format. A secret of the
@@ -116,22 +97,28 @@ func (s *Server) preview(c echo.Context, w *webhooks.Webhook, req previewRequest
 	if err != nil {
 		return err
 	}
-	body, err := w.Render(c.Request().Context(), env, time.Now())
+	r, err := webhooks.CompileFormat(w)
 	if err != nil {
+		if ae, ok := fromFieldError(err); ok {
+			return ae
+		}
+		return err
+	}
+	body, err := r.Render(c.Request().Context(), env, time.Now())
+	if err != nil {
+		if errors.Is(err, formats.ErrRunner) {
+			return err // the server's failure, not the format's: 500
+		}
 		field := "format_options"
 		if w.Format == formats.Template {
 			field = "format_options.template"
 		}
 		return invalidField(field, err.Error())
 	}
-	if w.FormatOptions != nil && w.FormatOptions.RoutingKey != "" {
-		body = bytes.ReplaceAll(body, []byte(w.FormatOptions.RoutingKey), []byte("<routing_key>"))
+	for _, secret := range w.FormatSecrets() {
+		body = bytes.ReplaceAll(body, []byte(secret), []byte("<routing_key>"))
 	}
-	format := w.Format
-	if format == "" {
-		format = formats.Standard
-	}
-	return c.JSON(http.StatusOK, Preview{Format: format, ContentType: "application/json", Event: env, Body: body})
+	return c.JSON(http.StatusOK, Preview{Format: r.Name(), ContentType: "application/json", Event: env, Body: body})
 }
 
 // previewEvent is the envelope to preview: the given event, or a sample of

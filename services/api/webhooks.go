@@ -67,7 +67,7 @@ func (s *Server) save(ctx context.Context, w *webhooks.Webhook) error {
 // notify tells the indexes about a change and waits (≤ 250 ms) until they applied it.
 func (s *Server) notify(ctx context.Context, id string) {
 	if err := s.notifier.Notify(ctx, id); err != nil {
-		s.log.Warn().Err(err).Str("webhook_id", id).Msg("change notice not confirmed; indexes catch up by version poll")
+		s.log.Warn().Err(err).Str("webhook_id", id).Msg("change notice not published; indexes catch up by version poll")
 	}
 }
 
@@ -76,9 +76,7 @@ func (s *Server) createWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
-	w := &webhooks.Webhook{ID: uuid.NewString(), MaxRetries: webhooks.DefaultMaxRetries,
-		TimeoutSeconds: webhooks.DefaultTimeoutSeconds, Enabled: true, CreatedAt: now, UpdatedAt: now}
+	w := newWebhook(time.Now().UTC())
 	if err := webhooks.Apply(w, raw, true, s.cat); err != nil {
 		if ae, ok := fromFieldError(err); ok {
 			return ae
@@ -296,7 +294,7 @@ func (s *Server) testWebhook(c echo.Context) error {
 		return s.testThroughAgent(c, w, id, body) // the agent renders it in the webhook's format
 	}
 	res := delivery.Result{Class: delivery.Terminal}
-	if sent, err := w.Render(c.Request().Context(), body, time.Now()); err != nil {
+	if sent, err := webhooks.RenderOnce(c.Request().Context(), w, body); err != nil {
 		res.Err = fmt.Errorf("format %s: %w", w.Format, err)
 	} else {
 		res = s.client.Send(c.Request().Context(), delivery.Request{URL: w.URL, AuthHeader: w.AuthHeader, Headers: w.Headers,
@@ -417,6 +415,12 @@ func (s *Server) webhookStats(c echo.Context) error {
 }
 
 // decodeStrict decodes a JSON object, refusing unknown fields (422).
+// newWebhook is a webhook with the defaults a create body starts from.
+func newWebhook(now time.Time) *webhooks.Webhook {
+	return &webhooks.Webhook{ID: uuid.NewString(), MaxRetries: webhooks.DefaultMaxRetries,
+		TimeoutSeconds: webhooks.DefaultTimeoutSeconds, Enabled: true, CreatedAt: now, UpdatedAt: now}
+}
+
 func decodeStrict(body []byte, v any) error {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil || raw == nil {

@@ -207,7 +207,7 @@ func (r *Router) publishEnqueued(enq *streams.Enqueued) error {
 
 // ackTimeout bounds the wait for the acknowledgements of one event's
 // publishes.
-var ackTimeout = 30 * time.Second
+const ackTimeout = 30 * time.Second
 
 func waitAll(fs []jetstream.PubAckFuture) error {
 	timeout := time.After(ackTimeout)

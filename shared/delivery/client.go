@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -168,11 +169,6 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	if !webhooks.ValidHeaderValue(r.AuthHeader) {
 		return Result{Class: Terminal, Err: errors.New("the auth header holds characters HTTP cannot send"), Duration: time.Since(start)}
 	}
-	for k, v := range r.Headers {
-		if !webhooks.ValidHeaderName(k) || !webhooks.ValidHeaderValue(v) {
-			return Result{Class: Terminal, Err: fmt.Errorf("the custom header %q holds characters HTTP cannot send", k), Duration: time.Since(start)}
-		}
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
 	if err != nil {
 		return Result{Class: Terminal, Err: fmt.Errorf("build request: %w", err), Duration: time.Since(start)}
@@ -187,10 +183,14 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	}
 	ts := start.Unix()
 	h := req.Header
+	// Custom headers were checked and made canonical when saved; checked
+	// again here (one pass) because what this client sends must never be
+	// a name Hermod owns or bytes HTTP cannot carry, whoever built r.
 	for k, v := range r.Headers {
-		if ck := http.CanonicalHeaderKey(k); !webhooks.ReservedHeader(ck) {
-			h[ck] = []string{v}
+		if !webhooks.ValidHeaderName(k) || !webhooks.ValidHeaderValue(v) || webhooks.ReservedHeader(http.CanonicalHeaderKey(k)) {
+			return Result{Class: Terminal, Err: fmt.Errorf("the custom header %q cannot be sent", k), Duration: time.Since(start)}
 		}
+		h[http.CanonicalHeaderKey(k)] = []string{v}
 	}
 	h["Content-Type"] = []string{"application/json"}
 	h["User-Agent"] = []string{c.userAgent}
@@ -210,11 +210,11 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 		}
 		return res
 	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, ExcerptLen))
+	excerpt := readExcerpt(resp.Body, r)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxResponseRead))
 	_ = resp.Body.Close()
 	res := Result{StatusCode: resp.StatusCode, Class: Classify(resp.StatusCode), Duration: time.Since(start),
-		Excerpt: redact(strings.ToValidUTF8(string(b), "\uFFFD"), r), ContentType: mediaType(resp.Header.Get("Content-Type"))}
+		Excerpt: excerpt, ContentType: mediaType(resp.Header.Get("Content-Type"))}
 	if resp.StatusCode == 429 || resp.StatusCode == 503 {
 		res.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
@@ -224,21 +224,57 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	return res
 }
 
-// redact hides, in a receiver's answer, the request's secret values it may
-// echo (an echo service, a proxy's error page): the auth header, custom
-// header values and r.Redact. Values shorter than 4 bytes are left (they
+// secrets calls f with each secret value of r that a receiver's answer may
+// echo: the auth header and its credential after the scheme, the custom
+// header values and r.Redact. Values under 4 bytes are skipped (hiding them
 // would hide ordinary text and protect nothing).
-func redact(s string, r Request) string {
-	secrets := append([]string{r.AuthHeader}, r.Redact...)
-	for _, v := range r.Headers {
-		secrets = append(secrets, v)
-	}
-	for _, v := range secrets {
+func (r Request) secrets(f func(string)) {
+	each := func(v string) {
 		if len(v) >= 4 {
-			s = strings.ReplaceAll(s, v, "<redacted>")
+			f(v)
 		}
 	}
-	return s
+	each(r.AuthHeader)
+	if _, cred, ok := strings.Cut(r.AuthHeader, " "); ok {
+		each(strings.TrimSpace(cred))
+	}
+	for _, v := range r.Redact {
+		each(v)
+	}
+	for _, v := range r.Headers {
+		each(v)
+	}
+}
+
+// excerptBufs are the buffers answers are read into: an empty answer (a
+// 204) costs no allocation, any other one the string it becomes.
+var excerptBufs = sync.Pool{New: func() any { return new([ExcerptLen]byte) }}
+
+// readExcerpt reads the first ExcerptLen bytes of an answer, as valid
+// UTF-8 (invalid bytes replaced), with r's secrets replaced by <redacted>
+// (an echo service, a proxy's error page). It reads as much further as the
+// longest secret, so a secret across the cut is hidden too.
+func readExcerpt(body io.Reader, r Request) string {
+	longest := 0
+	r.secrets(func(v string) { longest = max(longest, len(v)) })
+	var buf []byte
+	if longest == 0 {
+		b := excerptBufs.Get().(*[ExcerptLen]byte)
+		defer excerptBufs.Put(b)
+		buf = b[:]
+	} else {
+		buf = make([]byte, ExcerptLen+longest)
+	}
+	n, _ := io.ReadFull(body, buf)
+	if n == 0 {
+		return ""
+	}
+	s := string(buf[:n])
+	r.secrets(func(v string) { s = strings.ReplaceAll(s, v, "<redacted>") })
+	if len(s) > ExcerptLen {
+		s = s[:ExcerptLen]
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // answerError is an attempt's error for a non-2xx answer: the status and

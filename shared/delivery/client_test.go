@@ -553,45 +553,38 @@ func TestSendCustomHeaders(t *testing.T) {
 	srv := startSink(t, "127.0.0.1:0", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	cl := newClient(t, delivery.ClientOptions{Guard: true, Allow: allow("127.0.0.0/8"), UserAgent: "Hermod/1.2.3"})
 	body := []byte(`{"id":"e"}`)
-	res := cl.Send(context.Background(), delivery.Request{URL: srv.URL, AuthHeader: "Bearer real", Secrets: []string{secret},
-		DeliveryID: "d-1", EventType: "deployment.applied", Body: body, Timeout: 5 * time.Second,
-		Headers: map[string]string{
-			"dd-api-key":           "dd-key",
-			"X-Tenant":             "t 1",
-			"webhook-signature":    "v1,Zm9yZ2Vk",
-			"Webhook-Id":           "forged-id",
-			"User-Agent":           "forged-agent",
-			"authorization":        "Bearer forged",
-			"Content-Type":         "text/plain",
-			"X-Hermod-Delivery-Id": "forged-id",
-			"Connection":           "close",
-		}})
+	send := func(headers map[string]string) delivery.Result {
+		return cl.Send(context.Background(), delivery.Request{URL: srv.URL, AuthHeader: "Bearer real", Secrets: []string{secret},
+			DeliveryID: "d-1", EventType: "deployment.applied", Body: body, Timeout: 5 * time.Second, Headers: headers})
+	}
+	res := send(map[string]string{"dd-api-key": "dd-key", "X-Tenant": "t 1"})
 	if res.Class != delivery.Success || res.Err != nil {
 		t.Fatalf("result %+v", res)
 	}
 	got := srv.last(t)
 	for h, want := range map[string]string{
-		"Dd-Api-Key":           "dd-key",
-		"X-Tenant":             "t 1",
-		"Webhook-Id":           "d-1",
-		"User-Agent":           "Hermod/1.2.3",
-		"Authorization":        "Bearer real",
-		"Content-Type":         "application/json",
-		"X-Hermod-Delivery-Id": "d-1",
+		"Dd-Api-Key": "dd-key", "X-Tenant": "t 1", "Webhook-Id": "d-1", "User-Agent": "Hermod/1.2.3",
+		"Authorization": "Bearer real", "Content-Type": "application/json", "X-Hermod-Delivery-Id": "d-1",
 	} {
 		if v := got.header.Values(h); len(v) != 1 || v[0] != want {
 			t.Errorf("%s = %q, want %q", h, v, want)
 		}
 	}
-	if v := got.header.Values("Webhook-Signature"); len(v) != 1 || strings.Contains(v[0], "Zm9yZ2Vk") {
-		t.Errorf("webhook-signature %q: the custom value was sent", v)
-	}
 	ts, _ := strconv.ParseInt(got.header.Get("Webhook-Timestamp"), 10, 64)
 	if !signing.Verify(mustKey(t, secret), got.header.Get("Webhook-Id"), ts, got.body, got.header.Get("Webhook-Signature")) {
 		t.Errorf("the signature does not verify")
 	}
-	if v := got.header.Values("Connection"); len(v) != 0 {
-		t.Errorf("hop-by-hop Connection sent: %q", v)
+	// A name Hermod owns (or a hop-by-hop one) never reaches the receiver:
+	// the attempt fails at once, without retry.
+	hits := srv.hits.Load()
+	for _, name := range []string{"webhook-signature", "Webhook-Id", "User-Agent", "authorization", "Content-Type",
+		"X-Hermod-Delivery-Id", "Connection"} {
+		if res := send(map[string]string{name: "forged"}); res.Class != delivery.Terminal || res.Err == nil {
+			t.Errorf("%s: %+v, want a terminal failure", name, res)
+		}
+	}
+	if srv.hits.Load() != hits {
+		t.Error("a request with a reserved custom header was sent")
 	}
 }
 
@@ -640,5 +633,21 @@ func TestSendExcerptHidesEchoedSecrets(t *testing.T) {
 	}
 	if !strings.Contains(res.Excerpt, "<redacted>") {
 		t.Errorf("excerpt %q", res.Excerpt)
+	}
+}
+
+// The credential alone (after its scheme) is hidden too, and so is a
+// secret across the excerpt's cut.
+func TestSendExcerptHidesPartialAndStraddlingSecrets(t *testing.T) {
+	srv := startSink(t, "127.0.0.1:0", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(401)
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		_, _ = io.WriteString(w, strings.Repeat("x", delivery.ExcerptLen-5)+tok+" and more")
+	})
+	cl := newClient(t, delivery.ClientOptions{Guard: true, Allow: allow("127.0.0.0/8")})
+	res := cl.Send(context.Background(), delivery.Request{URL: srv.URL, AuthHeader: "Bearer tok-0123456789", Secrets: []string{mustSecret(t)},
+		DeliveryID: "d", Body: []byte("{}"), Timeout: 5 * time.Second})
+	if strings.Contains(res.Excerpt, "tok-") || len(res.Excerpt) > delivery.ExcerptLen {
+		t.Errorf("excerpt ends %q (%d bytes)", res.Excerpt[len(res.Excerpt)-20:], len(res.Excerpt))
 	}
 }

@@ -106,6 +106,7 @@ const (
 	CauseRoute     Cause = "route"     // it is on the wrong subject for its webhook now
 	CausePaused    Cause = "paused"    // the webhook is paused (Hold)
 	CauseDue       Cause = "due"       // not due yet (Wait)
+	CauseRenderer  Cause = "renderer"  // the template runner could not be started here
 )
 
 // Rules are the limits the decisions depend on.
@@ -176,8 +177,10 @@ type Facts struct {
 	BreakerOpenUntil time.Time // zero or past: closed
 	Saturated        bool      // the webhook's in-flight limit is reached in this process
 	// RenderErr: Ready, the webhook's format could not render the event
-	// (found when the attempt was about to be made).
-	RenderErr string
+	// (found when the attempt was about to be made). RendererDown: the
+	// template runner could not be started (this host's failure).
+	RenderErr    string
+	RendererDown bool
 
 	// Result is the attempt's result; nil before the attempt.
 	Result *Result
@@ -272,6 +275,8 @@ func beforeAttemptKind(f Facts) Decision {
 		return Decision{Kind: Park, At: f.BreakerOpenUntil, Cause: CauseBreaker, Lost: l, Failed: f.Meta.Attempts}
 	case f.Saturated:
 		return Decision{Kind: Park, At: f.Now.Add(f.Rules.SaturatedWait), Cause: CauseSaturated, Lost: l, Failed: f.Meta.Attempts}
+	case f.RendererDown:
+		return Decision{Kind: Park, At: f.Now.Add(f.Rules.LookupWait), Cause: CauseRenderer, Lost: l, Failed: f.Meta.Attempts}
 	case f.RenderErr != "":
 		return Decision{Kind: Dead, Reason: streams.ReasonUnrenderable, Lost: l, Failed: f.Meta.Attempts, Error: f.RenderErr}
 	}

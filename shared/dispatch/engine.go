@@ -74,7 +74,7 @@ const lookupTimeout = 5 * time.Second
 
 // lookup finds a webhook, asking the store on an index miss (a webhook
 // created a moment ago).
-func (d Deps) lookup(id string) (*webhooks.Webhook, Lookup) {
+func (d *Deps) lookup(id string) (*webhooks.Webhook, Lookup) {
 	if w, ok := d.Webhooks.Get(id); ok {
 		return w, Found
 	}
@@ -92,7 +92,7 @@ func (d Deps) lookup(id string) (*webhooks.Webhook, Lookup) {
 }
 
 // facts starts the facts about a message of a stage from its headers.
-func (d Deps) facts(stage Stage, subject string, h nats.Header) Facts {
+func (d *Deps) facts(stage Stage, subject string, h nats.Header) Facts {
 	f := Facts{Stage: stage, Now: d.Now(), Rules: d.Rules}
 	meta, err := streams.ParseMeta(h)
 	if err != nil {
@@ -123,7 +123,7 @@ func withWebhook(f Facts, w *webhooks.Webhook, l Lookup) Facts {
 }
 
 // outcome is the outcome record of a decision about a delivery.
-func (d Deps) outcome(meta streams.Meta, w *webhooks.Webhook, status streams.Status, attempt int) streams.Outcome {
+func (d *Deps) outcome(meta streams.Meta, w *webhooks.Webhook, status streams.Status, attempt int) streams.Outcome {
 	o := streams.Outcome{V: streams.SchemaVersion, DeliveryID: meta.DeliveryID, WebhookID: meta.WebhookID,
 		EventID: meta.EventID, EventType: meta.EventType, Epoch: meta.Epoch, Attempt: attempt, Status: status,
 		By: d.By, CreatedAt: meta.CreatedAt}
@@ -133,7 +133,7 @@ func (d Deps) outcome(meta streams.Meta, w *webhooks.Webhook, status streams.Sta
 	return o
 }
 
-func (d Deps) outcomeMsg(o *streams.Outcome) *nats.Msg {
+func (d *Deps) outcomeMsg(o *streams.Outcome) *nats.Msg {
 	data, _ := json.Marshal(o) // a struct of strings and numbers: cannot fail
 	return &nats.Msg{Subject: d.OutcomeSubject, Data: data}
 }

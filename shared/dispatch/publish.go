@@ -14,7 +14,7 @@ const publishRetryPause = 200 * time.Millisecond
 // publishAll publishes msgs and waits for every acknowledgement, retrying
 // the failed ones until d.PublishRetry has passed (a JetStream leader
 // election takes seconds).
-func (d Deps) publishAll(msgs ...*nats.Msg) error {
+func (d *Deps) publishAll(msgs ...*nats.Msg) error {
 	pub := d.Pub
 	deadline := time.Now().Add(d.PublishRetry)
 	pending := msgs

@@ -92,7 +92,7 @@ func (r *Releaser) Pass(ctx context.Context, held HeldStream) error {
 // drainSubject decides about a webhook's held deliveries, oldest first,
 // until one is to be kept (the newer ones are kept too).
 func (r *Releaser) drainSubject(ctx context.Context, held HeldStream, subject string) error {
-	d := r.deps
+	d := &r.deps
 	w, l := d.lookup(streams.SubjectWebhookID(subject))
 	var seq uint64 = 1
 	for ctx.Err() == nil {

@@ -2,26 +2,29 @@ package dispatch
 
 import (
 	"context"
+	"reflect"
 	"sync"
 
 	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
-// renderers keeps each webhook's compiled format, compiled once per webhook
-// change (the index and the agent hand out a new *Webhook for every change),
-// never per delivery.
+// renderers keeps each webhook's compiled format, compiled again only when
+// the format or its options change (not per delivery, and not when an
+// agent's heartbeat hands out an equal webhook again).
 type renderers struct{ m sync.Map } // webhook id -> compiled
 
 type compiled struct {
-	hook *webhooks.Webhook
+	hook *webhooks.Webhook // the webhook it was compiled for
 	r    *formats.Renderer
 	err  error
 }
 
 func (rs *renderers) get(h *webhooks.Webhook) (*formats.Renderer, error) {
-	if c, ok := rs.m.Load(h.ID); ok && c.(*compiled).hook == h {
-		return c.(*compiled).r, c.(*compiled).err
+	if v, ok := rs.m.Load(h.ID); ok {
+		if c := v.(*compiled); c.hook == h || (c.hook.Format == h.Format && reflect.DeepEqual(c.hook.FormatOptions, h.FormatOptions)) {
+			return c.r, c.err
+		}
 	}
 	r, err := formats.Compile(h.Format, h.FormatOptions)
 	rs.m.Store(h.ID, &compiled{hook: h, r: r, err: err})
@@ -43,7 +46,7 @@ func (w *Worker) WebhookChanged(id string, hook *webhooks.Webhook) {
 // format. The signature is computed over this body, so it verifies
 // whatever the format.
 func (w *Worker) render(t ticket) ([]byte, error) {
-	if t.hook.Format == "" || t.hook.Format == formats.Standard {
+	if t.hook.Format.OrStandard() == formats.Standard {
 		return t.msg.Data(), nil
 	}
 	r, err := w.formats.get(t.hook)

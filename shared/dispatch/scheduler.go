@@ -58,7 +58,7 @@ func (s *Scheduler) Run(ctx context.Context, js JetStream) error {
 // When a move cannot be stored, the message is nakked to be tried again
 // after Rules.LookupWait.
 func (s *Scheduler) Handle(msg jetstream.Msg) {
-	d := s.deps
+	d := &s.deps
 	f := d.facts(Delayed, msg.Subject(), msg.Headers())
 	md, err := msg.Metadata()
 	if err != nil {

@@ -25,7 +25,7 @@ const (
 // message is acked; when that fails the message is left unsettled, so its
 // lease expires and it is redelivered (at-least-once).
 func (w *Worker) carry(t ticket, dec Decision, att *attempted) {
-	d, meta := w.deps, t.f.Meta
+	d, meta := &w.deps, t.f.Meta
 	switch dec.Kind {
 	case Leave:
 		if t.f.Refused {
@@ -72,7 +72,7 @@ func (w *Worker) carry(t ticket, dec Decision, att *attempted) {
 // deliver publishes a success outcome and hands the message to the
 // settlers, which ack it once the outcome is acknowledged.
 func (w *Worker) deliver(t ticket, att *attempted) {
-	d, meta := w.deps, t.f.Meta
+	d, meta := &w.deps, t.f.Meta
 	o := attemptOutcome(d.outcome(meta, t.hook, streams.StatusSuccess, meta.Attempts+1), att, t.msg.Data())
 	om := d.outcomeMsg(&o)
 	f, err := d.Pub.PublishMsgAsync(om)
@@ -88,7 +88,7 @@ func (w *Worker) deliver(t ticket, att *attempted) {
 
 // retry stores the failed outcome and the copy due at dec.At, then acks.
 func (w *Worker) retry(t ticket, dec Decision, att *attempted) {
-	d, meta := w.deps, t.f.Meta
+	d, meta := &w.deps, t.f.Meta
 	o := attemptOutcome(d.outcome(meta, t.hook, streams.StatusFailed, meta.Attempts+1), att, t.msg.Data())
 	o.NextRetryAt = dec.At.UnixMilli()
 	cp := streams.NewMsg(streams.DelaySubject(meta.WebhookID), streams.RetryMsgID(meta, t.seq), next(meta, dec), t.msg.Data())
@@ -118,7 +118,7 @@ func attemptOutcome(o streams.Outcome, att *attempted, body []byte) streams.Outc
 }
 
 // logAttempt writes the one log line of an attempt.
-func (d Deps) logAttempt(t ticket, att *attempted, dec Decision) {
+func (d *Deps) logAttempt(t ticket, att *attempted, dec Decision) {
 	res := att.res
 	ev := d.Log.Info()
 	if res.Class != delivery.Success {
@@ -163,7 +163,7 @@ func (w *Worker) settleOne(s settlement) {
 
 // finishDead publishes the dead outcome and the dead letter and waits for
 // both acknowledgements; false when they could not be stored.
-func (d Deps) finishDead(meta streams.Meta, body []byte, o streams.Outcome) bool {
+func (d *Deps) finishDead(meta streams.Meta, body []byte, o streams.Outcome) bool {
 	o.Status = streams.StatusDead
 	o.PayloadSize = len(body)
 	if o.FinishedAt == 0 {
@@ -186,7 +186,7 @@ type settler interface {
 
 // move republishes a copy of msg's delivery with meta on subject and acks
 // msg; when the publish fails it leaves msg unsettled and returns false.
-func (d Deps) move(msg settler, meta streams.Meta, subject, msgID string) bool {
+func (d *Deps) move(msg settler, meta streams.Meta, subject, msgID string) bool {
 	if err := d.publishAll(streams.NewMsg(subject, msgID, meta, msg.Data())); err != nil {
 		d.Log.Warn().Err(err).Str("delivery_id", meta.DeliveryID).Str("subject", subject).Msg("move failed; the delivery stays where it is")
 		return false
@@ -196,7 +196,7 @@ func (d Deps) move(msg settler, meta streams.Meta, subject, msgID string) bool {
 }
 
 // hold moves a delivery of a paused webhook to the held stream.
-func (d Deps) hold(msg settler, meta streams.Meta, dec Decision, seq uint64) bool {
+func (d *Deps) hold(msg settler, meta streams.Meta, dec Decision, seq uint64) bool {
 	n := next(meta, dec)
 	n.Due = 0
 	if n.HeldSince == 0 {

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hermodhq/hermod/shared/delivery"
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
@@ -161,7 +163,11 @@ func (w *Worker) Handle(p streams.Pulled) {
 	body, err := w.render(t)
 	if err != nil {
 		w.iso.Release(t.hook.ID)
-		t.f.RenderErr = "format " + string(t.hook.Format) + ": " + err.Error()
+		if errors.Is(err, formats.ErrRunner) {
+			t.f.RendererDown = true // this host's failure, not the format's
+		} else {
+			t.f.RenderErr = "format " + string(t.hook.Format) + ": " + err.Error()
+		}
 		w.carry(t, Decide(t.f), nil)
 		return
 	}

@@ -391,10 +391,14 @@ func TestWorkerRendersTheFormat(t *testing.T) {
 	}
 	r1, _ := w.formats.get(&hook)
 	r2, _ := w.formats.get(&hook)
+	same := hook // an agent's next heartbeat: a new, equal webhook
+	same.FormatOptions = &formats.Options{Template: `{text: .id}`}
+	r3, _ := w.formats.get(&same)
 	changed := hook
-	r3, _ := w.formats.get(&changed)
-	if r1 != r2 || r1 == r3 {
-		t.Error("the renderer is not compiled once per webhook change")
+	changed.FormatOptions = &formats.Options{Template: `{t: .id}`}
+	r4, _ := w.formats.get(&changed)
+	if r1 != r2 || r1 != r3 || r1 == r4 {
+		t.Error("the renderer is not compiled once per change of the format")
 	}
 }
 

@@ -77,16 +77,13 @@ var accepted = map[Name][]string{
 type Renderer struct {
 	name Name
 	opts Options
-	tmpl *program
 }
 
 // Compile checks name and opts and prepares the renderer (a template is
 // parsed and compiled here, once per webhook change). Errors are
 // *OptionError naming the field.
 func Compile(name Name, opts *Options) (*Renderer, error) {
-	if name == "" {
-		name = Standard
-	}
+	name = name.OrStandard()
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -94,15 +91,22 @@ func Compile(name Name, opts *Options) (*Renderer, error) {
 	if err := validate(name, o); err != nil {
 		return nil, err
 	}
-	r := &Renderer{name: name, opts: o}
 	if name == Template {
-		p, err := compileTemplate(o.Template)
-		if err != nil {
+		// Compiled here to refuse what does not compile; it runs in the
+		// template runner, which compiles it once itself (runner.go).
+		if _, err := compileTemplate(o.Template); err != nil {
 			return nil, err
 		}
-		r.tmpl = p
 	}
-	return r, nil
+	return &Renderer{name: name, opts: o}, nil
+}
+
+// OrStandard is n, or Standard for a webhook stored without a format.
+func (n Name) OrStandard() Name {
+	if n == "" {
+		return Standard
+	}
+	return n
 }
 
 // Name is the renderer's format.
@@ -208,7 +212,11 @@ func CheckURL(name Name, o *Options, rawURL string) error {
 func validate(name Name, o Options) error {
 	ok, known := accepted[name]
 	if !known {
-		return optErr("format", "must be one of standard, slack, pagerduty, datadog, alertmanager, teams, template")
+		names := make([]string, len(Names))
+		for i, n := range Names {
+			names[i] = string(n)
+		}
+		return optErr("format", "must be one of %s", strings.Join(names, ", "))
 	}
 	for _, given := range o.given() {
 		if !slices.Contains(ok, given) {

@@ -125,22 +125,21 @@ var runnerProcess templateRunner
 func (r *templateRunner) start() error {
 	self, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("template runner: %w", err)
+		return fmt.Errorf("%w: %w", ErrRunner, err)
 	}
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), runnerEnv+"=1")
-	cmd.Stderr = nil
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return fmt.Errorf("template runner: %w", err)
+		return fmt.Errorf("%w: %w", ErrRunner, err)
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return fmt.Errorf("template runner: %w", err)
+		return fmt.Errorf("%w: %w", ErrRunner, err)
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("template runner: %w", err)
+		return fmt.Errorf("%w: %w", ErrRunner, err)
 	}
 	r.cmd, r.stdin, r.enc, r.dec = cmd, stdin, json.NewEncoder(stdin), json.NewDecoder(bufio.NewReader(stdout))
 	return nil
@@ -156,6 +155,11 @@ func (r *templateRunner) stop() {
 	_ = r.cmd.Wait()
 	r.cmd = nil
 }
+
+// ErrRunner is a template runner that could not be started: the host's
+// failure, not the template's (a render that fails with it may be tried
+// again).
+var ErrRunner = errors.New("template runner could not start")
 
 // errRunnerDied is a runner that stopped during a render.
 var errRunnerDied = errors.New("the template runner stopped")

@@ -166,6 +166,19 @@ func (r *Recorder) readBatch(batch []jetstream.Msg) (b store.Batch, later []jets
 	// Deliveries enqueued earlier in this batch, for checking an agent's
 	// outcome before its record is written. Filled as they pass.
 	var enqueued map[string]string
+	// newest is the stream time of the batch's newest message, looked up
+	// only when an agent's outcome names an unknown delivery.
+	var newest time.Time
+	streamNow := func() time.Time {
+		if newest.IsZero() {
+			for _, m := range batch {
+				if md, err := m.Metadata(); err == nil && md.Timestamp.After(newest) {
+					newest = md.Timestamp
+				}
+			}
+		}
+		return newest
+	}
 	for _, m := range batch {
 		subject := m.Subject()
 		agentID, kind, fromAgent := streams.ParseAgentResultSubject(subject)
@@ -200,7 +213,7 @@ func (r *Recorder) readBatch(batch []jetstream.Msg) (b store.Batch, later []jets
 				}
 			}
 		default:
-			o, v, err := r.outcome(m, agentID, fromAgent, enqueued)
+			o, v, err := r.outcome(m, agentID, fromAgent, enqueued, streamNow)
 			if err != nil {
 				return b, nil, err
 			}
@@ -231,7 +244,8 @@ func (r *Recorder) breakerReport(m jetstream.Msg, agentID string, fromAgent bool
 
 // outcome reads an outcome and says whether it is written (allowed),
 // dropped (refused) or asked about again later (unknownYet).
-func (r *Recorder) outcome(m jetstream.Msg, agentID string, fromAgent bool, enqueued map[string]string) (streams.Outcome, verdict, error) {
+func (r *Recorder) outcome(m jetstream.Msg, agentID string, fromAgent bool, enqueued map[string]string,
+	streamNow func() time.Time) (streams.Outcome, verdict, error) {
 	// An agent's outcome for a delivery not known yet waits: the router
 	// publishes a delivery's enqueue record only after the delivery itself
 	// was stored, so a fast agent's outcome can come first.
@@ -251,7 +265,7 @@ func (r *Recorder) outcome(m jetstream.Msg, agentID string, fromAgent bool, enqu
 	if err != nil {
 		return o, refused, err
 	}
-	if v == unknownYet && r.waitedEnough(m, agentID, o.DeliveryID) {
+	if v == unknownYet && r.waitedEnough(m, streamNow(), agentID, o.DeliveryID) {
 		v = refused
 	}
 	o.By = "agent:" + agentID // who sent it, whatever it says
@@ -292,22 +306,25 @@ func (r *Recorder) apply(stop context.Context, batch []jetstream.Msg, b store.Ba
 }
 
 // An agent's outcome for a delivery the recorder does not know yet is
-// asked about again every unknownDeliveryWait until it is unknownDeliveryMaxAge
-// old (counted from when it was stored in the results stream, so other
-// redeliveries, such as a batch nakked while Redis was down, use none of
-// it); only then is it refused. The router stores a delivery's enqueue
-// record once every delivery of the event is acknowledged, which takes at
-// most its acknowledgement timeout (30 s) and a retry.
+// asked about again every unknownDeliveryWait, and refused once results
+// stored unknownDeliveryMaxAge after it have been read (stream time, not
+// the clock: a recorder that fell behind, Redis down or a restart, still
+// reads the enqueue record first), or once it is unknownDeliveryMaxWait
+// old by the clock (nothing newer arrives). The router stores a delivery's
+// enqueue record once every delivery of the event is acknowledged, which
+// takes at most its acknowledgement timeout (30 s) and a retry.
 const (
-	unknownDeliveryWait   = time.Second
-	unknownDeliveryMaxAge = 2 * time.Minute
+	unknownDeliveryWait    = time.Second
+	unknownDeliveryMaxAge  = 2 * time.Minute
+	unknownDeliveryMaxWait = 30 * time.Minute
 )
 
 // waitedEnough says whether an agent's outcome for an unknown delivery was
-// given its time; then it is refused (and logged).
-func (r *Recorder) waitedEnough(m jetstream.Msg, agentID, deliveryID string) bool {
+// given its time (streamNow: the newest result read with it); then it is
+// refused (and logged).
+func (r *Recorder) waitedEnough(m jetstream.Msg, streamNow time.Time, agentID, deliveryID string) bool {
 	md, err := m.Metadata()
-	if err != nil || time.Since(md.Timestamp) < unknownDeliveryMaxAge {
+	if err != nil || (streamNow.Sub(md.Timestamp) < unknownDeliveryMaxAge && time.Since(md.Timestamp) < unknownDeliveryMaxWait) {
 		return false
 	}
 	r.log.Warn().Str("agent_id", agentID).Str("delivery_id", deliveryID).

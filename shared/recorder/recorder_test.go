@@ -80,22 +80,28 @@ func TestAgentMay(t *testing.T) {
 
 // An agent's outcome for an unknown delivery is refused only once it is
 // old, however often it was redelivered (a batch nakked while Redis was
-// down counts redeliveries too).
+// An agent's outcome for an unknown delivery is refused by its age in
+// stream time (results stored after it), however often it was redelivered
+// and however late the recorder reads it; or once it is very old.
 func TestUnknownDeliveryRefusedByAgeOnly(t *testing.T) {
 	r := New(nil, nil, zerolog.Nop(), Options{})
 	j := &hermodtest.Journal{}
+	now := time.Now()
 	for _, c := range []struct {
 		name      string
-		age       time.Duration
+		stored    time.Time
+		newest    time.Time
 		delivered uint64
 		want      bool
 	}{
-		{"just stored", time.Second, 1, false},
-		{"redelivered often, still young", 30 * time.Second, 50, false},
-		{"older than the router's worst case", unknownDeliveryMaxAge + time.Second, 2, true},
+		{"just stored", now.Add(-time.Second), now, 1, false},
+		{"redelivered often, still young", now.Add(-30 * time.Second), now, 50, false},
+		{"read late, after a backlog: nothing newer yet", now.Add(-10 * time.Minute), now.Add(-10 * time.Minute), 1, false},
+		{"results 2 min newer were stored", now.Add(-3 * time.Minute), now.Add(-time.Minute), 2, true},
+		{"very old by the clock", now.Add(-31 * time.Minute), now.Add(-31 * time.Minute), 2, true},
 	} {
-		m := &hermodtest.FakeMsg{J: j, Stored: time.Now().Add(-c.age), Delivered: c.delivered}
-		if got := r.waitedEnough(m, "eu", "d-1"); got != c.want {
+		m := &hermodtest.FakeMsg{J: j, Stored: c.stored, Delivered: c.delivered}
+		if got := r.waitedEnough(m, c.newest, "eu", "d-1"); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}

@@ -211,11 +211,16 @@ type queuedMerge struct {
 // event went to, so it has no webhook tag and is no key of the script). The
 // extension only ever lengthens the payload's life, so a late or duplicate
 // outcome extending it again is harmless.
-func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.Outcome, lim Limits, now int64, seen *batchSeen) (*queuedMerge, error) {
+func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.Outcome, lim Limits, now int64) (*queuedMerge, error) {
 	if o.WebhookID == "" || o.DeliveryID == "" || !slices.Contains(recordStatuses, o.Status) {
 		return nil, nil // nothing to record it under
 	}
-	body, err := json.Marshal(o)
+	// The script reads these fields only (not the answer's excerpt, which
+	// travels once, in the attempt entry).
+	body, err := json.Marshal(mergeInput{DeliveryID: o.DeliveryID, WebhookID: o.WebhookID, EventID: o.EventID,
+		EventType: o.EventType, Epoch: o.Epoch, Attempt: o.Attempt, Status: o.Status, AttemptStatus: o.AttemptStatus,
+		StatusCode: o.StatusCode, Error: o.Error, Reason: o.Reason, By: o.By, NextRetryAt: o.NextRetryAt,
+		CreatedAt: o.CreatedAt, PayloadSize: o.PayloadSize, TargetLabels: o.TargetLabels})
 	if err != nil {
 		return nil, err
 	}
@@ -237,51 +242,34 @@ func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.
 	}
 	keys := mergeKeys(o.WebhookID, o.DeliveryID, at/60000)
 	cmd := mergeScript.EvalSha(ctx, p, keys, string(body), int64(lim.Retention/time.Second), lim.HistoryLimit, entry, bucket, now)
-	if seen.firstPointer(o.DeliveryID) {
-		p.SetNX(ctx, DeliveryWebhookKey(o.DeliveryID), o.WebhookID, 0)
-	}
-	if (o.Status == streams.StatusSuccess || o.Status == streams.StatusDead) && o.EventID != "" && seen.firstExtension(o.EventID) {
+	p.SetNX(ctx, DeliveryWebhookKey(o.DeliveryID), o.WebhookID, 0)
+	// The payload was stored for retention + max hold + 1 d: a delivery
+	// finishing later than that minus the retention must keep it a
+	// retention from now; earlier, its TTL already outlasts the record's.
+	if o.Status.Final() && o.EventID != "" && now-o.CreatedAt > (lim.PayloadTTL-lim.Retention).Milliseconds() {
 		p.ExpireGT(ctx, EventKey(o.EventID), lim.Retention)
 	}
 	return &queuedMerge{webhookID: o.WebhookID, cmd: cmd}, nil
 }
 
-// batchSeen keeps one batch from writing the same delivery pointer or
-// extending the same event payload twice: the deliveries of one event (one
-// payload) and the outcomes of one delivery often share a batch. A nil
-// *batchSeen writes every time.
-type batchSeen struct {
-	pointers map[string]struct{} // delivery ids whose pointer is written
-	extended map[string]struct{} // event ids whose payload is extended
-}
-
-// firstPointer says whether delivery id's pointer is not written yet in
-// this batch (always true on a nil b).
-func (b *batchSeen) firstPointer(id string) bool {
-	if b == nil {
-		return true
-	}
-	return first(&b.pointers, id)
-}
-
-// firstExtension says whether event id's payload is not extended yet in
-// this batch (always true on a nil b).
-func (b *batchSeen) firstExtension(id string) bool {
-	if b == nil {
-		return true
-	}
-	return first(&b.extended, id)
-}
-
-func first(set *map[string]struct{}, key string) bool {
-	if *set == nil {
-		*set = make(map[string]struct{})
-	}
-	if _, ok := (*set)[key]; ok {
-		return false
-	}
-	(*set)[key] = struct{}{}
-	return true
+// mergeInput is what the merge script reads of an outcome.
+type mergeInput struct {
+	DeliveryID    string         `json:"delivery_id"`
+	WebhookID     string         `json:"webhook_id"`
+	EventID       string         `json:"event_id"`
+	EventType     string         `json:"event_type"`
+	Epoch         int            `json:"epoch"`
+	Attempt       int            `json:"attempt"`
+	Status        streams.Status `json:"status"`
+	AttemptStatus streams.Status `json:"attempt_status,omitempty"`
+	StatusCode    int            `json:"status_code,omitempty"`
+	Error         string         `json:"error,omitempty"`
+	Reason        streams.Reason `json:"reason,omitempty"`
+	By            string         `json:"by,omitempty"`
+	NextRetryAt   int64          `json:"next_retry_at,omitempty"`
+	CreatedAt     int64          `json:"created_at"`
+	PayloadSize   int            `json:"payload_size"`
+	TargetLabels  []string       `json:"target_labels,omitempty"`
 }
 
 // breakerLua, run as breakerScript, keeps the newest breaker report (by its
@@ -343,9 +331,8 @@ func (s *Store) applyOutcomes(ctx context.Context, outs []streams.Outcome, enq [
 	now := time.Now().UnixMilli()
 	p := s.rdb.Pipeline()
 	var merges []*queuedMerge
-	seen := &batchSeen{}
 	queue := func(o *streams.Outcome) error {
-		m, err := s.queueOutcome(ctx, p, o, lim, now, seen)
+		m, err := s.queueOutcome(ctx, p, o, lim, now)
 		if m != nil {
 			merges = append(merges, m)
 		}
@@ -570,7 +557,7 @@ func (s *Store) Requeue(ctx context.Context, d *Delivery, lim Limits) error {
 		return err
 	}
 	p := s.rdb.Pipeline()
-	m, err := s.queueOutcome(ctx, p, &o, lim, time.Now().UnixMilli(), nil)
+	m, err := s.queueOutcome(ctx, p, &o, lim, time.Now().UnixMilli())
 	if err != nil {
 		return err
 	}

@@ -204,7 +204,7 @@ func TestTrimmedLeftBehindAreSwept(t *testing.T) {
 	for i, id := range []string{"a", "b", "c", "d"} {
 		o := outcome(id, 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
 		o.CreatedAt = int64(1_700_000_000_000 + i)
-		if _, err := s.queueOutcome(ctx, p, &o, small, time.Now().UnixMilli(), nil); err != nil {
+		if _, err := s.queueOutcome(ctx, p, &o, small, time.Now().UnixMilli()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -398,5 +398,24 @@ func TestPayloadExtendedWhenADeliveryFinishes(t *testing.T) {
 		if _, _, payload, err := s.GetDelivery(ctx, d); err != nil || string(payload) != `{"id":"ev-1"}` {
 			t.Errorf("%s payload %s %v", d, payload, err)
 		}
+	}
+}
+
+// With the usual limits (the payload stored for longer than the retention)
+// a delivery that finishes soon leaves the payload's TTL alone: it already
+// outlasts the record.
+func TestPayloadNotExtendedWhenItOutlastsTheRecord(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	lim := Limits{Retention: time.Hour, HistoryLimit: 100, PayloadTTL: 3 * time.Hour}
+	if err := s.ApplyOutcomes(ctx, nil, []streams.Enqueued{enqueued("d-1")}, lim); err != nil {
+		t.Fatal(err)
+	}
+	done := outcome("d-1", 0, 1, streams.StatusSuccess, streams.StatusSuccess, 200)
+	if err := s.ApplyOutcomes(ctx, []streams.Outcome{done}, nil, lim); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := s.rdb.TTL(ctx, EventKey("ev-1")).Val(); ttl <= 2*time.Hour {
+		t.Errorf("payload TTL %s, want the 3 h it was stored with", ttl)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"net/textproto"
 	"net/url"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,15 +99,30 @@ func (w *Webhook) FormatSecrets() []string {
 	return []string{w.FormatOptions.RoutingKey}
 }
 
-// Render renders an envelope in w's format, compiling the format each time:
-// for one-off sends (the test endpoint); the delivery engine keeps compiled
-// renderers.
-func (w *Webhook) Render(ctx context.Context, body []byte, now time.Time) ([]byte, error) {
+// CompileFormat compiles w's format and checks it against w's url; a
+// refusal is a *FieldError naming the option. Saving a webhook checks its
+// format with it; one-off sends (the test endpoint, a preview) render with
+// what it returns; the delivery engine keeps compiled renderers.
+func CompileFormat(w *Webhook) (*formats.Renderer, error) {
 	r, err := formats.Compile(w.Format, w.FormatOptions)
+	if err == nil {
+		err = formats.CheckURL(w.Format, w.FormatOptions, w.URL)
+	}
+	var oe *formats.OptionError
+	if errors.As(err, &oe) {
+		return nil, fieldErr(oe.Field, "%s", oe.Message)
+	}
+	return r, err
+}
+
+// RenderOnce renders an envelope in w's format for a one-off send (the
+// test event).
+func RenderOnce(ctx context.Context, w *Webhook, body []byte) ([]byte, error) {
+	r, err := CompileFormat(w)
 	if err != nil {
 		return nil, err
 	}
-	return r.Render(ctx, body, now)
+	return r.Render(ctx, body, time.Now())
 }
 
 // RedactURL returns scheme://host[:port] of raw, without user info, path or query.
@@ -394,18 +408,8 @@ func applyFormat(w *Webhook, raw map[string]json.RawMessage, before formats.Name
 	if newFormat && !newOptions && w.Format != before {
 		w.FormatOptions = nil
 	}
-	_, err := formats.Compile(w.Format, w.FormatOptions)
-	if err == nil {
-		err = formats.CheckURL(w.Format, w.FormatOptions, w.URL)
-	}
-	if err != nil {
-		var oe *formats.OptionError
-		if errors.As(err, &oe) {
-			return fieldErr(oe.Field, "%s", oe.Message)
-		}
-		return fieldErr("format", "%v", err)
-	}
-	return nil
+	_, err := CompileFormat(w)
+	return err
 }
 
 // applyField applies one field of a create or update body to w. It is one
@@ -503,10 +507,7 @@ func applyField(w *Webhook, f string, r json.RawMessage, cat *catalog.Catalog) e
 		if err := decodeField(f, r, &s, "a string"); err != nil {
 			return err
 		}
-		if !slices.Contains(formats.Names, formats.Name(s)) {
-			return fieldErr(f, "must be one of standard, slack, pagerduty, datadog, alertmanager, teams, template")
-		}
-		w.Format = formats.Name(s)
+		w.Format = formats.Name(s) // checked with its options by applyFormat
 	case "format_options":
 		if null {
 			w.FormatOptions = nil
