@@ -12,10 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/hermodtest"
-	"github.com/hermodhq/hermod/shared/metrics"
-	"github.com/hermodhq/hermod/shared/ops"
 	"github.com/hermodhq/hermod/shared/store"
 )
 
@@ -46,8 +43,7 @@ func TestAgentGrantChangesAskForKicks(t *testing.T) {
 	const key = "admin-key-a-0123456789"
 	rd := hermodtest.StartRedis(t)
 	k := &kickRecorder{}
-	s := New(store.New(rd.Client(t), nil), nil, nil, nil, k, catalog.New(catalog.Default), nil, ops.NewHealth(nil, zerolog.Nop()),
-		metrics.New("test"), zerolog.Nop(), Options{AdminKeys: []string{key}})
+	s := newTestServer(store.New(rd.Client(t), nil), k, zerolog.Nop(), key)
 	call := func(method, path string, body any) int {
 		t.Helper()
 		data, _ := json.Marshal(body)

@@ -5,37 +5,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/hermodtest"
-	"github.com/hermodhq/hermod/shared/metrics"
-	"github.com/hermodhq/hermod/shared/ops"
 	"github.com/hermodhq/hermod/shared/store"
 )
-
-// syncBuffer collects log lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
 
 // failureLine is a logged 5xx answer.
 type failureLine struct {
@@ -77,9 +55,8 @@ func TestServerErrorLoggedWithRequestID(t *testing.T) {
 	// One dial, no retries: each answer with Redis stopped comes at once.
 	rc := redis.NewClient(&redis.Options{Addr: rd.Addr, MaxRetries: -1, DialerRetries: 1})
 	defer func() { _ = rc.Close() }()
-	logs := &syncBuffer{}
-	s := New(store.New(rc, nil), nil, nil, nil, nil, catalog.New(catalog.Default), nil, ops.NewHealth(nil, zerolog.Nop()),
-		metrics.New("test"), zerolog.New(logs), Options{AdminKeys: []string{key}})
+	logs := &hermodtest.LogBuffer{}
+	s := newTestServer(store.New(rc, nil), nil, zerolog.New(logs), key)
 	call := func(method, path, reqID string) (*httptest.ResponseRecorder, APIError) {
 		t.Helper()
 		req := httptest.NewRequest(method, path, nil)

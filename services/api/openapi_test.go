@@ -134,9 +134,13 @@ func (o operation) public() bool {
 	return ok && len(sec) == 0
 }
 
-func testServer() *Server {
-	return New(nil, nil, nil, nil, nil, catalog.New(catalog.Default), nil, ops.NewHealth(nil, zerolog.Nop()), metrics.New("test"), zerolog.Nop(),
-		Options{AdminKeys: []string{testAdminKey}})
+func testServer() *Server { return newTestServer(nil, nil, zerolog.Nop(), testAdminKey) }
+
+// newTestServer is the API on st (nil: none) with kicker k, logging to
+// log, accepting keys: what the unit tests of the API need.
+func newTestServer(st *store.Store, k AgentKicker, log zerolog.Logger, keys ...string) *Server {
+	return New(st, nil, nil, nil, k, catalog.New(catalog.Default), nil, ops.NewHealth(nil, zerolog.Nop()), metrics.New("test"), log,
+		Options{AdminKeys: keys})
 }
 
 var echoParam = regexp.MustCompile(`:([A-Za-z_][A-Za-z0-9_]*)`)

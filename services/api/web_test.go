@@ -10,18 +10,14 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/hermodtest"
-	"github.com/hermodhq/hermod/shared/metrics"
-	"github.com/hermodhq/hermod/shared/ops"
 	"github.com/hermodhq/hermod/shared/store"
 )
 
 // webServer is the API with only what the page's own routes need: a real
 // Redis for sessions.
 func webServer(st *store.Store, keys ...string) *Server {
-	return New(st, nil, nil, nil, nil, catalog.New(catalog.Default), nil, ops.NewHealth(nil, zerolog.Nop()), metrics.New("test"), zerolog.Nop(),
-		Options{AdminKeys: keys})
+	return newTestServer(st, nil, zerolog.Nop(), keys...)
 }
 
 var formToken = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
@@ -115,8 +111,7 @@ func TestSignInReplacesTheOldSession(t *testing.T) {
 func TestSigninLogsTheConnectionAddress(t *testing.T) {
 	rd := hermodtest.StartRedis(t)
 	var logs strings.Builder
-	s := New(store.New(rd.Client(t), nil), nil, nil, nil, nil, catalog.New(catalog.Default), nil, ops.NewHealth(nil, zerolog.Nop()), metrics.New("test"),
-		zerolog.New(&logs), Options{AdminKeys: []string{"admin-key-a-0123456789"}})
+	s := newTestServer(store.New(rd.Client(t), nil), nil, zerolog.New(&logs), "admin-key-a-0123456789")
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/signin", nil))
 	m := formToken.FindStringSubmatch(rec.Body.String())

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hermodhq/hermod/shared/hermodtest"
@@ -441,15 +440,7 @@ func TestE2EAbandonedAfterFiveLostLeases(t *testing.T) {
 	id := p.createWebhook(map[string]any{"name": "poison", "url": s.URL, "event_types": []string{"stack.*"}})
 	p.publish("stack.created", map[string]any{})
 
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := p.jetStream()
 	ctx := context.Background()
 	cons, err := js.CreateOrUpdateConsumer(ctx, streams.DeliveriesStream, streams.DelivererConsumerConfig(time.Second))
 	if err != nil {

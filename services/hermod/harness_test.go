@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,24 +32,6 @@ const (
 	testEncKey   = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 )
 
-// lockedBuffer collects the pipeline's log lines for inspection.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // pipeline is the all-in-one running in the test process against a real
 // embedded JetStream server and a real redis-server.
 type pipeline struct {
@@ -58,7 +39,7 @@ type pipeline struct {
 	NS    *server.Server
 	Redis *hermodtest.Redis
 	Base  string
-	Logs  *lockedBuffer
+	Logs  *hermodtest.LogBuffer
 	NC    *nats.Conn
 	JS    jetstream.JetStream
 	// natsURL is where jetStream connects when JS is not set yet (startFleet).
@@ -128,7 +109,7 @@ func startPipeline(t *testing.T, mod func(c *allinone.Config)) *pipeline {
 	if mod != nil {
 		mod(&cfg)
 	}
-	logs := &lockedBuffer{}
+	logs := &hermodtest.LogBuffer{}
 	p := &pipeline{t: t, NS: ns, Redis: rd, Base: "http://" + cfg.APIAddr, Logs: logs,
 		done: make(chan error, 1), hc: &http.Client{Timeout: 30 * time.Second}}
 	if strings.HasSuffix(t.Name(), "/binary") {

@@ -244,7 +244,7 @@ func TestAllInOneListeningRunsTheCallout(t *testing.T) {
 	}
 	cfg.RedisURL, cfg.DataDir, cfg.APIAddr, cfg.NATSListen = rd.URL(), t.TempDir(), apiAddr, natsAddr
 	cfg.AdminKeys, cfg.EncryptionKey, cfg.ShutdownTimeout = []string{testAdminKey}, testEncKey, 15*time.Second
-	logs := &lockedBuffer{}
+	logs := &hermodtest.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- allinone.Main(ctx, cfg, zerolog.New(logs), io.Discard) }()

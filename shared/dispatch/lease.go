@@ -23,11 +23,15 @@ type renewer interface {
 	InProgress() error
 }
 
+// needsKeepalive says whether a request that may take timeout can outlast
+// half the lease ttl.
+func needsKeepalive(timeout, ttl time.Duration) bool { return timeout > ttl/2 }
+
 // keepLease renews msg's lease every ttl/3 while a request that may take
 // timeout runs; the returned function stops it. Nothing runs when the
 // request cannot outlast half the lease.
 func keepLease(msg renewer, timeout, ttl time.Duration) (stop func()) {
-	if timeout <= ttl/2 {
+	if !needsKeepalive(timeout, ttl) {
 		return func() {}
 	}
 	done := make(chan struct{})

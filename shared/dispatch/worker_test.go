@@ -76,13 +76,20 @@ func TestWorkerDeliverAcksAfterTheOutcomeIsStored(t *testing.T) {
 // before the ack; when that fails too, the message is left to redelivery.
 func TestWorkerDeliverOutcomeNotStoredLeavesTheMessage(t *testing.T) {
 	b := newBundle(t)
-	b.pub.Fail = map[string]bool{streams.OutcomeSubject: true}
+	b.pub.FailN = map[string]int{streams.OutcomeSubject: 1}
 	w := b.worker(WorkerOptions{})
 	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
 	settle(w)
-	if slices.Contains(b.j.All(), "ack") {
-		t.Errorf("acked without a stored outcome: %v", b.j.All())
-	}
+	wantJournal(t, b, "send d1", "publish failed hermod.results.out", "publish hermod.results.out", "puback hermod.results.out", "ack")
+
+	b2 := newBundle(t)
+	b2.pub.Fail = map[string]bool{streams.OutcomeSubject: true}
+	w2 := b2.worker(WorkerOptions{})
+	w2.Handle(pulled(b2.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
+	settle(w2)
+	// The first publish, then publishAll's tries until PublishRetry (50 ms
+	// here) has passed; never an ack.
+	wantJournal(t, b2, "send d1", "publish failed hermod.results.out", "publish failed hermod.results.out", "publish failed hermod.results.out")
 }
 
 // A retryable failure: the failed outcome and the copy with one more failed
@@ -355,11 +362,15 @@ func TestKeepLease(t *testing.T) {
 		return nil
 	})
 	stop()
-	n := len(j.All())
-	// A short request needs none.
-	keepLease(m, 10*time.Millisecond, 30*time.Millisecond)()
-	if len(j.All()) != n {
-		t.Error("renewed the lease of a request shorter than half of it")
+	// Only a request that may outlast half the lease needs it.
+	for _, c := range []struct {
+		timeout, ttl time.Duration
+		want         bool
+	}{{time.Second, 30 * time.Millisecond, true}, {10 * time.Millisecond, 30 * time.Millisecond, false},
+		{30 * time.Second, 60 * time.Second, false}, {31 * time.Second, 60 * time.Second, true}} {
+		if got := needsKeepalive(c.timeout, c.ttl); got != c.want {
+			t.Errorf("timeout %s, lease %s: %v", c.timeout, c.ttl, got)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@
 package hermodtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -325,4 +326,25 @@ func NATSWithCallout(t testing.TB) *CalloutNATS {
 	addr := ns.Addr().String()
 	return &CalloutNATS{Server: ns, ServiceURL: "nats://hermod:hermod-service-pw@" + addr,
 		SystemURL: "nats://sys:hermod-system-pw@" + addr, Seed: string(seed)}
+}
+
+// LogBuffer collects log lines written from several goroutines (a
+// zerolog writer a test reads back).
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String is everything written so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

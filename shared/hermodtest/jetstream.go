@@ -46,15 +46,20 @@ type FakePub struct {
 	mu   sync.Mutex
 	msgs []*nats.Msg
 	Fail map[string]bool
-	Hold bool
-	held []*FakeFuture
+	// FailN fails the first N publishes on a subject, then lets them through.
+	FailN map[string]int
+	Hold  bool
+	held  []*FakeFuture
 }
 
 // PublishMsgAsync implements the publisher.
 func (p *FakePub) PublishMsgAsync(m *nats.Msg, _ ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.Fail[m.Subject] {
+	if p.Fail[m.Subject] || p.FailN[m.Subject] > 0 {
+		if p.FailN[m.Subject] > 0 {
+			p.FailN[m.Subject]--
+		}
 		p.J.Add("publish failed %s", m.Subject)
 		return nil, errors.New("no responders")
 	}

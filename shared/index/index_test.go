@@ -1,7 +1,6 @@
 package index
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -162,24 +161,6 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	return mfs[0].GetMetric()[0].GetCounter().GetValue()
 }
 
-// lockedBuffer collects log lines written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // An index that announces itself but never confirms a change: Notify still
 // succeeds (the change is stored; the version poll applies it), after
 // MaxWait, and the change is logged and counted as unconfirmed, naming the
@@ -229,7 +210,7 @@ func TestNotifyReportsUnconfirmedChange(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logs := &lockedBuffer{}
+	logs := &hermodtest.LogBuffer{}
 	unconfirmed := prometheus.NewCounter(prometheus.CounterOpts{Name: "unconfirmed_total"})
 	n, err := NewNotifier(connect(), zerolog.New(logs), unconfirmed)
 	if err != nil {

@@ -1,12 +1,10 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -115,24 +113,6 @@ func TestAgentHeartbeatFollowsWebhookChanges(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log lines written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // The control plane on its own, over a real NATS server: it answers an
 // agent's hello with its grant's label sets and webhooks (secrets included),
 // refuses a wrong token, authorizes the callout with the same grant, and
@@ -157,7 +137,7 @@ func TestControlPlaneAnswersAuthorizesAndKicks(t *testing.T) {
 	const token = "test-agent-token-0123456789"
 	putAgent(t, st, "eu-1", token, "env:production", "region:eu")
 
-	logs := &lockedBuffer{}
+	logs := &hermodtest.LogBuffer{}
 	cp := New(st, nc, zerolog.New(logs), Options{AcquireTTL: 30 * time.Second, KickTimeout: 5 * time.Second})
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
