@@ -50,7 +50,7 @@ local u = cjson.decode(ARGV[1])
 local rank = {pending=0, failed=2, success=5, dead=5}
 local index = {pending=KEYS[5], success=KEYS[6], failed=KEYS[7], dead=KEYS[8]}
 local st = u.status
-if not index[st] then return {} end
+if not index[st] then return {'0'} end
 if redis.call('ZSCORE', KEYS[10], u.delivery_id) then
   -- trimmed, its record not deleted yet: gone all the same
   redis.call('DEL', KEYS[1], KEYS[2])
@@ -70,7 +70,7 @@ if ARGV[4] ~= '' then
   end
 end
 local cur = redis.call('HMGET', KEYS[1], 'ord', 'status', 'created_at')
-if cur[1] and tonumber(cur[1]) >= ord then return {} end
+if cur[1] and tonumber(cur[1]) >= ord then return {'0'} end
 if st == 'dead' and ARGV[4] == '' then
   redis.call('HINCRBY', KEYS[9], 'd', 1)
   redis.call('EXPIRE', KEYS[9], 90000)
@@ -140,6 +140,10 @@ else
   redis.call('PERSIST', KEYS[1])
   redis.call('PERSIST', KEYS[2])
 end
+-- First: whether this call created the record ('1'), then the trimmed ids.
+local created = '0'
+if not cur[1] then created = '1' end
+table.insert(trimmed, 1, created)
 return trimmed
 `
 
@@ -200,8 +204,9 @@ func mergeKeys(webhookID, deliveryID string, minute int64) []string {
 
 // queuedMerge is a mergeScript call waiting in a pipeline.
 type queuedMerge struct {
-	webhookID string
-	cmd       *redis.Cmd
+	webhookID, deliveryID string
+	pending               bool // its pointer was written with it
+	cmd                   *redis.Cmd
 }
 
 // queueOutcome adds an outcome's writes to p: the merge (one slot: the
@@ -242,14 +247,21 @@ func (s *Store) queueOutcome(ctx context.Context, p redis.Pipeliner, o *streams.
 	}
 	keys := mergeKeys(o.WebhookID, o.DeliveryID, at/60000)
 	cmd := mergeScript.EvalSha(ctx, p, keys, string(body), int64(lim.Retention/time.Second), lim.HistoryLimit, entry, bucket, now)
-	p.SetNX(ctx, DeliveryWebhookKey(o.DeliveryID), o.WebhookID, 0)
+	// The pointer comes with the pending outcome every delivery has (the
+	// router's enqueue record, or a manual retry's requeue); an outcome
+	// that arrives first and creates the record writes it after the batch
+	// (pointed), so a delivery costs one pointer write, not one an outcome.
+	pending := o.Status == streams.StatusPending
+	if pending {
+		p.SetNX(ctx, DeliveryWebhookKey(o.DeliveryID), o.WebhookID, 0)
+	}
 	// The payload was stored for retention + max hold + 1 d: a delivery
 	// finishing later than that minus the retention must keep it a
 	// retention from now; earlier, its TTL already outlasts the record's.
 	if o.Status.Final() && o.EventID != "" && now-o.CreatedAt > (lim.PayloadTTL-lim.Retention).Milliseconds() {
 		p.ExpireGT(ctx, EventKey(o.EventID), lim.Retention)
 	}
-	return &queuedMerge{webhookID: o.WebhookID, cmd: cmd}, nil
+	return &queuedMerge{webhookID: o.WebhookID, deliveryID: o.DeliveryID, pending: pending, cmd: cmd}, nil
 }
 
 // mergeInput is what the merge script reads of an outcome.
@@ -363,7 +375,36 @@ func (s *Store) applyOutcomes(ctx context.Context, outs []streams.Outcome, enq [
 	if err := s.execScripts(ctx, p); err != nil {
 		return fmt.Errorf("write records: %w", err)
 	}
+	if err := s.pointed(ctx, merges); err != nil {
+		return err
+	}
 	return s.dropTrimmed(ctx, trimmedOf(merges))
+}
+
+// pointed writes the pointers of the records that outcomes created without
+// their pending outcome (which writes its own); one round trip, and only
+// when there are any. A batch that stops before it leaves the pointer to
+// the delivery's pending outcome, which always comes.
+func (s *Store) pointed(ctx context.Context, merges []*queuedMerge) error {
+	var missing []*queuedMerge
+	for _, m := range merges {
+		if r, err := m.cmd.StringSlice(); err == nil && !m.pending && len(r) > 0 && r[0] == "1" {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, m := range missing {
+			p.SetNX(ctx, DeliveryWebhookKey(m.deliveryID), m.webhookID, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write delivery pointers: %w", err)
+	}
+	return nil
 }
 
 // trimmedOf collects, per webhook, the ids the merges pushed out of the
@@ -372,9 +413,10 @@ func trimmedOf(merges []*queuedMerge) map[string][]string {
 	var out map[string][]string
 	for _, m := range merges {
 		ids, err := m.cmd.StringSlice()
-		if err != nil || len(ids) == 0 {
+		if err != nil || len(ids) < 2 {
 			continue
 		}
+		ids = ids[1:] // after the created flag
 		if out == nil {
 			out = make(map[string][]string)
 		}

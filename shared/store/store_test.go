@@ -199,16 +199,23 @@ func TestTrimmedLeftBehindAreSwept(t *testing.T) {
 	if err := s.loadScripts(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The first step only, as a batch that stopped after it.
+	// The first step only (the merges and their pointers), as a batch that
+	// stopped after it.
 	p := s.rdb.Pipeline()
+	var merges []*queuedMerge
 	for i, id := range []string{"a", "b", "c", "d"} {
 		o := outcome(id, 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
 		o.CreatedAt = int64(1_700_000_000_000 + i)
-		if _, err := s.queueOutcome(ctx, p, &o, small, time.Now().UnixMilli()); err != nil {
+		m, err := s.queueOutcome(ctx, p, &o, small, time.Now().UnixMilli())
+		if err != nil {
 			t.Fatal(err)
 		}
+		merges = append(merges, m)
 	}
 	if err := s.execScripts(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pointed(ctx, merges); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.rdb.ZRange(ctx, TrimmedKey("wh-1"), 0, -1).Val(); strings.Join(got, ",") != "a,b" {
