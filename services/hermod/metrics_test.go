@@ -38,6 +38,11 @@ func TestE2EMetricsPerBinary(t *testing.T) {
 		if !strings.Contains(del, open) {
 			return fmt.Errorf("the deliverer's breaker is not open: %q", grepLines(del, "breaker"))
 		}
+		// The breaker opens during the second attempt; its retry is counted
+		// once that retry is stored, a moment later.
+		if !strings.Contains(del, `hermod_delivery_attempts_total{outcome="retry"} 2`) {
+			return fmt.Errorf("attempts counted: %q", grepLines(del, "hermod_delivery_attempts_total"))
+		}
 		return nil
 	})
 	var router string
