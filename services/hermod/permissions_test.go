@@ -162,6 +162,9 @@ func TestE2EAgentPermissionsEnforcedByNATS(t *testing.T) {
 	// event subject makes JetStream deliver the agent's own pending delivery
 	// there, into the event stream. The router drops it (it carries a
 	// delivery's headers) instead of replaying the event to every webhook.
+	// Counted once the earlier delivery is recorded (its request reaches the
+	// sink before its record reaches Redis).
+	p.waitStatus(otherID, "success", 1, 10*time.Second)
 	before := len(p.deliveries(otherID, ""))
 	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+streams.DeliveriesStream+"."+streams.AgentConsumerName([]string{"env:production"}),
 		"deployment.applied", []byte(`{"batch":1,"expires":1000000000}`)); err != nil {
