@@ -138,6 +138,10 @@ type Parts struct {
 	extra        []lifecycle.Component
 }
 
+// ExpectIndex makes changes wait for the webhook index id from the start
+// (the all-in-one's own index), before it first announced itself.
+func (p *Parts) ExpectIndex(id string) { p.Server.notifier.Expect(id) }
+
 // BuildParts makes the control plane and the REST server on c, listening
 // on cfg.Addr (the all-in-one shares c, health and m).
 func BuildParts(cfg Config, c *connect.Conns, health *ops.Health, m *metrics.Metrics, log zerolog.Logger) (*Parts, error) {

@@ -177,6 +177,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 		return err
 	}
 	defer apiParts.Close()
+	apiParts.ExpectIndex(ix.ID())
 	if calloutSeed != "" {
 		if err := apiParts.ServeCallout(calloutSeed, ""); err != nil {
 			return err

@@ -49,6 +49,10 @@ type Index struct {
 	dirty    chan struct{}
 	version  atomic.Int64
 	onChange []func(id string, w *webhooks.Webhook)
+
+	id      string         // announced on AliveSubject
+	notices chan *nats.Msg // change notices, subscribed by Load
+	subs    []*nats.Subscription
 }
 
 // New creates an index; call Start to load it and follow changes.
@@ -59,7 +63,8 @@ func New(src Source, nc *nats.Conn, log zerolog.Logger, opts Options) *Index {
 	if opts.ResyncInterval <= 0 {
 		opts.ResyncInterval = 60 * time.Second
 	}
-	ix := &Index{src: src, nc: nc, log: log, opts: opts, byID: map[string]*webhooks.Webhook{}, dirty: make(chan struct{}, 1)}
+	ix := &Index{src: src, nc: nc, log: log, opts: opts, byID: map[string]*webhooks.Webhook{}, dirty: make(chan struct{}, 1),
+		id: nats.NewInbox(), notices: make(chan *nats.Msg, 4096)}
 	ix.set.Store(matching.Build(nil))
 	return ix
 }
@@ -100,41 +105,56 @@ func (ix *Index) Component() lifecycle.Component {
 	return lifecycle.Component{Name: "webhook index", Start: ix.Load, Run: ix.Run, Server: true}
 }
 
-// Load loads every webhook from the store.
+// ID is the name this index announces itself by on AliveSubject.
+func (ix *Index) ID() string { return ix.id }
+
+// Load subscribes to change notices, loads every webhook from the store
+// and announces the index. Subscribing first means no change made after
+// Load returned is missed; announcing before the process is ready means
+// an API that answers a change waits for this index.
 func (ix *Index) Load(ctx context.Context) error {
+	if ix.subs == nil {
+		sub, err := ix.nc.Subscribe(streams.ChangesSubject, func(m *nats.Msg) {
+			select {
+			case ix.notices <- m:
+			default: // overflow: the version poll resyncs
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("webhook index: %w", err)
+		}
+		probe, err := ix.nc.Subscribe(ProbeSubject, func(*nats.Msg) { _ = ix.nc.Publish(AliveSubject, []byte(ix.id)) })
+		if err != nil {
+			_ = sub.Unsubscribe()
+			return fmt.Errorf("webhook index: %w", err)
+		}
+		ix.subs = []*nats.Subscription{sub, probe}
+	}
 	if err := ix.resync(ctx); err != nil {
 		return fmt.Errorf("load webhook index: %w", err)
 	}
+	_ = ix.nc.Publish(AliveSubject, []byte(ix.id))
 	return nil
 }
 
 // Run follows change notices (and the version poll and periodic resync)
-// and announces this index until ctx ends.
+// and announces this index until ctx ends. Load must have succeeded.
 func (ix *Index) Run(ctx context.Context) error {
-	notices := make(chan *nats.Msg, 4096)
-	sub, err := ix.nc.Subscribe(streams.ChangesSubject, func(m *nats.Msg) {
-		select {
-		case notices <- m:
-		default: // overflow: the version poll resyncs
+	if ix.subs == nil {
+		return errors.New("webhook index: Run before Load")
+	}
+	defer func() {
+		for _, s := range ix.subs {
+			_ = s.Unsubscribe()
 		}
-	})
-	if err != nil {
-		return fmt.Errorf("webhook index: %w", err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	id := nats.NewInbox()
-	probe, err := ix.nc.Subscribe(ProbeSubject, func(*nats.Msg) { _ = ix.nc.Publish(AliveSubject, []byte(id)) })
-	if err != nil {
-		return fmt.Errorf("webhook index: %w", err)
-	}
-	defer func() { _ = probe.Unsubscribe() }()
+	}()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		ix.announce(ctx, id)
+		ix.announce(ctx, ix.id)
 	}()
-	ix.follow(ctx, notices)
+	ix.follow(ctx, ix.notices)
 	wg.Wait()
 	return nil
 }
@@ -316,6 +336,15 @@ func NewNotifier(nc *nats.Conn, log zerolog.Logger, unconfirmed prometheus.Count
 
 // Close stops listening.
 func (n *Notifier) Close() { _ = n.sub.Unsubscribe() }
+
+// Expect adds an index the notifier knows of without hearing it announce
+// itself (the all-in-one's own index): a change made before its first
+// announcement arrived still waits for it.
+func (n *Notifier) Expect(id string) {
+	n.mu.Lock()
+	n.alive[id] = time.Now()
+	n.mu.Unlock()
+}
 
 func (n *Notifier) expected() int {
 	n.mu.Lock()

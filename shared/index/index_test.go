@@ -257,3 +257,62 @@ func TestNotifyReportsUnconfirmedChange(t *testing.T) {
 		t.Errorf("log line %+v, want warn for w-1 with 1 of 2 indexes unconfirmed", line)
 	}
 }
+
+// A notifier made before the index it must wait for started (the
+// all-in-one: the API is built before its index loads) misses the index's
+// first announcement. Told of the index, a change made at once still waits
+// until the index applied it, so an event published after the answer
+// reaches the new webhook.
+func TestNotifierWaitsForAnIndexItWasToldOf(t *testing.T) {
+	ns := hermodtest.NATS(t)
+	rd := hermodtest.StartRedis(t)
+	key, _ := encryption.ParseKey(strings.Repeat("cd", 32))
+	box, _ := encryption.New(key)
+	st := store.New(rd.Client(t), box)
+	ctx := context.Background()
+	ixConn, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ixConn.Close()
+	apiConn, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer apiConn.Close()
+	unconfirmed := prometheus.NewCounter(prometheus.CounterOpts{Name: "unconfirmed_total"})
+	n, err := NewNotifier(apiConn, zerolog.Nop(), unconfirmed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	// The index is slow to follow: its notices wait until Run starts.
+	ix := New(st, ixConn, zerolog.Nop(), Options{PollInterval: time.Hour})
+	if err := ix.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n.Expect(ix.ID())
+	if got := n.expected(); got != 1 {
+		t.Fatalf("%d indexes known right after Expect, want 1", got)
+	}
+	if err := st.PutWebhook(ctx, webhook("w-new", "*")); err != nil {
+		t.Fatal(err)
+	}
+	ixCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	notified := make(chan error, 1)
+	go func() { notified <- n.Notify(ctx, "w-new") }()
+	// Notify is waiting for the index; the index follows from now on.
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = ix.Run(ixCtx) }()
+	if err := <-notified; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ix.Get("w-new"); !ok {
+		t.Error("Notify returned before the index applied the change")
+	}
+	if c := counterValue(t, unconfirmed); c != 0 {
+		t.Errorf("unconfirmed changes counted: %v, want 0", c)
+	}
+}
