@@ -51,9 +51,8 @@ type Config struct {
 	OpsAddr         string
 	LogLevel        string
 	Concurrency     int
-	WebhookInflight int
 	ShutdownTimeout time.Duration
-	Breaker         envconfig.Breaker
+	Isolation       envconfig.Isolation
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -65,9 +64,8 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	r.Check(c.ID == "" || idRe.MatchString(c.ID), "HERMOD_AGENT_ID", "must be 1 to 63 characters of [A-Za-z0-9_-]")
 	c.LogLevel = r.String("HERMOD_LOG_LEVEL", "info")
 	c.Concurrency = r.Int("HERMOD_DELIVERY_CONCURRENCY", 32, 1, 10000)
-	c.WebhookInflight = r.Int("HERMOD_WEBHOOK_MAX_INFLIGHT", 32, 1, 10000)
 	c.ShutdownTimeout = r.Duration("HERMOD_SHUTDOWN_TIMEOUT", 30*time.Second, time.Second, 10*time.Minute)
-	c.Breaker = envconfig.ReadBreaker(r)
+	c.Isolation = envconfig.ReadIsolation(r)
 	return c, r.Err()
 }
 
@@ -309,7 +307,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	a.d = dispatch.NewWorker(dispatch.Deps{Pub: js, Webhooks: a, Log: log, Metrics: metrics.NewDelivery(m.Registry),
 		By: "agent:" + cfg.ID, OutcomeSubject: streams.AgentOutcomeSubject(cfg.ID), BreakerSubject: streams.AgentBreakerSubject(cfg.ID),
 		Rules: dispatch.Rules{AcquireTTL: ttl}}, client, dispatch.WorkerOptions{Concurrency: cfg.Concurrency,
-		Isolation: dispatch.NewIsolation(cfg.WebhookInflight, cfg.Breaker.Threshold, cfg.Breaker.Cooldown),
+		Isolation: dispatch.NewIsolation(dispatch.IsolationOptions(cfg.Isolation)),
 		Refused:   a.refused.Load})
 	health := ops.NewHealth(map[string]ops.Check{
 		"nats": func(context.Context) error {

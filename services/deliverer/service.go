@@ -26,12 +26,11 @@ import (
 // Config is hermod-deliverer's configuration.
 type Config struct {
 	envconfig.Common
-	OpsAddr         string
-	Concurrency     int
-	WebhookInflight int
-	AllowCIDRs      string
-	Box             *encryption.Box
-	Breaker         envconfig.Breaker
+	OpsAddr     string
+	Concurrency int
+	AllowCIDRs  string
+	Box         *encryption.Box
+	Isolation   envconfig.Isolation
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -40,9 +39,8 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.OpsAddr = r.String("HERMOD_OPS_ADDR", ":8082")
 	c.Box = envconfig.EncryptionKey(r, true)
 	c.Concurrency = r.Int("HERMOD_DELIVERY_CONCURRENCY", 64, 1, 10000)
-	c.WebhookInflight = r.Int("HERMOD_WEBHOOK_MAX_INFLIGHT", 32, 1, 10000)
 	c.AllowCIDRs, _ = envconfig.AllowCIDRs(r, "")
-	c.Breaker = envconfig.ReadBreaker(r)
+	c.Isolation = envconfig.ReadIsolation(r)
 	return c, r.Err()
 }
 
@@ -77,7 +75,7 @@ func Build(js jetstream.JetStream, ix *index.Index, cfg Config, log zerolog.Logg
 		Rules: dispatch.Rules{AcquireTTL: cfg.AcquireTTL, MaxHold: cfg.MaxHold}}
 	d := &Deliverer{js: js, ttl: cfg.AcquireTTL, client: client,
 		Worker: dispatch.NewWorker(deps, client, dispatch.WorkerOptions{Concurrency: cfg.Concurrency,
-			Isolation: dispatch.NewIsolation(cfg.WebhookInflight, cfg.Breaker.Threshold, cfg.Breaker.Cooldown)}),
+			Isolation: dispatch.NewIsolation(dispatch.IsolationOptions(cfg.Isolation))}),
 		Scheduler: dispatch.NewScheduler(deps),
 		Releaser:  dispatch.NewReleaser(deps, 0),
 	}

@@ -42,17 +42,16 @@ const LoopbackCIDRs = "127.0.0.0/8,::1/128"
 // Config is the all-in-one's configuration.
 type Config struct {
 	envconfig.Common
-	DataDir         string
-	APIAddr         string
-	NATSListen      string
-	AdminKeys       []string
-	EncryptionKey   string
-	MaxEventBytes   int64
-	AllowCIDRs      string
-	Concurrency     int
-	WebhookInflight int
-	RouterWorkers   int
-	Breaker         envconfig.Breaker
+	DataDir       string
+	APIAddr       string
+	NATSListen    string
+	AdminKeys     []string
+	EncryptionKey string
+	MaxEventBytes int64
+	AllowCIDRs    string
+	Concurrency   int
+	RouterWorkers int
+	Isolation     envconfig.Isolation
 	// RedisServer is the redis-server found on PATH ("" = none: the
 	// embedded store is used when HERMOD_REDIS_URL is unset too).
 	RedisServer string
@@ -85,9 +84,8 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.MaxEventBytes = int64(r.Int("HERMOD_MAX_EVENT_BYTES", 256<<10, 1024, 8<<20))
 	c.AllowCIDRs, _ = envconfig.AllowCIDRs(r, LoopbackCIDRs)
 	c.Concurrency = r.Int("HERMOD_DELIVERY_CONCURRENCY", 64, 1, 10000)
-	c.WebhookInflight = r.Int("HERMOD_WEBHOOK_MAX_INFLIGHT", 32, 1, 10000)
 	c.RouterWorkers = r.Int("HERMOD_ROUTER_WORKERS", 8, 1, 256)
-	c.Breaker = envconfig.ReadBreaker(r)
+	c.Isolation = envconfig.ReadIsolation(r)
 	c.CalloutSeed = r.Secret("HERMOD_AUTH_CALLOUT_SEED", "")
 	r.Check(c.CalloutSeed == "" || strings.HasPrefix(c.CalloutSeed, "SA"), "HERMOD_AUTH_CALLOUT_SEED", "must be an account seed (SA...)")
 	if bin, err := exec.LookPath("redis-server"); err == nil {
@@ -162,7 +160,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	ix := index.New(st, nc, log, index.Options{})
 	allow := cfg.AllowCIDRs
 	dl, err := deliverer.Build(js, ix, deliverer.Config{Common: cfg.Common, Concurrency: cfg.Concurrency,
-		WebhookInflight: cfg.WebhookInflight, AllowCIDRs: allow, Breaker: cfg.Breaker},
+		AllowCIDRs: allow, Isolation: cfg.Isolation},
 		log.With().Str("component", "deliverer").Logger(), m)
 	if err != nil {
 		return err

@@ -524,9 +524,9 @@ func TestIsolationInflightCapAndBreaker(t *testing.T) {
 	bothModes(t, func(t *testing.T) {
 		p := startPipeline(t, func(c *allinone.Config) {
 			c.Concurrency = 8
-			c.WebhookInflight = 2
-			c.Breaker.Threshold = 3
-			c.Breaker.Cooldown = 6 * time.Second
+			c.Isolation.Inflight = 2
+			c.Isolation.Threshold = 3
+			c.Isolation.Cooldown = 6 * time.Second
 		})
 		release := make(chan struct{})
 		defer close(release)

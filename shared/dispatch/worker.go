@@ -25,8 +25,8 @@ type Sender interface {
 // WorkerOptions tune a Worker.
 type WorkerOptions struct {
 	Concurrency int // HTTP attempts at once (64 when <= 0)
-	// Isolation is the per-webhook in-flight limit and breaker (defaults
-	// when nil).
+	// Isolation is the per-webhook in-flight limit and breaker (defaults,
+	// with DefaultSlotWait, when nil).
 	Isolation *Isolation
 	// Refused, when set, is asked before every delivery; true (an agent
 	// the control plane refused) leaves the message unsettled: its lease
@@ -54,7 +54,7 @@ func NewWorker(deps Deps, send Sender, opts WorkerOptions) *Worker {
 		opts.Concurrency = 64
 	}
 	if opts.Isolation == nil {
-		opts.Isolation = NewIsolation(0, 0, 0)
+		opts.Isolation = NewIsolation(IsolationOptions{SlotWait: DefaultSlotWait})
 	}
 	return &Worker{deps: deps.withDefaults(), send: send, iso: opts.Isolation, conc: opts.Concurrency,
 		refused: opts.Refused, settle: make(chan settlement, 4*opts.Concurrency)}
@@ -148,9 +148,11 @@ type ticket struct {
 func (w *Worker) Handle(p streams.Pulled) {
 	t := w.gather(p)
 	dec := Decide(t.f)
-	if dec.Kind == Attempt && !w.iso.Acquire(t.hook.ID) {
-		// The last slot went to another worker since gather looked.
-		t.f.Saturated = true
+	if dec.Kind == Attempt && !w.iso.Acquire(t.hook.ID, slotWait(t.f)) {
+		// Every slot is taken and none came free in time (slots.go).
+		now := w.deps.Now()
+		t.f.Waited += now.Sub(t.f.Now)
+		t.f.Now, t.f.Saturated = now, true
 		dec = Decide(t.f)
 	}
 	if dec.RenewLease {
@@ -175,7 +177,7 @@ func (w *Worker) Handle(p streams.Pulled) {
 	defer w.running.Delete(t.f.Meta.DeliveryID) // "acquired" until its outcome is stored
 	res, att := w.attempt(t, body)
 	w.iso.Release(t.hook.ID)
-	w.breaker(t.hook.ID, res.Class)
+	w.breaker(t.hook.ID, res)
 	t.f.Result = &Result{Class: res.Class, StatusCode: res.StatusCode, RetryAfter: res.RetryAfter}
 	t.f.Now, t.f.Jitter = w.deps.Now(), delivery.Jitter()
 	dec = Decide(t.f)
@@ -184,9 +186,8 @@ func (w *Worker) Handle(p streams.Pulled) {
 }
 
 // gather collects the facts about a pulled message. The webhook is looked
-// up only for a message that may be attempted; whether its in-flight slots
-// are all taken is looked at, and one is taken only when the decision is
-// to attempt.
+// up only for a message that may be attempted; a slot is taken (Handle)
+// only when the decision is to attempt.
 func (w *Worker) gather(p streams.Pulled) ticket {
 	msg := p.Msg
 	t := ticket{msg: msg, f: w.deps.facts(Ready, msg.Subject(), msg.Headers())}
@@ -208,8 +209,13 @@ func (w *Worker) gather(p streams.Pulled) ticket {
 	}
 	t.f.Routed = streams.IsReadySubject(msg.Subject(), t.hook.ID, t.hook.TargetLabels)
 	t.f.BreakerOpenUntil = w.iso.OpenUntil(t.hook.ID)
-	t.f.Saturated = w.iso.Full(t.hook.ID)
 	return t
+}
+
+// slotWait is how long a delivery may wait for a slot of its webhook: its
+// lease stays safe (under the half that Decide renews at) without renewing.
+func slotWait(f Facts) time.Duration {
+	return max(f.Rules.AcquireTTL*2/5-f.Waited, 0)
 }
 
 // attempted is what an attempt adds to its outcome record.
@@ -237,8 +243,8 @@ func (w *Worker) attempt(t ticket, body []byte) (delivery.Result, *attempted) {
 
 // breaker feeds an attempt's class to the webhook's breaker and publishes
 // a change (the recorder shows the webhook as degraded while it is open).
-func (w *Worker) breaker(id string, c delivery.Class) {
-	rep := w.iso.Record(id, c, w.deps.Now())
+func (w *Worker) breaker(id string, res delivery.Result) {
+	rep := w.iso.Record(id, res.Class, res.Duration, w.deps.Now())
 	if rep == nil {
 		return
 	}

@@ -165,11 +165,12 @@ func TestWorkerAbandoned(t *testing.T) {
 	}
 }
 
-// Parking moves a copy to the delay subject without spending an attempt.
+// Parking moves a copy to the delay subject without spending an attempt:
+// every slot is taken and waiting for one is not allowed.
 func TestWorkerParksASaturatedWebhook(t *testing.T) {
 	b := newBundle(t)
-	iso := NewIsolation(1, 0, 0)
-	if !iso.Acquire("w1") {
+	iso := NewIsolation(IsolationOptions{Inflight: 1})
+	if !iso.Acquire("w1", 0) {
 		t.Fatal("first slot refused")
 	}
 	w := b.worker(WorkerOptions{Isolation: iso})
@@ -185,7 +186,7 @@ func TestWorkerParksASaturatedWebhook(t *testing.T) {
 	}
 	iso.Release("w1")
 	// The slot the parked message did not use was given back.
-	if !iso.Acquire("w1") {
+	if !iso.Acquire("w1", 0) {
 		t.Error("a parked delivery kept its slot")
 	}
 }
@@ -266,7 +267,7 @@ func TestWorkerRefusedLeavesEverything(t *testing.T) {
 func TestWorkerBreaker(t *testing.T) {
 	b := newBundle(t)
 	b.sender.answer = delivery.Result{StatusCode: 500, Class: delivery.Retryable}
-	w := b.worker(WorkerOptions{Isolation: NewIsolation(0, 2, 20*time.Second)})
+	w := b.worker(WorkerOptions{Isolation: NewIsolation(IsolationOptions{Threshold: 2, Cooldown: 20 * time.Second})})
 	for i := range 2 {
 		m := b.msg(streams.DeliverSubject("w1"), streams.Meta{DeliveryID: "d" + strconv.Itoa(i)})
 		w.Handle(pulled(m, t0))

@@ -29,15 +29,23 @@ func (c Common) StreamSettings(subjects []string) streams.Settings {
 		Subjects: subjects, Replicas: c.StreamReplicas}
 }
 
-// Breaker holds the failure breaker settings of a deliverer.
-type Breaker struct {
+// Isolation holds the per-webhook limits of a deliverer (or agent): the
+// in-flight slots, how long a delivery waits for one, and the failure
+// breaker. Its fields are dispatch.IsolationOptions' (the services convert
+// it).
+type Isolation struct {
+	Inflight  int
+	SlotWait  time.Duration // 0: never wait
 	Threshold int
 	Cooldown  time.Duration
 }
 
-// ReadBreaker reads HERMOD_BREAKER_THRESHOLD and HERMOD_BREAKER_COOLDOWN.
-func ReadBreaker(r *Reader) Breaker {
-	return Breaker{
+// ReadIsolation reads HERMOD_WEBHOOK_MAX_INFLIGHT, HERMOD_WEBHOOK_SLOT_WAIT,
+// HERMOD_BREAKER_THRESHOLD and HERMOD_BREAKER_COOLDOWN.
+func ReadIsolation(r *Reader) Isolation {
+	return Isolation{
+		Inflight:  r.Int("HERMOD_WEBHOOK_MAX_INFLIGHT", 32, 1, 10000),
+		SlotWait:  r.Duration("HERMOD_WEBHOOK_SLOT_WAIT", 250*time.Millisecond, 0, 10*time.Second),
 		Threshold: r.Int("HERMOD_BREAKER_THRESHOLD", 10, 1, 1000),
 		Cooldown:  r.Duration("HERMOD_BREAKER_COOLDOWN", 30*time.Second, time.Second, time.Hour),
 	}

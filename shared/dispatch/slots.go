@@ -1,0 +1,97 @@
+package dispatch
+
+import "time"
+
+// Slots. A webhook has IsolationOptions.Inflight slots in each process: at
+// most that many attempts to it run at once, so a slow endpoint cannot take
+// every worker. A delivery that finds them all taken waits here, in line,
+// for the slot of the next attempt that ends (handed over directly, first
+// come first served), but only when one is expected soon: its expected wait
+// is its place in line times the webhook's average attempt duration divided
+// by the slots, and that must fit the wait allowed (SlotWait, and what its
+// lease allows). A fast endpoint's deliveries therefore never leave the
+// consumer's window; a slow or failing one's are parked on the delay
+// subject (Decide: Park, saturated) when the wait would be long or runs
+// out. At most Inflight deliveries wait per webhook, so one webhook holds
+// at most twice its slots in workers.
+
+// Acquire takes one of webhook id's slots, waiting at most wait (and at
+// most SlotWait) when they are all taken and one is expected within it;
+// false when none was had. Every true is followed by one Release.
+func (is *Isolation) Acquire(id string, wait time.Duration) bool {
+	st := is.state(id)
+	st.mu.Lock()
+	if st.inflight < is.opts.Inflight {
+		st.inflight++
+		st.mu.Unlock()
+		return true
+	}
+	wait = min(wait, is.opts.SlotWait)
+	if wait <= 0 || len(st.waiters) >= is.opts.Inflight || !st.soon(len(st.waiters)+1, is.opts.Inflight, wait) {
+		st.mu.Unlock()
+		return false
+	}
+	ch := make(chan struct{}, 1)
+	st.waiters = append(st.waiters, ch)
+	st.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for i, c := range st.waiters {
+		if c == ch {
+			st.waiters = append(st.waiters[:i], st.waiters[i+1:]...)
+			return false
+		}
+	}
+	return true // a slot was handed over as the wait ran out
+}
+
+// Release gives back a slot taken by Acquire: to the first delivery in
+// line, if one waits.
+func (is *Isolation) Release(id string) {
+	st := is.state(id)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.waiters) > 0 {
+		ch := st.waiters[0]
+		n := copy(st.waiters, st.waiters[1:])
+		st.waiters[n] = nil
+		st.waiters = st.waiters[:n]
+		ch <- struct{}{} // buffered: never blocks
+		return
+	}
+	st.inflight--
+}
+
+// Waiting is how many deliveries wait for one of webhook id's slots.
+func (is *Isolation) Waiting(id string) int {
+	st := is.state(id)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.waiters)
+}
+
+// soon says whether the place-th in line can expect a slot within wait.
+// Before any attempt ended, nothing is known: the wait alone bounds it.
+func (st *webhookState) soon(place, slots int, wait time.Duration) bool {
+	if st.latency == 0 {
+		return true
+	}
+	return st.latency*time.Duration(place)/time.Duration(slots) <= wait
+}
+
+// observe adds an attempt's duration to the moving average (weight 1/8).
+func (st *webhookState) observe(took time.Duration) {
+	took = max(took, time.Microsecond) // 0 means "none yet"
+	if st.latency == 0 {
+		st.latency = took
+		return
+	}
+	st.latency += (took - st.latency) / 8
+}

@@ -1,0 +1,170 @@
+package dispatch
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hermodhq/hermod/shared/delivery"
+	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/streams"
+)
+
+// waitFor polls until webhook id has n deliveries waiting for a slot.
+func waitFor(t *testing.T, is *Isolation, id string, n int) {
+	t.Helper()
+	hermodtest.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if got := is.Waiting(id); got != n {
+			return fmt.Errorf("%d deliveries wait for a slot of %s, want %d", got, id, n)
+		}
+		return nil
+	})
+}
+
+// A delivery to a fast webhook whose slots are all taken waits here and is
+// attempted with the slot the next ending attempt gives back: it never
+// leaves the consumer's window (no copy on the delay subject).
+func TestWorkerWaitsForASlotOfAFastWebhook(t *testing.T) {
+	b := newBundle(t)
+	iso := NewIsolation(IsolationOptions{Inflight: 1, SlotWait: time.Minute})
+	iso.Record("w1", delivery.Success, time.Millisecond, t0) // a fast endpoint
+	if !iso.Acquire("w1", 0) {
+		t.Fatal("first slot refused")
+	}
+	w := b.worker(WorkerOptions{Isolation: iso})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
+	}()
+	waitFor(t, iso, "w1", 1)
+	if n := b.sender.count(); n != 0 {
+		t.Fatalf("attempted %d times before a slot was free", n)
+	}
+	iso.Release("w1") // the attempt in flight ended: its slot goes to the waiting delivery
+	<-done
+	settle(w)
+	if n := b.sender.count(); n != 1 {
+		t.Errorf("attempted %d times, want 1", n)
+	}
+	for _, m := range b.pub.Published() {
+		if m.Subject != streams.OutcomeSubject {
+			t.Errorf("published on %s: want only the outcome (nothing parked)", m.Subject)
+		}
+	}
+	// The waiting delivery's slot is given back after its attempt.
+	if !iso.Acquire("w1", 0) {
+		t.Error("the slot was not given back")
+	}
+}
+
+// A wait that runs out parks the delivery (saturated), due after
+// Rules.SaturatedWait counted from when the wait ended.
+func TestWorkerParksWhenTheSlotWaitRunsOut(t *testing.T) {
+	b := newBundle(t)
+	iso := NewIsolation(IsolationOptions{Inflight: 1, SlotWait: 20 * time.Millisecond})
+	if !iso.Acquire("w1", 0) {
+		t.Fatal("first slot refused")
+	}
+	w := b.worker(WorkerOptions{Isolation: iso})
+	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
+	wantJournal(t, b, "publish hermod.delay.w1", "puback hermod.delay.w1", "ack")
+	if iso.Waiting("w1") != 0 {
+		t.Error("a parked delivery is still in line")
+	}
+}
+
+// Whether a delivery waits for a slot, and how it gets one.
+func TestSlots(t *testing.T) {
+	t.Run("a slow webhook's delivery is not held waiting", func(t *testing.T) {
+		is := NewIsolation(IsolationOptions{Inflight: 2, SlotWait: time.Second})
+		is.Record("w", delivery.Success, 10*time.Second, t0) // 10 s / 2 slots: 5 s to a free slot
+		is.Acquire("w", 0)
+		is.Acquire("w", 0)
+		start := time.Now()
+		if is.Acquire("w", time.Second) {
+			t.Fatal("a third slot was given")
+		}
+		// Refused without waiting out the second (a generous bound: it
+		// returns at once, and a wait would have taken the full second).
+		if took := time.Since(start); took >= time.Second {
+			t.Errorf("refused after %v: it waited", took)
+		}
+	})
+	t.Run("expected wait grows with the place in line", func(t *testing.T) {
+		st := &webhookState{latency: 100 * time.Millisecond}
+		// 4 slots, 100 ms each: one frees every 25 ms on average.
+		for place, want := range map[int]bool{1: true, 10: true, 11: false} {
+			if got := st.soon(place, 4, 250*time.Millisecond); got != want {
+				t.Errorf("place %d: soon %v, want %v", place, got, want)
+			}
+		}
+		if !(&webhookState{}).soon(1000, 1, time.Millisecond) {
+			t.Error("with no attempt ended yet, the wait alone bounds it")
+		}
+	})
+	t.Run("at most Inflight deliveries wait", func(t *testing.T) {
+		is := NewIsolation(IsolationOptions{Inflight: 1, SlotWait: time.Minute})
+		is.Acquire("w", 0)
+		got := make(chan bool, 1)
+		go func() { got <- is.Acquire("w", time.Minute) }()
+		waitFor(t, is, "w", 1)
+		if is.Acquire("w", time.Minute) {
+			t.Error("a second delivery got in line (and a slot)")
+		}
+		is.Release("w")
+		if !<-got {
+			t.Error("the delivery in line did not get the released slot")
+		}
+	})
+	t.Run("first come, first served", func(t *testing.T) {
+		is := NewIsolation(IsolationOptions{Inflight: 3, SlotWait: time.Minute})
+		for range 3 {
+			is.Acquire("w", 0)
+		}
+		var mu sync.Mutex
+		var order []int
+		var wg sync.WaitGroup
+		for i := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if is.Acquire("w", time.Minute) {
+					mu.Lock()
+					order = append(order, i)
+					mu.Unlock()
+				}
+			}()
+			waitFor(t, is, "w", i+1)
+		}
+		for i := range 3 {
+			is.Release("w")
+			hermodtest.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				if len(order) != i+1 || order[i] != i {
+					return fmt.Errorf("slots went to %v, want the first %d in line in order", order, i+1)
+				}
+				return nil
+			})
+		}
+		wg.Wait()
+	})
+	t.Run("the lease bounds the wait", func(t *testing.T) {
+		f := Facts{Rules: Rules{AcquireTTL: 10 * time.Second}}
+		for waited, want := range map[time.Duration]time.Duration{0: 4 * time.Second, 3 * time.Second: time.Second, 4 * time.Second: 0, 9 * time.Second: 0} {
+			f.Waited = waited
+			if got := slotWait(f); got != want {
+				t.Errorf("waited %v: may wait %v for a slot, want %v", waited, got, want)
+			}
+		}
+	})
+	t.Run("no wait allowed: refused at once", func(t *testing.T) {
+		is := NewIsolation(IsolationOptions{Inflight: 1})
+		is.Acquire("w", 0)
+		if is.Acquire("w", time.Minute) || is.Waiting("w") != 0 {
+			t.Error("waited with SlotWait 0")
+		}
+	})
+}
