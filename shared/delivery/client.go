@@ -135,9 +135,13 @@ type Request struct {
 	// Hermod's own, and a name Hermod or the HTTP client owns is never sent
 	// from here, so none replaces the signature, the user agent or
 	// Authorization (that is AuthHeader).
-	Headers    map[string]string
-	Secrets    []string // current first, then previous during an overlap
-	DeliveryID string   // webhook-id
+	Headers map[string]string
+	// Signer signs the request; when nil, one is made from Secrets
+	// (current first, then previous during an overlap). The delivery
+	// engine prepares signers once per secret change.
+	Signer     *signing.Signer
+	Secrets    []string
+	DeliveryID string // webhook-id
 	EventType  string
 	Body       []byte
 	Timeout    time.Duration
@@ -173,13 +177,17 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	if err != nil {
 		return Result{Class: Terminal, Err: fmt.Errorf("build request: %w", err), Duration: time.Since(start)}
 	}
-	keys := make([][]byte, 0, len(r.Secrets))
-	for _, s := range r.Secrets {
-		k, err := signing.Key(s)
-		if err != nil {
-			return Result{Class: Terminal, Err: fmt.Errorf("signing secret: %w", err), Duration: time.Since(start)}
+	signer := r.Signer
+	if signer == nil {
+		keys := make([][]byte, 0, len(r.Secrets))
+		for _, s := range r.Secrets {
+			k, err := signing.Key(s)
+			if err != nil {
+				return Result{Class: Terminal, Err: fmt.Errorf("signing secret: %w", err), Duration: time.Since(start)}
+			}
+			keys = append(keys, k)
 		}
-		keys = append(keys, k)
+		signer = signing.NewSigner(keys...)
 	}
 	ts := start.Unix()
 	h := req.Header
@@ -198,7 +206,7 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	h["X-Hermod-Delivery-Id"] = []string{r.DeliveryID}
 	h["Webhook-Id"] = []string{r.DeliveryID}
 	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
-	h["Webhook-Signature"] = []string{signing.NewSigner(keys...).Sign(r.DeliveryID, ts, r.Body)}
+	h["Webhook-Signature"] = []string{signer.Sign(r.DeliveryID, ts, r.Body)}
 	if r.AuthHeader != "" {
 		h["Authorization"] = []string{r.AuthHeader}
 	}

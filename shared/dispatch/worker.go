@@ -45,7 +45,7 @@ type Worker struct {
 	inflight atomic.Int64
 	running  sync.Map // delivery id -> webhook id, while an attempt runs
 	settle   chan settlement
-	formats  renderers
+	prep     preparations
 }
 
 // NewWorker builds a worker.
@@ -162,7 +162,8 @@ func (w *Worker) Handle(p streams.Pulled) {
 		w.carry(t, dec, nil)
 		return
 	}
-	body, err := w.render(t)
+	prep := w.prep.get(t.hook)
+	body, err := w.render(t, prep)
 	if err != nil {
 		w.iso.Release(t.hook.ID)
 		if errors.Is(err, formats.ErrRunner) {
@@ -175,7 +176,7 @@ func (w *Worker) Handle(p streams.Pulled) {
 	}
 	w.running.Store(t.f.Meta.DeliveryID, t.hook.ID)
 	defer w.running.Delete(t.f.Meta.DeliveryID) // "acquired" until its outcome is stored
-	res, att := w.attempt(t, body)
+	res, att := w.attempt(t, prep, body)
 	w.iso.Release(t.hook.ID)
 	w.breaker(t.hook.ID, res)
 	t.f.Result = &Result{Class: res.Class, StatusCode: res.StatusCode, RetryAfter: res.RetryAfter}
@@ -224,17 +225,21 @@ type attempted struct {
 	res     delivery.Result
 }
 
-// attempt sends body (the rendered envelope), keeping the lease while it
-// runs.
-func (w *Worker) attempt(t ticket, body []byte) (delivery.Result, *attempted) {
+// attempt sends body (the rendered envelope), signed with the webhook's
+// prepared signer, keeping the lease while it runs.
+func (w *Worker) attempt(t ticket, prep *prepared, body []byte) (delivery.Result, *attempted) {
 	w.inflight.Add(1)
 	w.deps.Metrics.Started()
 	timeout := time.Duration(t.hook.TimeoutSeconds) * time.Second
 	stop := keepLease(t.msg, timeout, t.f.Rules.AcquireTTL)
 	started := w.deps.Now()
-	res := w.send.Send(context.Background(), delivery.Request{URL: t.hook.URL, AuthHeader: t.hook.AuthHeader, Headers: t.hook.Headers,
-		Secrets: t.hook.Secrets(started), DeliveryID: t.f.Meta.DeliveryID, EventType: t.f.Meta.EventType,
-		Body: body, Timeout: timeout, Redact: t.hook.FormatSecrets()})
+	req := delivery.Request{URL: t.hook.URL, AuthHeader: t.hook.AuthHeader, Headers: t.hook.Headers,
+		Signer: prep.signer(started), DeliveryID: t.f.Meta.DeliveryID, EventType: t.f.Meta.EventType,
+		Body: body, Timeout: timeout, Redact: t.hook.FormatSecrets()}
+	if req.Signer == nil {
+		req.Secrets = t.hook.Secrets(started) // the client says what is wrong with them
+	}
+	res := w.send.Send(context.Background(), req)
 	stop()
 	w.inflight.Add(-1)
 	w.deps.Metrics.Finished(res.Duration.Seconds())

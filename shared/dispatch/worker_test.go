@@ -401,14 +401,14 @@ func TestWorkerRendersTheFormat(t *testing.T) {
 	if got := string(b.sender.calls[0].Body); got != `{"text":"e1"}` {
 		t.Errorf("sent %s, want the rendered body", got)
 	}
-	r1, _ := w.formats.get(&hook)
-	r2, _ := w.formats.get(&hook)
+	r1 := w.prep.get(&hook).r
+	r2 := w.prep.get(&hook).r
 	same := hook // an agent's next heartbeat: a new, equal webhook
 	same.FormatOptions = &formats.Options{Template: `{text: .id}`}
-	r3, _ := w.formats.get(&same)
+	r3 := w.prep.get(&same).r
 	changed := hook
 	changed.FormatOptions = &formats.Options{Template: `{t: .id}`}
-	r4, _ := w.formats.get(&changed)
+	r4 := w.prep.get(&changed).r
 	if r1 != r2 || r1 != r3 || r1 == r4 {
 		t.Error("the renderer is not compiled once per change of the format")
 	}

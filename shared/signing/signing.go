@@ -13,8 +13,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Prefix starts every signing secret.
@@ -48,32 +50,55 @@ func Key(secret string) ([]byte, error) {
 	return key, nil
 }
 
-// Signer signs with one or more keys (the current one first).
+// Signer signs with one or more keys (the current one first). It keeps
+// each key's HMAC state for reuse, so signing allocates only the header
+// value: build one per secret change, not per message. Safe for concurrent
+// use.
 type Signer struct {
 	keys [][]byte
+	macs []sync.Pool // per key: *mac
+}
+
+// mac is one key's HMAC state with room for what is hashed besides the
+// body, reused across signatures.
+type mac struct {
+	h   hash.Hash
+	buf [128]byte
+	sum [sha256.Size]byte
 }
 
 // NewSigner builds a signer from decoded keys.
-func NewSigner(keys ...[]byte) *Signer { return &Signer{keys: keys} }
+func NewSigner(keys ...[]byte) *Signer {
+	s := &Signer{keys: keys, macs: make([]sync.Pool, len(keys))}
+	for i, k := range keys {
+		s.macs[i].New = func() any { return &mac{h: hmac.New(sha256.New, k)} }
+	}
+	return s
+}
 
 // Sign returns the webhook-signature header value for (id, ts, body).
 func (s *Signer) Sign(id string, ts int64, body []byte) string {
+	enc := base64.StdEncoding
 	var sb strings.Builder
-	tsb := strconv.AppendInt(nil, ts, 10)
-	sum := make([]byte, 0, sha256.Size)
-	for i, k := range s.keys {
-		m := hmac.New(sha256.New, k)
-		m.Write([]byte(id))
-		m.Write([]byte{'.'})
-		m.Write(tsb)
-		m.Write([]byte{'.'})
-		m.Write(body)
-		sum = m.Sum(sum[:0])
+	sb.Grow(len(s.keys) * (len("v1,") + enc.EncodedLen(sha256.Size) + 1))
+	for i := range s.keys {
+		m := s.macs[i].Get().(*mac)
+		m.h.Reset()
+		head := append(m.buf[:0], id...)
+		head = append(head, '.')
+		head = strconv.AppendInt(head, ts, 10)
+		head = append(head, '.')
+		m.h.Write(head)
+		m.h.Write(body)
+		sum := m.h.Sum(m.sum[:0])
 		if i > 0 {
 			sb.WriteByte(' ')
 		}
 		sb.WriteString("v1,")
-		sb.WriteString(base64.StdEncoding.EncodeToString(sum))
+		var b64 [44]byte // base64 of a SHA-256 sum
+		enc.Encode(b64[:], sum)
+		sb.Write(b64[:])
+		s.macs[i].Put(m)
 	}
 	return sb.String()
 }

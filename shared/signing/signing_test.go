@@ -276,3 +276,18 @@ func TestSignWithoutKeysIsEmpty(t *testing.T) {
 		t.Errorf("signature without keys = %q", got)
 	}
 }
+
+// BenchmarkSign is the signature of one attempt with a signer made once per
+// secret change (what the delivery engine does).
+func BenchmarkSign(b *testing.B) {
+	key, err := signing.Key("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := signing.NewSigner(key)
+	body := make([]byte, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = s.Sign("2b0c6c3e-1111-4a4a-9c9c-0123456789ab", 1767225600, body)
+	}
+}
