@@ -677,3 +677,74 @@ func startFleet(t *testing.T, env, apiEnv map[string]string, n int) (*pipeline, 
 	t.Cleanup(p.hc.CloseIdleConnections)
 	return p, dels, ops
 }
+
+// The cost of waiting for a slot on recovery: deliveries waiting in a
+// deliverer for one of their webhook's slots were never attempted, so when
+// that deliverer is killed they are delivered once by the next one after
+// their lease; only the attempts in flight at the kill are sent twice (the
+// at-least-once cost every attempt has), each with its webhook-id.
+func TestE2EDeliveriesWaitingForASlotSurviveKill(t *testing.T) {
+	ns := hermodtest.NATS(t)
+	rd := hermodtest.StartRedis(t)
+	env := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+		"HERMOD_ACQUIRE_TTL": "10s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_SHUTDOWN_TIMEOUT": "5s",
+		"HERMOD_WEBHOOK_MAX_INFLIGHT": "2", "HERMOD_WEBHOOK_SLOT_WAIT": "10s"}
+	p, dels, ops := startFleet(t, env, nil, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	s := hermodtest.NewSink(t)
+	s.SetAnswer(func(n int, _ *http.Request) int {
+		if n <= 2 { // the first two requests hold both slots
+			<-release
+		}
+		return 200
+	})
+	id := p.createWebhook(map[string]any{"name": "line", "url": s.URL, "event_types": []string{"stack.*"}, "secret": testSecret})
+	for i := range 4 {
+		p.publish("stack.created", map[string]any{"i": i})
+	}
+	// Two attempts in flight, two deliveries in line (with no attempt ended
+	// yet nothing is known of the endpoint, so they wait: the lease allows
+	// 4 s of the 10 s asked for).
+	hermodtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		_, body := httpGet("http://" + ops[0] + "/metrics")
+		if w := metricValue(body, "hermod_deliveries_waiting_for_slot"); w != 2 || s.Count() != 2 {
+			return fmt.Errorf("%v deliveries wait for a slot and the sink got %d, want 2 and 2", w, s.Count())
+		}
+		return nil
+	})
+	inFlight := map[string]bool{}
+	for _, r := range s.Received() {
+		inFlight[r.Header.Get("webhook-id")] = true
+	}
+	if err := dels[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-dels[0].done
+	once.Do(func() { close(release) })
+	startReady(t, "hermod-deliverer", env)
+	p.waitStatus(id, "success", 4, 30*time.Second)
+	hermodtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error { return sinkGot(s, 6) })
+	seen := map[string]int{}
+	for _, r := range s.Received() {
+		verifySig(t, testSecret, r)
+		seen[r.Header.Get("webhook-id")]++
+	}
+	if len(seen) != 4 {
+		t.Fatalf("%d distinct webhook-ids arrived, want 4: %v", len(seen), seen)
+	}
+	for wid, n := range seen {
+		want := 1
+		if inFlight[wid] {
+			want = 2
+		}
+		if n != want {
+			t.Errorf("%s arrived %d times, want %d (in flight at the kill: %v)", wid, n, want, inFlight[wid])
+		}
+	}
+	p.waitIdle(15 * time.Second)
+	if s.Count() != 6 {
+		t.Errorf("the sink got %d requests, want 6", s.Count())
+	}
+}

@@ -3,6 +3,8 @@ package dispatch
 import (
 	"sync"
 	"time"
+
+	"github.com/hermodhq/hermod/shared/metrics"
 )
 
 // Isolation keeps one webhook from hurting the others, per process: a
@@ -10,7 +12,8 @@ import (
 // (breaker.go).
 type Isolation struct {
 	opts   IsolationOptions
-	states sync.Map // webhook id -> *webhookState
+	states sync.Map          // webhook id -> *webhookState
+	m      *metrics.Delivery // the waits for a slot (set by NewWorker; nil: none)
 }
 
 // IsolationOptions are the per-webhook limits of one process (the

@@ -34,6 +34,14 @@ func (is *Isolation) Acquire(id string, wait time.Duration) bool {
 	ch := make(chan struct{}, 1)
 	st.waiters = append(st.waiters, ch)
 	st.mu.Unlock()
+	is.m.WaitForSlot()
+	got := st.await(ch, wait)
+	is.m.WaitedForSlot(got)
+	return got
+}
+
+// await waits for ch, a place in line, to be handed a slot, at most wait.
+func (st *webhookState) await(ch chan struct{}, wait time.Duration) bool {
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {

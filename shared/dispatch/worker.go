@@ -56,6 +56,7 @@ func NewWorker(deps Deps, send Sender, opts WorkerOptions) *Worker {
 	if opts.Isolation == nil {
 		opts.Isolation = NewIsolation(IsolationOptions{SlotWait: DefaultSlotWait})
 	}
+	opts.Isolation.m = deps.Metrics
 	return &Worker{deps: deps.withDefaults(), send: send, iso: opts.Isolation, conc: opts.Concurrency,
 		refused: opts.Refused, settle: make(chan settlement, 4*opts.Concurrency)}
 }

@@ -41,6 +41,8 @@ type Delivery struct {
 	Parked          *prometheus.CounterVec // by reason
 	InFlight        prometheus.Gauge
 	BreakerOpen     *prometheus.GaugeVec // by webhook_id, 1 while open
+	SlotWaiting     prometheus.Gauge
+	SlotWaits       *prometheus.CounterVec // by result
 }
 
 // NewDelivery creates the delivery metrics and registers them on r.
@@ -60,8 +62,13 @@ func NewDelivery(r prometheus.Registerer) *Delivery {
 			Help: "HTTP attempts running in this process."}),
 		BreakerOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hermod_webhook_breaker_open",
 			Help: "1 while this process's failure breaker for the webhook is open, else 0."}, []string{"webhook_id"}),
+		SlotWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hermod_deliveries_waiting_for_slot",
+			Help: "Deliveries waiting in this process for one of their webhook's in-flight slots."}),
+		SlotWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_delivery_slot_waits_total",
+			Help: "Waits for a webhook's in-flight slot, by result (acquired, or parked when none came free in time)."}, []string{"result"}),
 	}
-	r.MustRegister(m.Attempts, m.AttemptDuration, m.EndToEnd, m.DeadLetters, m.Parked, m.InFlight, m.BreakerOpen)
+	r.MustRegister(m.Attempts, m.AttemptDuration, m.EndToEnd, m.DeadLetters, m.Parked, m.InFlight, m.BreakerOpen,
+		m.SlotWaiting, m.SlotWaits)
 	return m
 }
 
@@ -107,6 +114,26 @@ func (m *Delivery) Delivered(seconds float64) {
 	if m != nil {
 		m.EndToEnd.Observe(seconds)
 	}
+}
+
+// WaitForSlot counts a delivery starting to wait for a slot.
+func (m *Delivery) WaitForSlot() {
+	if m != nil {
+		m.SlotWaiting.Inc()
+	}
+}
+
+// WaitedForSlot ends a wait for a slot: acquired, or not (parked).
+func (m *Delivery) WaitedForSlot(acquired bool) {
+	if m == nil {
+		return
+	}
+	m.SlotWaiting.Dec()
+	result := "parked"
+	if acquired {
+		result = "acquired"
+	}
+	m.SlotWaits.WithLabelValues(result).Inc()
 }
 
 // Breaker sets webhook id's breaker gauge.
