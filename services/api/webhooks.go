@@ -362,7 +362,9 @@ func (s *Server) rotateSecret(c echo.Context) error {
 	}
 	overlap := 24 * time.Hour
 	if req.OverlapSeconds != nil {
-		if *req.OverlapSeconds < 0 || time.Duration(*req.OverlapSeconds)*time.Second > MaxOverlap {
+		// Compared in seconds, before any arithmetic: a huge value must
+		// not wrap into a short overlap.
+		if *req.OverlapSeconds < 0 || *req.OverlapSeconds > int64(MaxOverlap/time.Second) {
 			return invalidField("overlap_seconds", "must be between 0 and 604800")
 		}
 		overlap = time.Duration(*req.OverlapSeconds) * time.Second

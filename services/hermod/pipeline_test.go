@@ -485,6 +485,14 @@ func TestSecretRotation(t *testing.T) {
 		verifySig(t, testSecret, r)
 		verifySig(t, next, r)
 		p.must(422, "POST", "/api/v1/webhooks/"+id+"/secret/rotate", map[string]any{"overlap_seconds": 8 * 86400})
+		// Values whose nanoseconds overflow int64 are refused, not wrapped
+		// into a short (or no) overlap that would drop the old secret.
+		for _, huge := range []string{"9223372036854775807", "18446744074", "9223372037"} {
+			code, body := p.do("POST", "/api/v1/webhooks/"+id+"/secret/rotate", `{"overlap_seconds": `+huge+`}`)
+			if code != 422 {
+				t.Errorf("overlap_seconds %s: %d %s, want 422", huge, code, body)
+			}
+		}
 		p.must(422, "POST", "/api/v1/webhooks/"+id+"/secret/rotate", map[string]any{"secret": "nope"})
 		own := "whsec_" + base64.StdEncoding.EncodeToString([]byte("abcdefghijklmnopqrstuvwxyz012345"))
 		if r := p.must(200, "POST", "/api/v1/webhooks/"+id+"/secret/rotate", map[string]any{"secret": own, "overlap_seconds": 0}); r["secret"] != own || r["previous_secret_expires_at"] != nil {
