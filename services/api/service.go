@@ -198,7 +198,7 @@ func (p *Parts) Components() []lifecycle.Component {
 
 // Main runs hermod-api until ctx ends.
 func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
-	c, err := connect.Open(ctx, "hermod-api", cfg.Common, cfg.Box, nil)
+	c, err := connect.Open(ctx, "hermod-api", cfg.Common, cfg.Box, nil, log)
 	if err != nil {
 		return err
 	}

@@ -98,7 +98,7 @@ func (d *Deliverer) Close() { d.client.Close() }
 
 // Main runs a deliverer until ctx ends.
 func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
-	c, err := connect.Open(ctx, "hermod-deliverer", cfg.Common, cfg.Box, nil)
+	c, err := connect.Open(ctx, "hermod-deliverer", cfg.Common, cfg.Box, nil, log)
 	if err != nil {
 		return err
 	}

@@ -146,7 +146,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	defer stopRedis()
 	common := cfg.Common
 	common.RedisURL = redisURL
-	c, err := connect.Open(ctx, "hermod", common, box, nc)
+	c, err := connect.Open(ctx, "hermod", common, box, nc, log)
 	if err != nil {
 		return err
 	}

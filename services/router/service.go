@@ -62,7 +62,7 @@ func (p *Parts) Components() []lifecycle.Component {
 
 // Main runs the router and the recorder until ctx ends.
 func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) error {
-	c, err := connect.Open(ctx, "hermod-router", cfg.Common, nil, nil) // the router never needs a secret
+	c, err := connect.Open(ctx, "hermod-router", cfg.Common, nil, nil, log) // the router never needs a secret
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/encryption"
@@ -28,8 +29,10 @@ type Conns struct {
 // Open connects to NATS and Redis, checks the encryption key against the
 // stored data (box nil: a service that never needs a secret), brings the
 // data to the store's key layout (store.Migrate), and creates or updates
-// the streams. nc, when given, is used instead of connecting.
-func Open(ctx context.Context, name string, c envconfig.Common, box *encryption.Box, nc *nats.Conn) (*Conns, error) {
+// the streams (waiting, with backoff, for a cluster that cannot settle
+// them yet; each wait is logged on log). nc, when given, is used instead
+// of connecting.
+func Open(ctx context.Context, name string, c envconfig.Common, box *encryption.Box, nc *nats.Conn, log zerolog.Logger) (*Conns, error) {
 	own := nc == nil
 	if own {
 		var err error
@@ -62,7 +65,11 @@ func Open(ctx context.Context, name string, c envconfig.Common, box *encryption.
 		_ = rdb.Close()
 		return fail(err)
 	}
-	if err := streams.EnsureStreams(ctx, js, c.StreamSettings(catalog.New(catalog.Default).StreamSubjects())); err != nil {
+	settings := c.StreamSettings(catalog.New(catalog.Default).StreamSubjects())
+	settings.OnRetry = func(stream string, err error, wait time.Duration) {
+		log.Warn().Err(err).Str("stream", stream).Dur("retry_in", wait).Msg("JetStream cannot settle the stream yet; trying again")
+	}
+	if err := streams.EnsureStreams(ctx, js, settings); err != nil {
 		_ = rdb.Close()
 		return fail(err)
 	}

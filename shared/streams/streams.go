@@ -6,7 +6,6 @@
 package streams
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -75,6 +74,11 @@ type Settings struct {
 	Retention   time.Duration // how long dead letters are kept
 	Subjects    []string      // event stream subjects (catalogue families)
 	Replicas    int
+	// EnsureFor bounds how long EnsureStreams keeps trying a stream the
+	// server does not answer for (2 min when zero); OnRetry, when set,
+	// hears of each failed try before the wait.
+	EnsureFor time.Duration
+	OnRetry   func(stream string, err error, wait time.Duration)
 }
 
 func (s Settings) withDefaults() Settings {
@@ -90,38 +94,10 @@ func (s Settings) withDefaults() Settings {
 	if s.Replicas <= 0 {
 		s.Replicas = 1
 	}
+	if s.EnsureFor <= 0 {
+		s.EnsureFor = 2 * time.Minute
+	}
 	return s
-}
-
-// EnsureStreams creates or updates every stream. It is idempotent.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Settings) error {
-	s = s.withDefaults()
-	if len(s.Subjects) == 0 {
-		return errors.New("ensure streams: no event subjects")
-	}
-	cfgs := []jetstream.StreamConfig{
-		{Name: EventsStream, Subjects: s.Subjects, Retention: jetstream.WorkQueuePolicy,
-			Duplicates: s.DedupWindow, MaxAge: 7 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: s.Replicas,
-			Description: "platform events, consumed by the router"},
-		{Name: DeliveriesStream, Subjects: []string{DeliverPrefix + ">", DelayPrefix + ">", AgentPrefix + ">"},
-			Retention: jetstream.WorkQueuePolicy, Duplicates: s.DedupWindow, Storage: jetstream.FileStorage, Replicas: s.Replicas,
-			Description: "deliveries ready (dlv), waiting for a due time (delay), for agents (agentq)"},
-		{Name: HeldStream, Subjects: []string{HeldPrefix + ">"}, Retention: jetstream.LimitsPolicy,
-			Storage: jetstream.FileStorage, Replicas: s.Replicas, Duplicates: s.DedupWindow,
-			Description: "deliveries parked while their webhook is paused"},
-		{Name: ResultsStream, Subjects: []string{ResultsPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
-			Storage: jetstream.FileStorage, Replicas: s.Replicas, Duplicates: 2 * time.Minute,
-			Description: "delivery outcomes, consumed by the recorder"},
-		{Name: DeadStream, Subjects: []string{DeadPrefix + ">"}, Retention: jetstream.LimitsPolicy,
-			MaxAge: s.Retention, Storage: jetstream.FileStorage, Replicas: s.Replicas,
-			Description: "dead letters"},
-	}
-	for _, c := range cfgs {
-		if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", c.Name, err)
-		}
-	}
-	return nil
 }
 
 // RouterConsumerConfig is the router's durable consumer on the event stream.
