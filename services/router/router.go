@@ -206,7 +206,9 @@ func (r *Router) publishEnqueued(enq *streams.Enqueued) error {
 }
 
 // ackTimeout bounds the wait for the acknowledgements of one event's
-// publishes.
+// publishes: a backstop, as each publish fails on its own after
+// connect.PubAckTimeout (5 s) without an acknowledgement, and the event is
+// then redelivered a second later.
 const ackTimeout = 30 * time.Second
 
 func waitAll(fs []jetstream.PubAckFuture) error {

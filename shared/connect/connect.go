@@ -23,9 +23,16 @@ func NATS(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// PubAckTimeout is how long an asynchronous publish waits for its
+// acknowledgement before it fails and is published again (deduplicated by
+// its message id where one is set). A PubAck normally takes milliseconds;
+// one lost when a stream's leader dies must not hold the event or the
+// delivery for long (it held a router's event for 30 s).
+const PubAckTimeout = 5 * time.Second
+
 // JetStream returns a JetStream context with bounded async publishing.
 func JetStream(nc *nats.Conn) (jetstream.JetStream, error) {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192), jetstream.WithPublishAsyncTimeout(30*time.Second))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192), jetstream.WithPublishAsyncTimeout(PubAckTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
