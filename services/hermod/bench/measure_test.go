@@ -1,0 +1,178 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hermodhq/hermod/services/hermod/bench/publisher"
+	"github.com/hermodhq/hermod/services/hermod/bench/receiver"
+	"github.com/hermodhq/hermod/shared/streams"
+)
+
+// window is one scenario's measured window: the CPU every process used and
+// the requests the receiver got between open and close.
+type window struct {
+	f        *fleet
+	cpu0     map[string]time.Duration
+	requests int // requests the receiver had got when the window opened
+	// publisherCPU is the CPU of the publisher run in the window (its
+	// whole life: it exits before the window closes).
+	publisherCPU time.Duration
+	published    bool
+}
+
+// openWindow starts measuring.
+func (f *fleet) openWindow() *window {
+	c, err := f.counts()
+	if err != nil {
+		f.b.Fatal(err)
+	}
+	return &window{f: f, cpu0: f.cpu(), requests: totalRequests(c)}
+}
+
+// measured is what a closed window saw.
+type measured struct {
+	stats    map[string]receiver.Stats // by prefix, cumulative since the fleet started
+	requests int                       // requests the receiver got in the window
+	cpu      map[string]time.Duration  // CPU used in the window, by role
+	notes    []string
+}
+
+// close waits until want distinct deliveries arrived at each prefix (at
+// most timeout: a loss is noted, and failed by the scenario's check), then
+// until the recorder has taken every result (so its Redis writes count),
+// and reads the CPU and the receiver's stats.
+func (w *window) close(want map[string]int, timeout time.Duration) measured {
+	f := w.f
+	f.b.Helper()
+	var m measured
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := f.counts()
+		if err != nil {
+			f.b.Fatal(err)
+		}
+		short := shortOf(c, want)
+		if short == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			m.notes = append(m.notes, fmt.Sprintf("missing after %s: %s", timeout, short))
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := f.awaitEmpty(streams.ResultsStream, 60*time.Second); err != nil {
+		m.notes = append(m.notes, "recorder still busy at the end of the window ("+err.Error()+")")
+	}
+	cpu1 := f.cpu()
+	m.cpu = map[string]time.Duration{}
+	for role, d := range cpu1 {
+		m.cpu[role] = d - w.cpu0[role] // a process started in the window started from 0
+	}
+	if w.published {
+		m.cpu[rolePublisher] = w.publisherCPU
+	}
+	m.stats = f.stats()
+	m.requests = totalRequests(countsOf(m.stats)) - w.requests
+	return m
+}
+
+// shortOf describes the prefixes with fewer distinct deliveries than want,
+// "" when none.
+func shortOf(c map[string]receiver.Counts, want map[string]int) string {
+	var short []string
+	for prefix, n := range want {
+		if got := c[prefix].Distinct; got < n {
+			short = append(short, fmt.Sprintf("%s %d of %d", prefix, got, n))
+		}
+	}
+	return strings.Join(short, ", ")
+}
+
+// awaitEmpty waits until stream holds no message (a work-queue stream is
+// empty once its consumer acknowledged everything).
+func (f *fleet) awaitEmpty(stream string, timeout time.Duration) error {
+	return f.awaitMsgs(stream, 0, timeout)
+}
+
+// awaitMsgs waits until stream holds exactly n messages.
+func (f *fleet) awaitMsgs(stream string, n uint64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err := f.streamMsgs(stream)
+		if err == nil && got == n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s holds %d messages, not %d, after %s (%v)", stream, got, n, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func totalRequests(c map[string]receiver.Counts) int {
+	n := 0
+	for _, p := range c {
+		n += p.Requests
+	}
+	return n
+}
+
+func countsOf(s map[string]receiver.Stats) map[string]receiver.Counts {
+	out := make(map[string]receiver.Counts, len(s))
+	for k, v := range s {
+		out[k] = v.Counts
+	}
+	return out
+}
+
+// result is one row of the external benchmark's tables.
+type result struct {
+	layout, scenario string
+	want             int // deliveries expected at the checked prefix
+	got              receiver.Stats
+	perSecond        float64 // distinct deliveries from the first arrival to the last
+	ingest           float64 // events accepted per second by the publisher; 0: none
+	pubErrors        int
+	otherDuplicates  int                      // duplicates at other answering prefixes (the slow one)
+	requests         int                      // every request the receiver got in the window
+	cpu              map[string]time.Duration // by role, in the window
+	notes            []string
+}
+
+// newResult builds the row of the deliveries checked at prefix (the
+// runner fills in layout and scenario).
+func newResult(want int, prefix string, m measured, pub *publisher.Result) result {
+	r := result{want: want, got: m.stats[prefix], requests: m.requests, cpu: m.cpu, notes: m.notes}
+	if span := r.got.Span(); span > 0 {
+		r.perSecond = float64(r.got.Distinct) / span.Seconds()
+	}
+	if pub != nil {
+		r.ingest, r.pubErrors = pub.PerSecond, pub.Errors
+	}
+	return r
+}
+
+// cpuPerDelivery is ms of CPU per request the receiver got, by role.
+func (r result) cpuPerDelivery(role string) (float64, bool) {
+	d, ok := r.cpu[role]
+	if !ok || r.requests == 0 {
+		return 0, false
+	}
+	return float64(d) / float64(time.Millisecond) / float64(r.requests), true
+}
+
+// serverRoles are Hermod, NATS and Redis: the server side users run.
+var serverRoles = []string{roleNATS, roleRedis, roleAPI, roleRouter, roleDeliverer, roleHermod}
+
+func (r result) serverCPUPerDelivery() float64 {
+	sum := 0.0
+	for _, role := range serverRoles {
+		if v, ok := r.cpuPerDelivery(role); ok {
+			sum += v
+		}
+	}
+	return sum
+}

@@ -1,0 +1,126 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// printMachine prints what the figures were measured on, ready to paste.
+func printMachine(bins binaries) {
+	_, tick := clockTick()
+	commit := strings.TrimSpace(run("git", "describe", "--always", "--dirty"))
+	fmt.Printf("\n## External benchmark: separate processes\n\n")
+	fmt.Printf("- Date: %s, commit %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), commit)
+	fmt.Printf("- Machine: %d CPUs (nproc %s), %s, %s\n", runtime.NumCPU(), strings.TrimSpace(run("nproc")), cpuModel(), memTotal())
+	fmt.Printf("- %s, %s, %s, %s\n", runtime.Version(), version(bins.natsServer, "--version"),
+		version("redis-server", "--version"), tick)
+	fmt.Printf("- Load average at the start: %s\n", loadAverage())
+}
+
+// printTables prints the results and the CPU per delivery as markdown.
+func printTables(rows []result) {
+	fmt.Printf("- Load average at the end: %s\n\n", loadAverage())
+	fmt.Println("| layout | scenario | delivered | duplicates | deliveries/s | ingest events/s | p50 ms | p99 ms | max ms | check |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		ingest := "—"
+		if r.ingest > 0 {
+			ingest = fmt.Sprintf("%.0f", r.ingest)
+		}
+		fmt.Printf("| %s | %s | %d / %d | %d | %.0f | %s | %.1f | %.1f | %.1f | %s |\n", r.layout, r.scenario,
+			r.got.Distinct, r.want, r.got.Duplicates+r.otherDuplicates, r.perSecond, ingest, r.got.P50MS, r.got.P99MS, r.got.MaxMS, r.verdict())
+	}
+	fmt.Println()
+	fmt.Println("CPU per delivery, ms (process CPU in the measured window / requests the receiver got):")
+	fmt.Println()
+	cols := []string{roleNATS, roleRedis, roleAPI, roleRouter, roleDeliverer, roleHermod}
+	fmt.Println("| layout | scenario | " + strings.Join(cols, " | ") + " | server sum | receiver | publisher |")
+	fmt.Println("|---|---|" + strings.Repeat("---|", len(cols)+3))
+	for _, r := range rows {
+		cells := []string{r.layout, r.scenario}
+		for _, role := range append(cols, "sum", roleReceiver, rolePublisher) {
+			v, ok := r.cpuPerDelivery(role)
+			if role == "sum" {
+				v, ok = r.serverCPUPerDelivery(), true
+			}
+			if ok {
+				cells = append(cells, fmt.Sprintf("%.3f", v))
+			} else {
+				cells = append(cells, "—")
+			}
+		}
+		fmt.Println("| " + strings.Join(cells, " | ") + " |")
+	}
+	fmt.Println()
+	for _, r := range rows {
+		if len(r.notes) > 0 {
+			fmt.Printf("- %s, %s: %s\n", r.layout, r.scenario, strings.Join(r.notes, "; "))
+		}
+	}
+	fmt.Println()
+}
+
+// verdict is "ok", or what failed the check.
+func (r result) verdict() string {
+	var bad []string
+	if r.got.Distinct != r.want {
+		bad = append(bad, fmt.Sprintf("LOSS %d", r.want-r.got.Distinct))
+	}
+	if d := r.got.Duplicates + r.otherDuplicates; d > 0 {
+		bad = append(bad, fmt.Sprintf("DUPLICATES %d", d))
+	}
+	if r.pubErrors > 0 {
+		bad = append(bad, fmt.Sprintf("REFUSED %d", r.pubErrors))
+	}
+	if len(bad) == 0 {
+		return "ok"
+	}
+	return strings.Join(bad, ", ")
+}
+
+func run(name string, args ...string) string {
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		return "unknown"
+	}
+	return string(out)
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func memTotal() string {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSpace(v), &kb); err == nil {
+				return fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
+			}
+		}
+	}
+	return "unknown memory"
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ") + " (1, 5, 15 min)"
+}
