@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,7 +51,8 @@ type fleet struct {
 	b       *testing.B
 	bins    binaries
 	layout  string
-	logDir  string
+	dir     string // JetStream's store and the all-in-one's data
+	logDir  string // every process's output
 	nats    *proc
 	natsURL string
 	redis   *hermodtest.Redis
@@ -67,7 +69,7 @@ type fleet struct {
 
 func startFleet(b *testing.B, bins binaries, layout string) *fleet {
 	b.Helper()
-	f := &fleet{b: b, bins: bins, layout: layout, logDir: b.TempDir(), hermod: map[string]*proc{}, addr: map[string]string{},
+	f := &fleet{b: b, bins: bins, layout: layout, dir: b.TempDir(), logDir: logDir(b), hermod: map[string]*proc{}, addr: map[string]string{},
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}}
 	b.Cleanup(f.hc.CloseIdleConnections)
 	f.startNATS()
@@ -78,7 +80,7 @@ func startFleet(b *testing.B, bins binaries, layout string) *fleet {
 		"HERMOD_NATS_URL": f.natsURL, "HERMOD_REDIS_URL": f.redis.URL(), "HERMOD_ENCRYPTION_KEY": encryptionKey,
 		"HERMOD_ADMIN_KEYS": adminKey, "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8",
 		"HERMOD_LOG_LEVEL": envOr("HERMOD_BENCH_LOG_LEVEL", "info"), "HERMOD_SHUTDOWN_TIMEOUT": "10s",
-		"HERMOD_DATA_DIR": filepath.Join(f.logDir, "data"),
+		"HERMOD_DATA_DIR": filepath.Join(f.dir, "data"),
 	}
 	roles := []string{roleAPI, roleRouter, roleDeliverer}
 	if layout == layoutAllInOne {
@@ -100,7 +102,7 @@ func (f *fleet) startNATS() {
 	if err != nil {
 		f.b.Fatal(err)
 	}
-	dir := filepath.Join(f.logDir, "jetstream")
+	dir := filepath.Join(f.dir, "jetstream")
 	f.nats = startProc(f.b, roleNATS, f.bins.natsServer,
 		[]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir, "--server_name", "bench"}, nil, f.logDir)
 	f.natsURL = "nats://127.0.0.1:" + strconv.Itoa(port)
@@ -252,6 +254,20 @@ func (f *fleet) streamMsgs(stream string) (uint64, error) {
 		return 0, err
 	}
 	return info.State.Msgs, nil
+}
+
+// logDir is where the processes' output goes: a temporary directory, or
+// one per sub-benchmark under $HERMOD_BENCH_LOG_DIR, kept.
+func logDir(b *testing.B) string {
+	root := os.Getenv("HERMOD_BENCH_LOG_DIR")
+	if root == "" {
+		return b.TempDir()
+	}
+	dir := filepath.Join(root, strings.ReplaceAll(b.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return dir
 }
 
 func envOr(name, def string) string {

@@ -15,6 +15,7 @@ import (
 type window struct {
 	f        *fleet
 	cpu0     map[string]time.Duration
+	parked0  map[string]float64
 	requests int // requests the receiver had got when the window opened
 	// publisherCPU is the CPU of the publisher run in the window (its
 	// whole life: it exits before the window closes).
@@ -28,7 +29,7 @@ func (f *fleet) openWindow() *window {
 	if err != nil {
 		f.b.Fatal(err)
 	}
-	return &window{f: f, cpu0: f.cpu(), requests: totalRequests(c)}
+	return &window{f: f, cpu0: f.cpu(), parked0: f.parked(), requests: totalRequests(c)}
 }
 
 // measured is what a closed window saw.
@@ -36,6 +37,7 @@ type measured struct {
 	stats    map[string]receiver.Stats // by prefix, cumulative since the fleet started
 	requests int                       // requests the receiver got in the window
 	cpu      map[string]time.Duration  // CPU used in the window, by role
+	parked   map[string]int            // deliveries parked in the window, by reason
 	notes    []string
 }
 
@@ -73,6 +75,12 @@ func (w *window) close(want map[string]int, timeout time.Duration) measured {
 	}
 	if w.published {
 		m.cpu[rolePublisher] = w.publisherCPU
+	}
+	m.parked = map[string]int{}
+	for reason, n := range f.parked() {
+		if d := int(n - w.parked0[reason]); d > 0 { // a process started in the window started from 0
+			m.parked[reason] = d
+		}
 	}
 	m.stats = f.stats()
 	m.requests = totalRequests(countsOf(m.stats)) - w.requests
@@ -139,13 +147,14 @@ type result struct {
 	otherDuplicates  int                      // duplicates at other answering prefixes (the slow one)
 	requests         int                      // every request the receiver got in the window
 	cpu              map[string]time.Duration // by role, in the window
+	parked           map[string]int           // by reason, in the window
 	notes            []string
 }
 
 // newResult builds the row of the deliveries checked at prefix (the
 // runner fills in layout and scenario).
 func newResult(want int, prefix string, m measured, pub *publisher.Result) result {
-	r := result{want: want, got: m.stats[prefix], requests: m.requests, cpu: m.cpu, notes: m.notes}
+	r := result{want: want, got: m.stats[prefix], requests: m.requests, cpu: m.cpu, parked: m.parked, notes: m.notes}
 	if span := r.got.Span(); span > 0 {
 		r.perSecond = float64(r.got.Distinct) / span.Seconds()
 	}

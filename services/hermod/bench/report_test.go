@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 )
@@ -24,15 +25,16 @@ func printMachine(bins binaries) {
 // printTables prints the results and the CPU per delivery as markdown.
 func printTables(rows []result) {
 	fmt.Printf("- Load average at the end: %s\n\n", loadAverage())
-	fmt.Println("| layout | scenario | delivered | duplicates | deliveries/s | ingest events/s | p50 ms | p99 ms | max ms | check |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| layout | scenario | delivered | duplicates | deliveries/s | ingest events/s | p50 ms | p99 ms | max ms | parked | check |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		ingest := "—"
 		if r.ingest > 0 {
 			ingest = fmt.Sprintf("%.0f", r.ingest)
 		}
-		fmt.Printf("| %s | %s | %d / %d | %d | %.0f | %s | %.1f | %.1f | %.1f | %s |\n", r.layout, r.scenario,
-			r.got.Distinct, r.want, r.got.Duplicates+r.otherDuplicates, r.perSecond, ingest, r.got.P50MS, r.got.P99MS, r.got.MaxMS, r.verdict())
+		fmt.Printf("| %s | %s | %d / %d | %d | %.0f | %s | %.1f | %.1f | %.1f | %s | %s |\n", r.layout, r.scenario,
+			r.got.Distinct, r.want, r.got.Duplicates+r.otherDuplicates, r.perSecond, ingest, r.got.P50MS, r.got.P99MS, r.got.MaxMS,
+			r.parkedText(), r.verdict())
 	}
 	fmt.Println()
 	fmt.Println("CPU per delivery, ms (process CPU in the measured window / requests the receiver got):")
@@ -62,6 +64,23 @@ func printTables(rows []result) {
 		}
 	}
 	fmt.Println()
+}
+
+// parkedText is the parkings by reason, e.g. "28219 saturated, 1000 breaker".
+func (r result) parkedText() string {
+	reasons := make([]string, 0, len(r.parked))
+	for reason := range r.parked {
+		reasons = append(reasons, reason)
+	}
+	sort.Slice(reasons, func(i, j int) bool { return r.parked[reasons[i]] > r.parked[reasons[j]] })
+	var parts []string
+	for _, reason := range reasons {
+		parts = append(parts, fmt.Sprintf("%d %s", r.parked[reason], reason))
+	}
+	if len(parts) == 0 {
+		return "0"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // verdict is "ok", or what failed the check.
