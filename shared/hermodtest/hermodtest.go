@@ -147,6 +147,7 @@ func (r *Redis) Start() error {
 		"--maxmemory", "1gb", "--maxmemory-policy", "noeviction")
 	cmd.Args = append(cmd.Args, r.args...)
 	cmd.Stdout, cmd.Stderr = nil, nil
+	cmd.SysProcAttr = ChildProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}

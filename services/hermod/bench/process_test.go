@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hermodhq/hermod/shared/hermodtest"
 )
 
 // proc is one OS process the external benchmark started: a Hermod binary,
@@ -41,7 +43,7 @@ func startProc(b testing.TB, name, path string, args []string, env map[string]st
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.cmd.SysProcAttr = hermodtest.ChildProcAttr()
 	if err := p.cmd.Start(); err != nil {
 		_ = f.Close()
 		b.Fatalf("start %s: %v", name, err)
