@@ -50,7 +50,7 @@ func readSizes(b *testing.B) sizes {
 func BenchmarkExternal(b *testing.B) {
 	bins := findBinaries(b, b.TempDir())
 	s := readSizes(b)
-	printMachine(bins)
+	machine := describeMachine(bins)
 	var rows []result
 	for _, layout := range strings.Split(envOr("HERMOD_BENCH_LAYOUTS", layoutServices+","+layoutAllInOne), ",") {
 		if layout != layoutServices && layout != layoutAllInOne {
@@ -69,7 +69,7 @@ func BenchmarkExternal(b *testing.B) {
 			})
 		}
 	}
-	printTables(rows)
+	printTables(machine, rows)
 }
 
 // check fails the benchmark on loss, duplicates or refused events; the

@@ -10,20 +10,32 @@ import (
 	"time"
 )
 
-// printMachine prints what the figures were measured on, ready to paste.
-func printMachine(bins binaries) {
+// describeMachine says what the figures are measured on, at the start.
+func describeMachine(bins binaries) []string {
 	_, tick := clockTick()
-	commit := strings.TrimSpace(run("git", "describe", "--always", "--dirty"))
-	fmt.Printf("\n## External benchmark: separate processes\n\n")
-	fmt.Printf("- Date: %s, commit %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), commit)
-	fmt.Printf("- Machine: %d CPUs (nproc %s), %s, %s\n", runtime.NumCPU(), strings.TrimSpace(run("nproc")), cpuModel(), memTotal())
-	fmt.Printf("- %s, %s, %s, %s\n", runtime.Version(), version(bins.natsServer, "--version"),
-		version("redis-server", "--version"), tick)
-	fmt.Printf("- Load average at the start: %s\n", loadAverage())
+	redisVersion := version("redis-server", "--version")
+	for _, f := range strings.Fields(redisVersion) {
+		if v, ok := strings.CutPrefix(f, "v="); ok {
+			redisVersion = "redis-server " + v
+		}
+	}
+	return []string{
+		fmt.Sprintf("- Date: %s, commit %s", time.Now().UTC().Format("2006-01-02 15:04 MST"),
+			strings.TrimSpace(run("git", "describe", "--always", "--dirty"))),
+		fmt.Sprintf("- Machine: nproc %s, %s, %s", strings.TrimSpace(run("nproc")), cpuModel(), memTotal()),
+		fmt.Sprintf("- %s, %s, %s, %s", runtime.Version(), strings.Replace(version(bins.natsServer, "--version"), ":", "", 1),
+			redisVersion, tick),
+		"- Load average at the start: " + loadAverage(),
+	}
 }
 
-// printTables prints the results and the CPU per delivery as markdown.
-func printTables(rows []result) {
+// printTables prints the machine, the results and the CPU per delivery
+// as one markdown block.
+func printTables(machine []string, rows []result) {
+	fmt.Printf("\n---- external benchmark: separate processes (markdown for docs/benchmarks.md) ----\n\n")
+	for _, line := range machine {
+		fmt.Println(line)
+	}
 	fmt.Printf("- Load average at the end: %s\n\n", loadAverage())
 	fmt.Println("| layout | scenario | delivered | duplicates | deliveries/s | ingest events/s | p50 ms | p99 ms | max ms | parked | check |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -63,7 +75,7 @@ func printTables(rows []result) {
 			fmt.Printf("- %s, %s: %s\n", r.layout, r.scenario, strings.Join(r.notes, "; "))
 		}
 	}
-	fmt.Println()
+	fmt.Println("\n---- end of the external benchmark ----")
 }
 
 // parkedText is the parkings by reason, e.g. "28219 saturated, 1000 breaker".
