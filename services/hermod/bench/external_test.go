@@ -72,32 +72,6 @@ func BenchmarkExternal(b *testing.B) {
 	printTables(machine, rows)
 }
 
-// check fails the benchmark on loss, duplicates or refused events; the
-// row is in the tables either way.
-func (r result) check(b *testing.B) {
-	if r.got.Distinct != r.want {
-		b.Errorf("LOSS: %d of %d deliveries arrived (%s)", r.got.Distinct, r.want, strings.Join(r.notes, "; "))
-	}
-	if d := r.got.Duplicates + r.otherDuplicates; d > 0 {
-		b.Errorf("DUPLICATES: %d deliveries arrived more than once", d)
-	}
-	if r.pubErrors > 0 {
-		b.Errorf("the publisher's events were refused %d times", r.pubErrors)
-	}
-}
-
-func (r result) report(b *testing.B) {
-	b.ReportMetric(r.perSecond, "deliveries/s")
-	b.ReportMetric(r.got.P50MS, "p50_ms")
-	b.ReportMetric(r.got.P99MS, "p99_ms")
-	b.ReportMetric(r.got.MaxMS, "max_ms")
-	b.ReportMetric(r.serverCPUPerDelivery(), "cpu_ms/delivery")
-	b.ReportMetric(float64(r.got.Duplicates+r.otherDuplicates), "duplicates")
-	if r.ingest > 0 {
-		b.ReportMetric(r.ingest, "ingest_events/s")
-	}
-}
-
 func envInt(b *testing.B, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {

@@ -61,7 +61,7 @@ type fleet struct {
 	hermod  map[string]*proc  // by role
 	addr    map[string]string // each Hermod role's API or ops address
 	apiURL  string
-	env     map[string]string // the environment every Hermod process shares
+	env     map[string]string // the environment every Hermod process shares (roleEnv adds)
 	nc      *nats.Conn        // the benchmark's own connection, to watch streams and indexes
 	js      jetstream.JetStream
 	hc      *http.Client
@@ -77,10 +77,8 @@ func startFleet(b *testing.B, bins binaries, layout string) *fleet {
 	f.redis = hermodtest.StartRedisWith(b, "--appendfsync", "everysec")
 	f.startReceiver()
 	f.env = map[string]string{
-		"HERMOD_NATS_URL": f.natsURL, "HERMOD_REDIS_URL": f.redis.URL(), "HERMOD_ENCRYPTION_KEY": encryptionKey,
-		"HERMOD_ADMIN_KEYS": adminKey, "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8",
+		"HERMOD_NATS_URL": f.natsURL, "HERMOD_REDIS_URL": f.redis.URL(),
 		"HERMOD_LOG_LEVEL": envOr("HERMOD_BENCH_LOG_LEVEL", "info"), "HERMOD_SHUTDOWN_TIMEOUT": "10s",
-		"HERMOD_DATA_DIR": filepath.Join(f.dir, "data"),
 	}
 	roles := []string{roleAPI, roleRouter, roleDeliverer}
 	if layout == layoutAllInOne {
@@ -152,10 +150,7 @@ func (f *fleet) startHermod(role string) {
 		addr = "127.0.0.1:" + strconv.Itoa(port)
 		f.addr[role] = addr
 	}
-	env := map[string]string{}
-	for k, v := range f.env {
-		env[k] = v
-	}
+	env := merge(f.env, f.roleEnv(role))
 	if role == roleAPI || role == roleHermod {
 		env["HERMOD_API_ADDR"] = addr
 	} else {
@@ -163,6 +158,32 @@ func (f *fleet) startHermod(role string) {
 	}
 	f.hermod[role] = startProc(f.b, role, filepath.Join(f.bins.bin, hermodBinary[role]), nil, env, f.logDir)
 	f.waitReady(f.hermod[role], "http://"+addr+"/readyz")
+}
+
+// roleEnv is what only some Hermod processes need (docs/configuration.md):
+// the router needs neither keys nor the SSRF allowance.
+func (f *fleet) roleEnv(role string) map[string]string {
+	admin := map[string]string{"HERMOD_ADMIN_KEYS": adminKey}
+	sealed := map[string]string{"HERMOD_ENCRYPTION_KEY": encryptionKey, "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
+	switch role {
+	case roleAPI: // its test endpoint delivers too
+		return merge(admin, sealed)
+	case roleDeliverer:
+		return sealed
+	case roleHermod:
+		return merge(admin, sealed, map[string]string{"HERMOD_DATA_DIR": filepath.Join(f.dir, "data")})
+	}
+	return nil
+}
+
+func merge(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // stopHermod stops the Hermod process of role and waits until it exited.

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hermodhq/hermod/services/hermod/bench/publisher"
 	"github.com/hermodhq/hermod/services/hermod/bench/receiver"
 	"github.com/hermodhq/hermod/shared/streams"
 )
@@ -78,7 +77,7 @@ func (w *window) close(want map[string]int, timeout time.Duration) measured {
 	}
 	m.parked = map[string]int{}
 	for reason, n := range f.parked() {
-		if d := int(n - w.parked0[reason]); d > 0 { // a process started in the window started from 0
+		if d := int(n - w.parked0[reason]); d > 0 { // the reasons that grew; a process started in the window counts from 0
 			m.parked[reason] = d
 		}
 	}
@@ -134,54 +133,4 @@ func countsOf(s map[string]receiver.Stats) map[string]receiver.Counts {
 		out[k] = v.Counts
 	}
 	return out
-}
-
-// result is one row of the external benchmark's tables.
-type result struct {
-	layout, scenario string
-	want             int // deliveries expected at the checked prefix
-	got              receiver.Stats
-	perSecond        float64 // distinct deliveries from the first arrival to the last
-	ingest           float64 // events accepted per second by the publisher; 0: none
-	pubErrors        int
-	otherDuplicates  int                      // duplicates at other answering prefixes (the slow one)
-	requests         int                      // every request the receiver got in the window
-	cpu              map[string]time.Duration // by role, in the window
-	parked           map[string]int           // by reason, in the window
-	notes            []string
-}
-
-// newResult builds the row of the deliveries checked at prefix (the
-// runner fills in layout and scenario).
-func newResult(want int, prefix string, m measured, pub *publisher.Result) result {
-	r := result{want: want, got: m.stats[prefix], requests: m.requests, cpu: m.cpu, parked: m.parked, notes: m.notes}
-	if span := r.got.Span(); span > 0 {
-		r.perSecond = float64(r.got.Distinct) / span.Seconds()
-	}
-	if pub != nil {
-		r.ingest, r.pubErrors = pub.PerSecond, pub.Errors
-	}
-	return r
-}
-
-// cpuPerDelivery is ms of CPU per request the receiver got, by role.
-func (r result) cpuPerDelivery(role string) (float64, bool) {
-	d, ok := r.cpu[role]
-	if !ok || r.requests == 0 {
-		return 0, false
-	}
-	return float64(d) / float64(time.Millisecond) / float64(r.requests), true
-}
-
-// serverRoles are Hermod, NATS and Redis: the server side users run.
-var serverRoles = []string{roleNATS, roleRedis, roleAPI, roleRouter, roleDeliverer, roleHermod}
-
-func (r result) serverCPUPerDelivery() float64 {
-	sum := 0.0
-	for _, role := range serverRoles {
-		if v, ok := r.cpuPerDelivery(role); ok {
-			sum += v
-		}
-	}
-	return sum
 }

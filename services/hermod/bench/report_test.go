@@ -7,8 +7,88 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"testing"
 	"time"
+
+	"github.com/hermodhq/hermod/services/hermod/bench/publisher"
+	"github.com/hermodhq/hermod/services/hermod/bench/receiver"
 )
+
+// result is one row of the external benchmark's tables.
+type result struct {
+	layout, scenario string
+	want             int // deliveries expected at the checked prefix
+	got              receiver.Stats
+	perSecond        float64 // distinct deliveries from the first arrival to the last
+	ingest           float64 // events accepted per second by the publisher; 0: none
+	pubErrors        int
+	otherDuplicates  int                      // duplicates at other answering prefixes (the slow one)
+	requests         int                      // every request the receiver got in the window
+	cpu              map[string]time.Duration // by role, in the window
+	parked           map[string]int           // by reason, in the window
+	notes            []string
+}
+
+// newResult builds the row of the deliveries checked at prefix (the
+// runner fills in layout and scenario).
+func newResult(want int, prefix string, m measured, pub *publisher.Result) result {
+	r := result{want: want, got: m.stats[prefix], requests: m.requests, cpu: m.cpu, parked: m.parked, notes: m.notes}
+	if span := r.got.Span(); span > 0 {
+		r.perSecond = float64(r.got.Distinct) / span.Seconds()
+	}
+	if pub != nil {
+		r.ingest, r.pubErrors = pub.PerSecond, pub.Errors
+	}
+	return r
+}
+
+// cpuPerDelivery is ms of CPU per request the receiver got, by role.
+func (r result) cpuPerDelivery(role string) (float64, bool) {
+	d, ok := r.cpu[role]
+	if !ok || r.requests == 0 {
+		return 0, false
+	}
+	return float64(d) / float64(time.Millisecond) / float64(r.requests), true
+}
+
+// serverRoles are Hermod, NATS and Redis: the server side users run.
+var serverRoles = []string{roleNATS, roleRedis, roleAPI, roleRouter, roleDeliverer, roleHermod}
+
+func (r result) serverCPUPerDelivery() float64 {
+	sum := 0.0
+	for _, role := range serverRoles {
+		if v, ok := r.cpuPerDelivery(role); ok {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// check fails the benchmark on loss, duplicates or refused events; the
+// row is in the tables either way.
+func (r result) check(b *testing.B) {
+	if r.got.Distinct != r.want {
+		b.Errorf("LOSS: %d of %d deliveries arrived (%s)", r.got.Distinct, r.want, strings.Join(r.notes, "; "))
+	}
+	if d := r.got.Duplicates + r.otherDuplicates; d > 0 {
+		b.Errorf("DUPLICATES: %d deliveries arrived more than once", d)
+	}
+	if r.pubErrors > 0 {
+		b.Errorf("the publisher's events were refused %d times", r.pubErrors)
+	}
+}
+
+func (r result) report(b *testing.B) {
+	b.ReportMetric(r.perSecond, "deliveries/s")
+	b.ReportMetric(r.got.P50MS, "p50_ms")
+	b.ReportMetric(r.got.P99MS, "p99_ms")
+	b.ReportMetric(r.got.MaxMS, "max_ms")
+	b.ReportMetric(r.serverCPUPerDelivery(), "cpu_ms/delivery")
+	b.ReportMetric(float64(r.got.Duplicates+r.otherDuplicates), "duplicates")
+	if r.ingest > 0 {
+		b.ReportMetric(r.ingest, "ingest_events/s")
+	}
+}
 
 // describeMachine says what the figures are measured on, at the start.
 func describeMachine(bins binaries) []string {
