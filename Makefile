@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/hermodhq/hermod/shared/version.Version=$(VERSION)
 GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 STATICCHECK ?= $(shell go env GOPATH)/bin/staticcheck
 
-.PHONY: build run test test-short lint bench fuzz screenshots clean tools
+.PHONY: build run test test-short lint bench bench-external fuzz screenshots clean tools
 
 # A real Alertmanager for the end-to-end test of the alertmanager format
 # (built from its Go module; newer versions embed a UI bundle the module
@@ -24,10 +24,17 @@ build:
 run: build
 	./bin/hermod
 
-# Tools the tests run beside Hermod, installed once into GOPATH/bin.
+# The nats-server the external benchmark runs as a process: the version
+# Hermod embeds (shared/go.mod). Evaluated only when used.
+NATS_SERVER_VERSION = $(shell cd shared && go list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+GOBIN_DIR = $(or $(shell go env GOBIN),$(shell go env GOPATH)/bin)
+
+# Tools the tests and benchmarks run beside Hermod, installed once into GOPATH/bin.
 tools:
 	@command -v alertmanager >/dev/null 2>&1 || test -x "$$(go env GOPATH)/bin/alertmanager" || \
 		go install github.com/prometheus/alertmanager/cmd/alertmanager@$(ALERTMANAGER_VERSION)
+	@v='$(NATS_SERVER_VERSION)'; test "$$($(GOBIN_DIR)/nats-server --version 2>/dev/null)" = "nats-server: $$v" || \
+		go install github.com/nats-io/nats-server/v2@$$v
 
 # Every test of every module (the end-to-end tests build the binaries first).
 test: build tools
@@ -37,9 +44,19 @@ lint:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && go vet ./... && $(STATICCHECK) ./...); done
 
-bench: build
-	cd services/hermod && go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+# The external benchmark: every part its own process on 127.0.0.1, both
+# layouts; prints markdown tables for docs/benchmarks.md.
+BENCH_EXTERNAL = cd services/hermod && go test -run '^$$' -bench '^BenchmarkExternal$$' -benchtime 1x -timeout 30m ./bench/
+
+# The in-process benchmarks, then the external one, then the control plane's.
+bench: build tools
+	cd services/hermod && go test -run '^$$' -bench '^BenchmarkInProcess' -benchtime 1x -timeout 30m ./bench/
+	$(BENCH_EXTERNAL)
 	cd services/api && go test -run '^$$' -bench BenchmarkAgentHeartbeat -benchtime 200x ./controlplane
+
+# The external benchmark alone.
+bench-external: build tools
+	$(BENCH_EXTERNAL)
 
 # -fuzzminimizetime keeps input minimisation from eating the whole run.
 FUZZ = go test -run '^$$' -fuzztime 30s -fuzzminimizetime 2s -fuzz

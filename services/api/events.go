@@ -86,7 +86,7 @@ func (s *Server) publishEvent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ack, err := s.js.PublishMsg(c.Request().Context(), &nats.Msg{Subject: env.EventType, Data: payload,
+	ack, err := s.js.PublishMsg(c.Request().Context(), &nats.Msg{Subject: streams.EventSubject(env.EventType), Data: payload,
 		Header: nats.Header{streams.HdrMsgID: {id}}})
 	if err != nil {
 		return unavailable("nats", err)

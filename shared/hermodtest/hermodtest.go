@@ -111,11 +111,19 @@ func FreePort() (int, error) {
 // StartRedis starts redis-server for t on a free port, data in a temp dir.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
+	return StartRedisWith(t)
+}
+
+// StartRedisWith is StartRedis with more redis-server options, given after
+// (and so overriding) the defaults: AOF with appendfsync no, no RDB
+// snapshots, maxmemory 1gb with noeviction.
+func StartRedisWith(t testing.TB, args ...string) *Redis {
+	t.Helper()
 	port, err := FreePort()
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
-	r := &Redis{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: t.TempDir(), port: port}
+	r := &Redis{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: t.TempDir(), port: port, args: args}
 	if err := r.Start(); err != nil {
 		t.Fatalf("start redis: %v", err)
 	}
@@ -139,6 +147,7 @@ func (r *Redis) Start() error {
 		"--maxmemory", "1gb", "--maxmemory-policy", "noeviction")
 	cmd.Args = append(cmd.Args, r.args...)
 	cmd.Stdout, cmd.Stderr = nil, nil
+	cmd.SysProcAttr = ChildProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
@@ -154,6 +163,16 @@ func (r *Redis) Start() error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("redis-server on %s not ready: %w", r.Addr, err)
+}
+
+// PID is the process id of the running server, 0 when it is stopped.
+func (r *Redis) PID() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
 }
 
 // Stop kills the server (its AOF stays in Dir for a restart).

@@ -246,6 +246,11 @@ const (
 	AgentResultsPrefix = ResultsPrefix + "agent."
 )
 
+// EventSubject is the subject an event of eventType is published on: the
+// type itself, which the event stream captures by its family ("family.>",
+// see catalog.StreamSubjects). Publishers set the event id as Nats-Msg-Id.
+func EventSubject(eventType string) string { return eventType }
+
 // DeliverSubject is where a broker delivery for webhookID waits.
 func DeliverSubject(webhookID string) string { return DeliverPrefix + webhookID }
 

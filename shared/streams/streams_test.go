@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/hermodtest"
 )
 
@@ -92,6 +93,33 @@ func TestEnsureStreamsAndFeed(t *testing.T) {
 	}
 	if got != 5 {
 		t.Errorf("fed %d messages, want 5", got)
+	}
+}
+
+// Every catalogue event type published on its EventSubject lands in the
+// event stream.
+func TestEventSubjectCapturedByEventStream(t *testing.T) {
+	ns := hermodtest.NATS(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	cat := catalog.New(catalog.Default)
+	if err := EnsureStreams(ctx, js, Settings{Subjects: cat.StreamSubjects()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, et := range cat.Types() {
+		if et.Type == catalog.TestEventType {
+			continue
+		}
+		ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: EventSubject(et.Type), Data: []byte("{}"),
+			Header: nats.Header{HdrMsgID: {"e-" + et.Type}}})
+		if err != nil || ack.Stream != EventsStream {
+			t.Errorf("%s: %+v %v", et.Type, ack, err)
+		}
 	}
 }
 

@@ -1,12 +1,14 @@
-// Package bench measures the all-in-one end to end: embedded JetStream, a
-// real redis-server, and a loopback sink on 127.0.0.1. Run with `make bench`;
-// figures are printed and recorded in docs/benchmarks.md.
+// Package bench measures Hermod end to end. The in-process benchmarks
+// (BenchmarkInProcess..., this file) run the all-in-one with its embedded
+// JetStream and the sink inside the benchmark process, against a real
+// redis-server; the external benchmark (BenchmarkExternal, external_test.go)
+// runs every part as its own OS process, as users run it. Run both with
+// `make bench`; figures are printed and recorded in docs/benchmarks.md.
 package bench
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -29,12 +31,9 @@ import (
 	allinone "github.com/hermodhq/hermod/services/hermod"
 	"github.com/hermodhq/hermod/shared/envconfig"
 	"github.com/hermodhq/hermod/shared/hermodtest"
-	"github.com/hermodhq/hermod/shared/index"
 	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/streams"
 )
-
-const adminKey = "bench-admin-key-0123456789"
 
 // sink counts deliveries and records each one's receipt time by event id.
 type sink struct {
@@ -155,105 +154,18 @@ func startWith(b *testing.B, rd *hermodtest.Redis) *env {
 }
 
 func (e *env) createWebhooks(n int, url string, eventType string) {
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				body, _ := json.Marshal(map[string]any{"name": "bench-" + strconv.Itoa(i), "url": url + "/h/" + strconv.Itoa(i),
-					"event_types": []string{eventType}})
-				req, _ := http.NewRequest("POST", e.base+"/api/v1/webhooks", bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+adminKey)
-				resp, err := e.hc.Do(req)
-				if err != nil {
-					e.b.Error(err)
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				if resp.StatusCode != 201 {
-					e.b.Errorf("create webhook: %d", resp.StatusCode)
-				}
-			}
-		}()
+	urls := make([]string, n)
+	for i := range urls {
+		urls[i] = url + "/h/" + strconv.Itoa(i)
 	}
-	for i := 0; i < n; i++ {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-}
-
-// indexWatch follows the presence announcements of the pipeline's webhook
-// indexes, to find out when all of them have applied a bulk of changes.
-type indexWatch struct {
-	e     *env
-	since time.Time
-	sub   *nats.Subscription
-	mu    sync.Mutex
-	ids   map[string]bool
-}
-
-// watchIndexes starts counting the indexes: each announces itself when
-// probed and then every index.AliveInterval.
-func (e *env) watchIndexes() *indexWatch {
-	w := &indexWatch{e: e, since: time.Now(), ids: map[string]bool{}}
-	sub, err := e.nc.Subscribe(index.AliveSubject, func(m *nats.Msg) {
-		w.mu.Lock()
-		w.ids[string(m.Data)] = true
-		w.mu.Unlock()
-	})
-	if err != nil {
-		e.b.Fatal(err)
-	}
-	w.sub = sub
-	if err := e.nc.Publish(index.ProbeSubject, nil); err != nil {
-		e.b.Fatal(err)
-	}
-	return w
-}
-
-// settle waits until every index has applied every change made so far. An
-// index takes change notices in order and confirms one only once it has
-// applied it and every notice before it, so a notice of our own (for no
-// webhook) confirmed by each index proves it. Only after one
-// index.AliveInterval has every index announced itself at least once.
-func (w *indexWatch) settle() {
-	defer func() { _ = w.sub.Unsubscribe() }()
-	hermodtest.CheckFor(w.e.b, time.Minute, 50*time.Millisecond, func() error {
-		if left := index.AliveInterval - time.Since(w.since); left > 0 {
-			return fmt.Errorf("indexes may still announce themselves for %s", left)
-		}
-		w.mu.Lock()
-		want := len(w.ids)
-		w.mu.Unlock()
-		if want == 0 {
-			return fmt.Errorf("no webhook index announced itself")
-		}
-		inbox := nats.NewInbox()
-		replies, err := w.e.nc.SubscribeSync(inbox)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = replies.Unsubscribe() }()
-		if err := w.e.nc.PublishRequest(streams.ChangesSubject, inbox, []byte("bench-settle")); err != nil {
-			return err
-		}
-		for got := 0; got < want; got++ {
-			if _, err := replies.NextMsg(5 * time.Second); err != nil {
-				return fmt.Errorf("%d of %d indexes confirmed a change notice: %w", got, want, err)
-			}
-		}
-		return nil
-	})
+	createWebhooks(e.b, e.hc, e.base, urls, eventType)
 }
 
 func (e *env) publish(id, eventType string) {
 	body := []byte(`{"id":"` + id + `","event_type":"` + eventType + `","timestamp":"` + time.Now().UTC().Format(time.RFC3339Nano) +
 		`","data":{"deployment_id":"` + id + `","cluster":"bench","replicas":3}}`)
-	if _, err := e.js.PublishMsgAsync(&nats.Msg{Subject: eventType, Data: body, Header: nats.Header{"Nats-Msg-Id": {id}}}); err != nil {
+	if _, err := e.js.PublishMsgAsync(&nats.Msg{Subject: streams.EventSubject(eventType), Data: body,
+		Header: nats.Header{streams.HdrMsgID: {id}}}); err != nil {
 		e.b.Fatal(err)
 	}
 }
@@ -350,7 +262,7 @@ func wait(b *testing.B, s *sink, timeout time.Duration) time.Time {
 }
 
 // (a) 5,000 events × 10 webhooks, as fast as possible.
-func BenchmarkBurst5000x10(b *testing.B) {
+func BenchmarkInProcessBurst5000x10(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		e := start(b)
 		const events, hooks = 5000, 10
@@ -373,7 +285,7 @@ func BenchmarkBurst5000x10(b *testing.B) {
 }
 
 // (b) a steady 1,000 deliveries/s (100 events/s × 10 webhooks) for 30 s.
-func BenchmarkSteady1000PerSecond(b *testing.B) {
+func BenchmarkInProcessSteady1000PerSecond(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		e := start(b)
 		const hooks, perSecond, seconds = 10, 100, 30
@@ -404,12 +316,12 @@ func BenchmarkSteady1000PerSecond(b *testing.B) {
 }
 
 // (c) one event fanned out to 10,000 webhooks.
-func BenchmarkFanOut10000(b *testing.B) {
+func BenchmarkInProcessFanOut10000(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		e := start(b)
 		const hooks = 10000
 		s := newSink(b, hooks)
-		indexes := e.watchIndexes()
+		indexes := watchIndexes(b, e.nc)
 		e.createWebhooks(hooks, s.url, "alert.triggered")
 		indexes.settle()
 		stop := profile(b, "fanout")
@@ -424,7 +336,7 @@ func BenchmarkFanOut10000(b *testing.B) {
 
 // Redis bytes per retained delivery: 1,000 events × 10 webhooks, one
 // successful attempt each, measured with INFO memory before and after.
-func BenchmarkRedisBytesPerDelivery(b *testing.B) {
+func BenchmarkInProcessRedisBytesPerDelivery(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		rd := hermodtest.StartRedis(b)
 		e := startWith(b, rd)

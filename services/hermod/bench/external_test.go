@@ -1,0 +1,97 @@
+package bench
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sizes of the external benchmark's scenarios, each adjustable by an
+// environment variable (docs/benchmarks.md).
+type sizes struct {
+	oneEvents        int // HERMOD_BENCH_ONE_EVENTS
+	httpConns        int // HERMOD_BENCH_HTTP_CONNS
+	tenHTTPEvents    int // HERMOD_BENCH_TEN_HTTP_EVENTS
+	tenJSEvents      int // HERMOD_BENCH_TEN_JS_EVENTS
+	backlog          int // HERMOD_BENCH_BACKLOG
+	steadyRate       int // HERMOD_BENCH_STEADY_RATE, deliveries/s
+	steadySeconds    int // HERMOD_BENCH_STEADY_SECONDS
+	fanOutHooks      int // HERMOD_BENCH_FANOUT_HOOKS
+	isolationRate    int // HERMOD_BENCH_ISOLATION_RATE, events/s
+	isolationSeconds int // HERMOD_BENCH_ISOLATION_SECONDS
+	slowDelay        time.Duration
+}
+
+func readSizes(b *testing.B) sizes {
+	return sizes{
+		oneEvents:        envInt(b, "HERMOD_BENCH_ONE_EVENTS", 20000),
+		httpConns:        envInt(b, "HERMOD_BENCH_HTTP_CONNS", 32),
+		tenHTTPEvents:    envInt(b, "HERMOD_BENCH_TEN_HTTP_EVENTS", 2000),
+		tenJSEvents:      envInt(b, "HERMOD_BENCH_TEN_JS_EVENTS", 5000),
+		backlog:          envInt(b, "HERMOD_BENCH_BACKLOG", 20000),
+		steadyRate:       envInt(b, "HERMOD_BENCH_STEADY_RATE", 1000),
+		steadySeconds:    envInt(b, "HERMOD_BENCH_STEADY_SECONDS", 10),
+		fanOutHooks:      envInt(b, "HERMOD_BENCH_FANOUT_HOOKS", 10000),
+		isolationRate:    envInt(b, "HERMOD_BENCH_ISOLATION_RATE", 100),
+		isolationSeconds: envInt(b, "HERMOD_BENCH_ISOLATION_SECONDS", 10),
+		slowDelay:        envDuration(b, "HERMOD_BENCH_SLOW_DELAY", 2*time.Second),
+	}
+}
+
+// BenchmarkExternal measures Hermod as users run it: every part its own
+// OS process on 127.0.0.1 (nats-server, redis-server, Hermod, the
+// receiver, the publisher), in both layouts, one fresh fleet per scenario.
+// It needs `make build` and `make tools`; `make bench` runs it and prints
+// markdown tables for docs/benchmarks.md. HERMOD_BENCH_LAYOUTS (default
+// "services,all-in-one") picks the layouts; -bench 'External/services/1-'
+// picks scenarios.
+func BenchmarkExternal(b *testing.B) {
+	bins := findBinaries(b, b.TempDir())
+	s := readSizes(b)
+	machine := describeMachine(bins)
+	var rows []result
+	for _, layout := range strings.Split(envOr("HERMOD_BENCH_LAYOUTS", layoutServices+","+layoutAllInOne), ",") {
+		if layout != layoutServices && layout != layoutAllInOne {
+			b.Fatalf("HERMOD_BENCH_LAYOUTS: unknown layout %q (services, all-in-one)", layout)
+		}
+		for _, sc := range scenarios {
+			b.Run(layout+"/"+sc.name, func(b *testing.B) {
+				for range b.N {
+					f := startFleet(b, bins, layout)
+					r := sc.run(f, s)
+					r.layout, r.scenario = layout, sc.title(s)
+					rows = append(rows, r)
+					r.check(b)
+					r.report(b)
+				}
+			})
+		}
+	}
+	printTables(machine, rows)
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+func envDuration(b testing.TB, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		b.Fatalf("%s=%q: want a duration such as 2s", name, v)
+	}
+	return d
+}

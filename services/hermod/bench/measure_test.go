@@ -1,0 +1,136 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hermodhq/hermod/services/hermod/bench/receiver"
+	"github.com/hermodhq/hermod/shared/streams"
+)
+
+// window is one scenario's measured window: the CPU every process used and
+// the requests the receiver got between open and close.
+type window struct {
+	f        *fleet
+	cpu0     map[string]time.Duration
+	parked0  map[string]float64
+	requests int // requests the receiver had got when the window opened
+	// publisherCPU is the CPU of the publisher run in the window (its
+	// whole life: it exits before the window closes).
+	publisherCPU time.Duration
+	published    bool
+}
+
+// openWindow starts measuring.
+func (f *fleet) openWindow() *window {
+	c, err := f.counts()
+	if err != nil {
+		f.b.Fatal(err)
+	}
+	return &window{f: f, cpu0: f.cpu(), parked0: f.parked(), requests: totalRequests(c)}
+}
+
+// measured is what a closed window saw.
+type measured struct {
+	stats    map[string]receiver.Stats // by prefix, cumulative since the fleet started
+	requests int                       // requests the receiver got in the window
+	cpu      map[string]time.Duration  // CPU used in the window, by role
+	parked   map[string]int            // deliveries parked in the window, by reason
+	notes    []string
+}
+
+// close waits until want distinct deliveries arrived at each prefix (at
+// most timeout: a loss is noted, and failed by the scenario's check), then
+// until the recorder has taken every result (so its Redis writes count),
+// and reads the CPU and the receiver's stats.
+func (w *window) close(want map[string]int, timeout time.Duration) measured {
+	f := w.f
+	f.b.Helper()
+	var m measured
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := f.counts()
+		if err != nil {
+			f.b.Fatal(err)
+		}
+		short := shortOf(c, want)
+		if short == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			m.notes = append(m.notes, fmt.Sprintf("missing after %s: %s", timeout, short))
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := f.awaitEmpty(streams.ResultsStream, 60*time.Second); err != nil {
+		m.notes = append(m.notes, "recorder still busy at the end of the window ("+err.Error()+")")
+	}
+	cpu1 := f.cpu()
+	m.cpu = map[string]time.Duration{}
+	for role, d := range cpu1 {
+		m.cpu[role] = d - w.cpu0[role] // a process started in the window started from 0
+	}
+	if w.published {
+		m.cpu[rolePublisher] = w.publisherCPU
+	}
+	m.parked = map[string]int{}
+	for reason, n := range f.parked() {
+		if d := int(n - w.parked0[reason]); d > 0 { // the reasons that grew; a process started in the window counts from 0
+			m.parked[reason] = d
+		}
+	}
+	m.stats = f.stats()
+	m.requests = totalRequests(countsOf(m.stats)) - w.requests
+	return m
+}
+
+// shortOf describes the prefixes with fewer distinct deliveries than want,
+// "" when none.
+func shortOf(c map[string]receiver.Counts, want map[string]int) string {
+	var short []string
+	for prefix, n := range want {
+		if got := c[prefix].Distinct; got < n {
+			short = append(short, fmt.Sprintf("%s %d of %d", prefix, got, n))
+		}
+	}
+	return strings.Join(short, ", ")
+}
+
+// awaitEmpty waits until stream holds no message (a work-queue stream is
+// empty once its consumer acknowledged everything).
+func (f *fleet) awaitEmpty(stream string, timeout time.Duration) error {
+	return f.awaitMsgs(stream, 0, timeout)
+}
+
+// awaitMsgs waits until stream holds exactly n messages.
+func (f *fleet) awaitMsgs(stream string, n uint64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err := f.streamMsgs(stream)
+		if err == nil && got == n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s holds %d messages, not %d, after %s (%v)", stream, got, n, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func totalRequests(c map[string]receiver.Counts) int {
+	n := 0
+	for _, p := range c {
+		n += p.Requests
+	}
+	return n
+}
+
+func countsOf(s map[string]receiver.Stats) map[string]receiver.Counts {
+	out := make(map[string]receiver.Counts, len(s))
+	for k, v := range s {
+		out[k] = v.Counts
+	}
+	return out
+}

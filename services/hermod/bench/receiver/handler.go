@@ -1,0 +1,81 @@
+package receiver
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Path prefixes the receiver answers, as the first segment of a webhook's
+// URL path: /fast/... at once with 200, /slow/... with 200 after the slow
+// delay, /fail/... at once with 500.
+const (
+	Fast = "fast"
+	Slow = "slow"
+	Fail = "fail"
+)
+
+// maxBody is the most of a request body read (Hermod's events are far smaller).
+const maxBody = 1 << 20
+
+// Handler answers deliveries and serves the tally: GET /counts (Counts by
+// prefix, cheap enough to poll) and GET /stats (Stats by prefix).
+type Handler struct {
+	Tally *Tally
+	// SlowDelay is how long /slow/... waits before answering.
+	SlowDelay time.Duration
+}
+
+// event is the part of a delivered event the receiver reads: the send
+// time the publisher put into its data.
+type event struct {
+	Data struct {
+		SentNS int64 `json:"sent_ns"`
+	} `json:"data"`
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
+	switch r.URL.Path {
+	case "/counts":
+		writeJSON(w, h.Tally.Counts())
+		return
+	case "/stats":
+		writeJSON(w, h.Tally.Stats())
+		return
+	}
+	prefix, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	if prefix != Fast && prefix != Slow && prefix != Fail {
+		http.NotFound(w, r)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	if err != nil {
+		http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	var ev event
+	_ = json.Unmarshal(body, &ev) // no send time: counted as such, no latency
+	h.Tally.Record(prefix, r.Header.Get("webhook-id"), arrived, ev.Data.SentNS)
+	switch prefix {
+	case Slow:
+		t := time.NewTimer(h.SlowDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		}
+	case Fail:
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
