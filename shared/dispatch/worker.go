@@ -45,6 +45,7 @@ type Worker struct {
 	inflight atomic.Int64
 	running  sync.Map // delivery id -> webhook id, while an attempt runs
 	settle   chan settlement
+	batch    batchLimits // of the outcome batches the settlers publish
 	formats  renderers
 }
 
@@ -57,7 +58,7 @@ func NewWorker(deps Deps, send Sender, opts WorkerOptions) *Worker {
 		opts.Isolation = NewIsolation(0, 0, 0)
 	}
 	return &Worker{deps: deps.withDefaults(), send: send, iso: opts.Isolation, conc: opts.Concurrency,
-		refused: opts.Refused, settle: make(chan settlement, 4*opts.Concurrency)}
+		refused: opts.Refused, settle: make(chan settlement, 4*opts.Concurrency), batch: defaultBatchLimits}
 }
 
 // InFlight is the number of HTTP attempts running.
@@ -111,9 +112,7 @@ func (w *Worker) start(work <-chan streams.Pulled) (wait func()) {
 		settlers.Add(1)
 		go func() {
 			defer settlers.Done()
-			for s := range w.settle {
-				w.settleOne(s)
-			}
+			w.settleBatches()
 		}()
 	}
 	var wg sync.WaitGroup
