@@ -15,7 +15,8 @@
 //
 //   - decide.go: the transition function and its types;
 //   - worker.go: pulls ready deliveries, attempts them, settles them
-//     (settle.go), and answers which attempts are running (inflight.go);
+//     (settle.go; success outcomes go out in batches: batch.go), and
+//     answers which attempts are running (inflight.go);
 //   - consumers.go: an agent's workers on the label-set consumers it is granted;
 //   - scheduler.go: brings delayed deliveries back when they are due;
 //   - releaser.go: brings held deliveries back when their webhook resumes,

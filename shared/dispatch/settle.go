@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hermodhq/hermod/shared/delivery"
 	"github.com/hermodhq/hermod/shared/streams"
@@ -69,17 +68,14 @@ func (w *Worker) carry(t ticket, dec Decision, att *attempted) {
 	}
 }
 
-// deliver publishes a success outcome and hands the message to the
-// settlers, which ack it once the outcome is acknowledged.
+// deliver hands the message with its success outcome to the settlers,
+// which publish the outcome (in a batch with others: batch.go) and ack the
+// message once it is acknowledged.
 func (w *Worker) deliver(t ticket, att *attempted) {
 	d, meta := &w.deps, t.f.Meta
 	o := attemptOutcome(d.outcome(meta, t.hook, streams.StatusSuccess, meta.Attempts+1), att, t.msg.Data())
-	om := d.outcomeMsg(&o)
-	f, err := d.Pub.PublishMsgAsync(om)
-	if err != nil {
-		f = nil // settleOne publishes it again with retries
-	}
-	w.settle <- settlement{msg: t.msg, outcome: om, future: f, delivery: meta.DeliveryID}
+	data, _ := json.Marshal(&o) // a struct of strings and numbers: cannot fail
+	w.settle <- settlement{msg: t.msg, outcome: data, delivery: meta.DeliveryID}
 	d.Metrics.Attempt("success")
 	if meta.CreatedAt > 0 {
 		d.Metrics.Delivered(d.Now().Sub(time.UnixMilli(meta.CreatedAt)).Seconds())
@@ -131,34 +127,6 @@ func (d *Deps) logAttempt(t ticket, att *attempted, dec Decision) {
 	ev.Str("delivery_id", t.f.Meta.DeliveryID).Str("webhook_id", t.hook.ID).Int("attempt", t.f.Meta.Attempts+1).
 		Int("status_code", res.StatusCode).Int64("duration_ms", res.Duration.Milliseconds()).Str("outcome", dec.Kind.String()).
 		Str("error", errText).Msg("delivery attempt")
-}
-
-// settlement is a delivered message waiting for its outcome's PubAck
-// before it is acked; settling off the worker frees it for the next attempt.
-type settlement struct {
-	msg      jetstream.Msg
-	outcome  *nats.Msg
-	future   jetstream.PubAckFuture
-	delivery string
-}
-
-// settleOne acks a delivered message once its outcome is in the results
-// stream (publishing it again with retries when the first publish failed);
-// if that fails the lease expires and the delivery is attempted again.
-func (w *Worker) settleOne(s settlement) {
-	if s.future != nil {
-		select {
-		case <-s.future.Ok():
-			_ = s.msg.Ack()
-			return
-		case <-s.future.Err():
-		}
-	}
-	if err := w.deps.publishAll(s.outcome); err != nil {
-		w.deps.Log.Error().Err(err).Str("delivery_id", s.delivery).Msg("outcome not recorded; the lease will expire and the delivery is retried")
-		return
-	}
-	_ = s.msg.Ack()
 }
 
 // finishDead publishes the dead outcome and the dead letter and waits for

@@ -46,6 +46,7 @@ type Worker struct {
 	running  sync.Map // delivery id -> webhook id, while an attempt runs
 	settle   chan settlement
 	prep     preparations
+	batch    batchLimits // of the outcome batches the settlers publish
 }
 
 // NewWorker builds a worker.
@@ -58,7 +59,7 @@ func NewWorker(deps Deps, send Sender, opts WorkerOptions) *Worker {
 	}
 	opts.Isolation.m = deps.Metrics
 	return &Worker{deps: deps.withDefaults(), send: send, iso: opts.Isolation, conc: opts.Concurrency,
-		refused: opts.Refused, settle: make(chan settlement, 4*opts.Concurrency)}
+		refused: opts.Refused, settle: make(chan settlement, 4*opts.Concurrency), batch: defaultBatchLimits}
 }
 
 // InFlight is the number of HTTP attempts running.
@@ -112,9 +113,7 @@ func (w *Worker) start(work <-chan streams.Pulled) (wait func()) {
 		settlers.Add(1)
 		go func() {
 			defer settlers.Done()
-			for s := range w.settle {
-				w.settleOne(s)
-			}
+			w.settleBatches()
 		}()
 	}
 	var wg sync.WaitGroup

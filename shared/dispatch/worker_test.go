@@ -35,16 +35,24 @@ func wantJournal(t *testing.T, b *bundle, want ...string) {
 	}
 }
 
-// settle runs what the settlers would: the pending settlements of w.
+// settle runs what the settlers would: the pending settlements of w, in
+// batches.
 func settle(w *Worker) {
-	for {
-		select {
-		case s := <-w.settle:
-			w.settleOne(s)
-		default:
-			return
-		}
+	src := &batchSource{in: w.settle, lim: w.batch}
+	for b := src.take(false); b != nil; b = src.take(false) {
+		w.settleBatch(b)
 	}
+}
+
+// waitJournal waits until the journal holds want.
+func waitJournal(t *testing.T, b *bundle, want ...string) {
+	t.Helper()
+	hermodtest.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if got := b.j.All(); !slices.Equal(got, want) {
+			return errorf("journal %q, want %q", got, want)
+		}
+		return nil
+	})
 }
 
 // A success: the outcome is stored, and only after its acknowledgement is
@@ -55,8 +63,8 @@ func TestWorkerDeliverAcksAfterTheOutcomeIsStored(t *testing.T) {
 	w := b.worker(WorkerOptions{})
 	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
 	done := make(chan struct{})
-	go func() { defer close(done); s := <-w.settle; w.settleOne(s) }()
-	wantJournal(t, b, "send d1", "publish hermod.results.out") // no ack before the PubAck
+	go func() { defer close(done); settle(w) }()
+	waitJournal(t, b, "send d1", "publish hermod.results.out") // no ack before the PubAck
 	b.pub.AckAll()
 	<-done
 	wantJournal(t, b, "send d1", "publish hermod.results.out", "puback hermod.results.out", "ack")

@@ -2,6 +2,16 @@
 // results stream and writes records, attempt history and statistics to Redis
 // in batches. A batch is acked only after Redis took it; while Redis is down
 // the outcomes wait in the stream, so none is lost.
+//
+// A results message on an outcome subject carries one outcome, or several
+// when it has the streams.HdrBatch header (deliverers and agents publish
+// their success outcomes in batches). A batch message is acked once all its
+// outcomes are written. A broken entry of a batch is logged and dropped;
+// the batch's other outcomes are written. A batch holding an agent's
+// outcome for a delivery not known yet has its other outcomes written at
+// once and comes back later (nakked) for that one: its outcomes are then
+// written again, which changes nothing (the merge moves a record only
+// forward, and keeps an attempt and counts it once).
 package recorder
 
 import (
@@ -31,7 +41,7 @@ type Writer interface {
 // Options tune the recorder.
 type Options struct {
 	Limits    store.Limits
-	BatchSize int           // default 1000
+	BatchSize int           // outcomes per write (default 1000; a batch message counts as its outcomes)
 	MaxDelay  time.Duration // how long a partial batch may wait (default 5ms)
 	Sweep     time.Duration // index sweep interval (default 1m)
 	// OnError is called with each failed write (metrics).
@@ -103,12 +113,13 @@ func (r *Recorder) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); r.sweep(ctx) }()
 	batch := make([]jetstream.Msg, 0, r.opts.BatchSize)
+	outcomes := 0 // in batch: a batch message counts as its outcomes
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	flush := func() {
 		if len(batch) > 0 {
 			r.write(ctx, batch)
-			batch = batch[:0]
+			batch, outcomes = batch[:0], 0
 		}
 	}
 	stopping := ctx.Done()
@@ -130,7 +141,8 @@ func (r *Recorder) Run(ctx context.Context) error {
 				timer.Reset(r.opts.MaxDelay)
 			}
 			batch = append(batch, m)
-			if len(batch) >= r.opts.BatchSize {
+			outcomes += streams.OutcomeCount(m.Headers())
+			if outcomes >= r.opts.BatchSize {
 				timer.Stop()
 				flush()
 			}
@@ -159,9 +171,11 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 	}
 }
 
-// readBatch reads a batch into what is to be written; later are an agent's
-// outcomes for deliveries not known yet, to be asked about again. An error
-// (the store cannot be asked about an agent) means the whole batch waits.
+// readBatch reads a batch into what is to be written; later are the
+// messages holding an agent's outcome for a delivery not known yet, to be
+// asked about again (a batch message's other outcomes are written now, and
+// again, harmlessly, when it comes back). An error (the store cannot be
+// asked about an agent) means the whole batch waits.
 func (r *Recorder) readBatch(batch []jetstream.Msg) (b store.Batch, later []jetstream.Msg, err error) {
 	// Deliveries enqueued earlier in this batch, for checking an agent's
 	// outcome before its record is written. Filled as they pass.
@@ -213,14 +227,28 @@ func (r *Recorder) readBatch(batch []jetstream.Msg) (b store.Batch, later []jets
 				}
 			}
 		default:
-			o, v, err := r.outcome(m, agentID, fromAgent, enqueued, streamNow)
-			if err != nil {
-				return b, nil, err
+			entries := []json.RawMessage{m.Data()}
+			if streams.IsOutcomeBatch(m.Headers()) {
+				var err error
+				if entries, err = streams.ReadOutcomeBatch(m.Data()); err != nil {
+					r.log.Error().Err(err).Str("subject", m.Subject()).Msg("dropping an unreadable outcome batch")
+					continue
+				}
 			}
-			switch v {
-			case allowed:
-				b.Outcomes = append(b.Outcomes, o)
-			case unknownYet:
+			wait := false
+			for _, data := range entries {
+				o, v, err := r.outcome(m, data, agentID, fromAgent, enqueued, streamNow)
+				if err != nil {
+					return b, nil, err
+				}
+				switch v {
+				case allowed:
+					b.Outcomes = append(b.Outcomes, o)
+				case unknownYet:
+					wait = true
+				}
+			}
+			if wait {
 				later = append(later, m)
 			}
 		}
@@ -242,15 +270,16 @@ func (r *Recorder) breakerReport(m jetstream.Msg, agentID string, fromAgent bool
 	return bs, v == allowed, err
 }
 
-// outcome reads an outcome and says whether it is written (allowed),
-// dropped (refused) or asked about again later (unknownYet).
-func (r *Recorder) outcome(m jetstream.Msg, agentID string, fromAgent bool, enqueued map[string]string,
+// outcome reads an outcome (data: message m, or one entry of batch message
+// m) and says whether it is written (allowed), dropped (refused) or asked
+// about again later (unknownYet).
+func (r *Recorder) outcome(m jetstream.Msg, data []byte, agentID string, fromAgent bool, enqueued map[string]string,
 	streamNow func() time.Time) (streams.Outcome, verdict, error) {
 	// An agent's outcome for a delivery not known yet waits: the router
 	// publishes a delivery's enqueue record only after the delivery itself
 	// was stored, so a fast agent's outcome can come first.
 	var o streams.Outcome
-	if err := json.Unmarshal(m.Data(), &o); err != nil || o.V > streams.SchemaVersion || o.DeliveryID == "" {
+	if err := json.Unmarshal(data, &o); err != nil || o.V > streams.SchemaVersion || o.DeliveryID == "" {
 		r.log.Error().Err(err).Int("v", o.V).Msg("dropping an unreadable outcome")
 		return o, refused, nil
 	}

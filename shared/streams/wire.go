@@ -1,6 +1,14 @@
 package streams
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+)
 
 // SchemaVersion is the version of the messages below. A reader accepts this
 // version and the previous one, so agents of the previous release keep working.
@@ -76,6 +84,81 @@ type Outcome struct {
 	CreatedAt    int64    `json:"created_at"` // unix ms, when the delivery was enqueued
 	PayloadSize  int      `json:"payload_size"`
 	TargetLabels []string `json:"target_labels,omitempty"`
+}
+
+// HdrBatch marks a results message on an outcome subject that carries
+// several outcomes (an OutcomeBatch); its value is how many. A message
+// without it carries one Outcome. The recorder tells the two apart by this
+// header alone, and counts a batch as that many outcomes in its own batches.
+const HdrBatch = "Hermod-Batch"
+
+// OutcomeBatch is the body of a batch message: the outcomes of several
+// deliveries, each an Outcome as a single message would carry it. Entries
+// are read one by one, so a broken entry loses only itself.
+type OutcomeBatch struct {
+	V        int               `json:"v"`
+	Outcomes []json.RawMessage `json:"outcomes"`
+}
+
+// NewOutcomeBatch is the message carrying outcomes (each an encoded Outcome)
+// on subject: the outcomes themselves when there is one (a batch of one is
+// an ordinary outcome message), else an OutcomeBatch marked by HdrBatch.
+func NewOutcomeBatch(subject string, outcomes [][]byte) *nats.Msg {
+	if len(outcomes) == 1 {
+		return &nats.Msg{Subject: subject, Data: outcomes[0]}
+	}
+	n := 32 // the envelope and the commas: {"v":1,"outcomes":[...]}
+	for _, o := range outcomes {
+		n++
+		n += len(o)
+	}
+	var b bytes.Buffer
+	b.Grow(n)
+	b.WriteString(`{"v":`)
+	b.WriteString(strconv.Itoa(SchemaVersion))
+	b.WriteString(`,"outcomes":[`)
+	for i, o := range outcomes {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(o)
+	}
+	b.WriteString(`]}`)
+	return &nats.Msg{Subject: subject, Data: b.Bytes(), Header: nats.Header{HdrBatch: {strconv.Itoa(len(outcomes))}}}
+}
+
+// OutcomeCount is how many outcomes a results message carries: its
+// HdrBatch, else 1.
+func OutcomeCount(h nats.Header) int {
+	v := h.Get(HdrBatch)
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// IsOutcomeBatch says whether a results message is an OutcomeBatch.
+func IsOutcomeBatch(h nats.Header) bool { return h.Get(HdrBatch) != "" }
+
+// ReadOutcomeBatch reads a batch message's body into its entries, each
+// still to be decoded as an Outcome; an error means the body as a whole is
+// unreadable (not an OutcomeBatch, or of a newer version).
+func ReadOutcomeBatch(data []byte) ([]json.RawMessage, error) {
+	var b OutcomeBatch
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("outcome batch: %w", err)
+	}
+	if b.V > SchemaVersion || b.V < 1 {
+		return nil, fmt.Errorf("outcome batch of version %d", b.V)
+	}
+	if len(b.Outcomes) == 0 {
+		return nil, errors.New("outcome batch without outcomes")
+	}
+	return b.Outcomes, nil
 }
 
 // Enqueued tells the recorder which deliveries one event produced. The

@@ -1,0 +1,145 @@
+package dispatch
+
+import (
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hermodhq/hermod/shared/streams"
+)
+
+// Success outcomes travel to the results stream in batches: a settler takes
+// the first delivered message waiting, adds whatever else is waiting at that
+// moment (up to the limits below), publishes their outcomes as one message
+// (streams.NewOutcomeBatch) and acks every message of the batch once that
+// message is acknowledged. It never waits for more: a lone delivery is
+// published as soon as a settler is free, so latency at low load does not
+// grow; under load the queue fills while the settlers wait for their
+// acknowledgements, and batches grow with it. One results message, and one
+// message for the recorder to fetch and ack, then stands for many
+// deliveries.
+const (
+	// outcomeBatchMax is the most outcomes in one message.
+	outcomeBatchMax = 128
+	// outcomeBatchBytes bounds a batch's outcomes (a success outcome is a
+	// few KiB at most, its answer's excerpt included), well under the
+	// NATS max payload (1 MiB by default).
+	outcomeBatchBytes = 512 << 10
+)
+
+// batchLimits bound an outcome batch.
+type batchLimits struct {
+	max   int // outcomes
+	bytes int // encoded outcomes, in total
+}
+
+var defaultBatchLimits = batchLimits{max: outcomeBatchMax, bytes: outcomeBatchBytes}
+
+// settlement is a delivered message waiting for its outcome to be stored
+// before it is acked; settling off the worker frees it for the next attempt.
+type settlement struct {
+	msg      jetstream.Msg
+	outcome  []byte // the success outcome, JSON
+	delivery string
+}
+
+// batchSource hands one settler its batches from the queue of settlements.
+type batchSource struct {
+	in  <-chan settlement
+	lim batchLimits
+	// held was taken from the queue but would have passed the byte limit:
+	// it starts the next batch.
+	held *settlement
+}
+
+// take returns the next batch, nil when there is none: with wait, it waits
+// for a first settlement (nil once the queue is closed and empty), then
+// adds those queued at this moment, within the limits; it never waits for
+// more.
+func (s *batchSource) take(wait bool) []settlement {
+	var batch []settlement
+	size := 0
+	add := func(st settlement) bool {
+		if len(batch) > 0 && size+len(st.outcome) > s.lim.bytes {
+			s.held = &st
+			return false
+		}
+		batch = append(batch, st)
+		size += len(st.outcome)
+		return true
+	}
+	switch {
+	case s.held != nil:
+		st := *s.held
+		s.held = nil
+		add(st)
+	case wait:
+		st, ok := <-s.in
+		if !ok {
+			return nil
+		}
+		add(st)
+	default:
+		select {
+		case st, ok := <-s.in:
+			if !ok {
+				return nil
+			}
+			add(st)
+		default:
+			return nil
+		}
+	}
+	for len(batch) < s.lim.max {
+		select {
+		case st, ok := <-s.in:
+			if !ok || !add(st) {
+				return batch
+			}
+		default:
+			return batch // nothing more queued now: publish what there is
+		}
+	}
+	return batch
+}
+
+// settleBatches is one settler: it settles the batches taken from the
+// queue until the queue is closed and empty.
+func (w *Worker) settleBatches() {
+	src := &batchSource{in: w.settle, lim: w.batch}
+	for b := src.take(true); b != nil; b = src.take(true) {
+		w.settleBatch(b)
+	}
+}
+
+// settleBatch publishes the outcomes of a batch as one message and acks
+// every delivered message of it once that message is in the results
+// stream (publishing it again with retries when the first publish failed);
+// if that fails, none is acked: their leases expire and the deliveries are
+// attempted again (at-least-once; the recorder's merge ignores an outcome
+// it already has).
+func (w *Worker) settleBatch(batch []settlement) {
+	outcomes := make([][]byte, len(batch))
+	for i, s := range batch {
+		outcomes[i] = s.outcome
+	}
+	m := streams.NewOutcomeBatch(w.deps.OutcomeSubject, outcomes)
+	stored := false
+	if f, err := w.deps.Pub.PublishMsgAsync(m); err == nil {
+		select {
+		case <-f.Ok():
+			stored = true
+		case <-f.Err():
+		}
+	}
+	if !stored {
+		if err := w.deps.publishAll(m); err != nil {
+			for _, s := range batch {
+				w.deps.Log.Error().Err(err).Str("delivery_id", s.delivery).
+					Msg("outcome not recorded; the lease will expire and the delivery is retried")
+			}
+			return
+		}
+	}
+	for _, s := range batch {
+		_ = s.msg.Ack()
+	}
+}
