@@ -687,7 +687,7 @@ func TestE2EDeliveriesWaitingForASlotSurviveKill(t *testing.T) {
 	ns := hermodtest.NATS(t)
 	rd := hermodtest.StartRedis(t)
 	env := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
-		"HERMOD_ACQUIRE_TTL": "10s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_SHUTDOWN_TIMEOUT": "5s",
+		"HERMOD_ACQUIRE_TTL": "15s", "HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8", "HERMOD_SHUTDOWN_TIMEOUT": "5s",
 		"HERMOD_WEBHOOK_MAX_INFLIGHT": "2", "HERMOD_WEBHOOK_SLOT_WAIT": "10s"}
 	p, dels, ops := startFleet(t, env, nil, 1)
 	release := make(chan struct{})
@@ -704,9 +704,9 @@ func TestE2EDeliveriesWaitingForASlotSurviveKill(t *testing.T) {
 	for i := range 4 {
 		p.publish("stack.created", map[string]any{"i": i})
 	}
-	// Two attempts in flight, two deliveries in line (with no attempt ended
-	// yet nothing is known of the endpoint, so they wait: the lease allows
-	// 4 s of the 10 s asked for).
+	// Two attempts in flight, two deliveries in line (no attempt ended yet,
+	// and the slots were taken a moment ago, so they wait: the lease allows
+	// 6 s of the 10 s asked for).
 	hermodtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		_, body := httpGet("http://" + ops[0] + "/metrics")
 		if w := metricValue(body, "hermod_deliveries_waiting_for_slot"); w != 2 || s.Count() != 2 {
@@ -724,7 +724,7 @@ func TestE2EDeliveriesWaitingForASlotSurviveKill(t *testing.T) {
 	<-dels[0].done
 	once.Do(func() { close(release) })
 	startReady(t, "hermod-deliverer", env)
-	p.waitStatus(id, "success", 4, 30*time.Second)
+	p.waitStatus(id, "success", 4, 40*time.Second)
 	hermodtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error { return sinkGot(s, 6) })
 	seen := map[string]int{}
 	for _, r := range s.Received() {

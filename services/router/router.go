@@ -56,8 +56,9 @@ type Publisher interface {
 
 // Router is the fan-out stage.
 type Router struct {
-	js   jetstream.JetStream
-	pub  Publisher
+	js      jetstream.JetStream
+	pub     Publisher
+	records *records // set by Run
 	ix   Matcher
 	log  zerolog.Logger
 	m    *metrics.Routing
@@ -83,6 +84,8 @@ func (r *Router) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("router consume: %w", err)
 	}
+	r.records = newRecords(r.pub)
+	defer r.records.close() // after the workers: their records are published first
 	var wg sync.WaitGroup
 	for i := 0; i < r.opts.Workers; i++ {
 		wg.Add(1)
@@ -182,27 +185,26 @@ func (r *Router) enqueue(ev *matching.Event, body []byte, matched []*webhooks.We
 // maxEnqueuedItems keeps one enqueue record well under the NATS payload limit.
 const maxEnqueuedItems = 2000
 
+// publishEnqueued hands the event's enqueue record (in parts of at most
+// maxEnqueuedItems deliveries, the payload in the first) to the record
+// publishers and waits until it is stored.
 func (r *Router) publishEnqueued(enq *streams.Enqueued) error {
 	all := enq.Deliveries
-	var futures []jetstream.PubAckFuture
+	var data [][]byte
+	var ids []string
 	for start := 0; start < len(all); start += maxEnqueuedItems {
 		part := *enq
 		part.Deliveries = all[start:min(start+maxEnqueuedItems, len(all))]
 		if start > 0 {
 			part.Payload = nil // stored once
 		}
-		data, err := json.Marshal(&part)
+		b, err := json.Marshal(&part)
 		if err != nil {
 			return err
 		}
-		f, err := r.pub.PublishMsgAsync(&nats.Msg{Subject: streams.EnqueuedSubject, Data: data,
-			Header: nats.Header{streams.HdrMsgID: {"enq:" + enq.EventID + ":" + strconv.Itoa(start)}}})
-		if err != nil {
-			return err
-		}
-		futures = append(futures, f)
+		data, ids = append(data, b), append(ids, "enq:"+enq.EventID+":"+strconv.Itoa(start))
 	}
-	return waitAll(futures)
+	return r.records.publish(data, ids)
 }
 
 // ackTimeout bounds the wait for the acknowledgements of one event's

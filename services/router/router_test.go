@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,10 +32,12 @@ type bundle struct {
 	r   *Router
 }
 
-func newBundle(hooks ...*webhooks.Webhook) *bundle {
+func newBundle(t *testing.T, hooks ...*webhooks.Webhook) *bundle {
 	j := &hermodtest.Journal{}
 	pub := &hermodtest.FakePub{J: j}
-	return &bundle{j: j, pub: pub, r: &Router{pub: pub, ix: fixedSet{matching.Build(hooks)}, log: zerolog.Nop()}}
+	rs := newRecords(pub)
+	t.Cleanup(rs.close)
+	return &bundle{j: j, pub: pub, r: &Router{pub: pub, records: rs, ix: fixedSet{matching.Build(hooks)}, log: zerolog.Nop()}}
 }
 
 func (b *bundle) event(body string, h nats.Header) *hermodtest.FakeMsg {
@@ -54,7 +57,7 @@ const event = `{"id":"ev-1","event_type":"deployment.applied","data":{"deploymen
 // the delivery id as Nats-Msg-Id; then the enqueue record; the event is
 // acked only after every publish was acknowledged.
 func TestRouterFansOut(t *testing.T) {
-	b := newBundle(hook("w-live", true), hook("w-paused", false), hook("w-agent", true, "env=prod"),
+	b := newBundle(t, hook("w-live", true), hook("w-paused", false), hook("w-agent", true, "env=prod"),
 		&webhooks.Webhook{ID: "w-other", Enabled: true, EventTypes: []string{"alert.*"}})
 	// The acknowledgements are held: nothing more may happen until they come.
 	b.pub.Hold = true
@@ -123,7 +126,7 @@ func TestRouterFansOut(t *testing.T) {
 func TestRouterNaksWhenAPublishFails(t *testing.T) {
 	for _, subject := range []string{streams.DeliverSubject("w-live"), streams.EnqueuedSubject} {
 		t.Run(subject, func(t *testing.T) {
-			b := newBundle(hook("w-live", true))
+			b := newBundle(t, hook("w-live", true))
 			b.pub.Fail = map[string]bool{subject: true}
 			b.r.handle(b.event(event, nil), nil)
 			got := b.j.All()
@@ -135,7 +138,7 @@ func TestRouterNaksWhenAPublishFails(t *testing.T) {
 }
 
 func TestRouterAcksAnEventNobodyWants(t *testing.T) {
-	b := newBundle(hook("w-live", true))
+	b := newBundle(t, hook("w-live", true))
 	b.r.handle(b.event(`{"id":"ev-2","event_type":"alert.triggered","data":{}}`, nil), nil)
 	if got := b.j.All(); !slices.Equal(got, []string{"ack"}) {
 		t.Errorf("journal %v, want only the ack", got)
@@ -146,7 +149,7 @@ func TestRouterAcksAnEventNobodyWants(t *testing.T) {
 // copy of a delivery message published on an event subject (an agent's
 // pull request can name any reply subject).
 func TestRouterTerminatesWhatIsNotAnEvent(t *testing.T) {
-	b := newBundle(hook("w-live", true))
+	b := newBundle(t, hook("w-live", true))
 	b.r.handle(b.event(`not json`, nil), nil)
 	b.r.handle(b.event(event, nats.Header{streams.HdrDelivery: {"d-1"}}), nil)
 	b.r.handle(b.event(event, nats.Header{streams.HdrVersion: {"1"}}), nil)
@@ -170,7 +173,7 @@ func TestRouterNamesAnEventWithoutID(t *testing.T) {
 		{"from the stream sequence", nil, EventIDFromSeq(7)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			b := newBundle(hook("w-live", true))
+			b := newBundle(t, hook("w-live", true))
 			b.r.handle(b.event(`{"event_type":"deployment.applied","data":{}}`, c.header), nil)
 			m := b.pub.On(t, streams.DeliverSubject("w-live"))
 			var env struct {
@@ -186,33 +189,119 @@ func TestRouterNamesAnEventWithoutID(t *testing.T) {
 	}
 }
 
+// enqueueRecords decodes every enqueue record published, whether alone (with
+// its dedup id) or in a batch message (ids empty).
+func enqueueRecords(t *testing.T, pub *hermodtest.FakePub) (recs []streams.Enqueued, ids []string, batches []int) {
+	t.Helper()
+	for _, m := range pub.Published() {
+		if m.Subject != streams.EnqueuedSubject {
+			continue
+		}
+		entries := []json.RawMessage{m.Data}
+		id := m.Header.Get(streams.HdrMsgID)
+		if streams.IsOutcomeBatch(m.Header) {
+			var err error
+			if entries, err = streams.ReadEnqueuedBatch(m.Data); err != nil {
+				t.Fatal(err)
+			}
+			id = ""
+			batches = append(batches, len(entries))
+		}
+		for _, e := range entries {
+			var enq streams.Enqueued
+			if err := json.Unmarshal(e, &enq); err != nil {
+				t.Fatal(err)
+			}
+			recs, ids = append(recs, enq), append(ids, id)
+		}
+	}
+	return recs, ids, batches
+}
+
 // A fan-out too large for one enqueue record is split; the payload travels
-// in the first part only, and each part has its own dedup id.
+// in the first part only, and each part published alone has its own dedup
+// id.
 func TestRouterSplitsTheEnqueueRecord(t *testing.T) {
 	hooks := make([]*webhooks.Webhook, 0, maxEnqueuedItems+5)
 	for i := range maxEnqueuedItems + 5 {
 		hooks = append(hooks, hook("w"+strconv.Itoa(i), true))
 	}
-	b := newBundle(hooks...)
+	b := newBundle(t, hooks...)
 	b.r.handle(b.event(event, nil), nil)
-	var parts []streams.Enqueued
-	var ids []string
-	for _, m := range b.pub.Published() {
-		if m.Subject == streams.EnqueuedSubject {
-			var enq streams.Enqueued
-			if err := json.Unmarshal(m.Data, &enq); err != nil {
-				t.Fatal(err)
-			}
-			parts = append(parts, enq)
-			ids = append(ids, m.Header.Get(streams.HdrMsgID))
-		}
+	parts, ids, _ := enqueueRecords(t, b.pub)
+	if len(parts) == 2 && parts[0].Payload == nil { // published by the other publisher first
+		parts[0], parts[1], ids[0], ids[1] = parts[1], parts[0], ids[1], ids[0]
 	}
 	if len(parts) != 2 || len(parts[0].Deliveries) != maxEnqueuedItems || len(parts[1].Deliveries) != 5 ||
 		parts[0].Payload == nil || parts[1].Payload != nil {
 		t.Fatalf("%d parts", len(parts))
 	}
-	if !slices.Equal(ids, []string{"enq:ev-1:0", "enq:ev-1:" + strconv.Itoa(maxEnqueuedItems)}) {
-		t.Errorf("dedup ids %v", ids)
+	for i, want := range []string{"enq:ev-1:0", "enq:ev-1:" + strconv.Itoa(maxEnqueuedItems)} {
+		if ids[i] != "" && ids[i] != want {
+			t.Errorf("part %d: dedup id %q, want %q", i, ids[i], want)
+		}
+	}
+}
+
+// The enqueue records of events in hand together go in one message: while
+// both record publishers wait for their acknowledgements, the records of
+// the next events gather, and each event is acked only once the message
+// holding its record is acknowledged.
+func TestRouterBatchesEnqueueRecords(t *testing.T) {
+	b := newBundle(t, hook("w-live", true))
+	b.pub.Hold = true
+	const n = 6
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.r.handle(b.event(`{"id":"ev-`+strconv.Itoa(i)+`","event_type":"deployment.applied","data":{}}`, nil), nil)
+		}()
+	}
+	// Both publishers hold a message waiting for its acknowledgement, and
+	// every other event's record waits for them.
+	hermodtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		b.pub.AckSubject(streams.DeliverSubject("w-live"))
+		recs, _, _ := enqueueRecords(t, b.pub)
+		msgs := 0
+		for _, m := range b.pub.Published() {
+			if m.Subject == streams.EnqueuedSubject {
+				msgs++
+			}
+		}
+		if msgs != 2 || len(recs)+len(b.r.records.queue) != n {
+			return fmt.Errorf("%d enqueue messages (%d records) published and %d records waiting, want 2 messages and all %d records",
+				msgs, len(recs), len(b.r.records.queue), n)
+		}
+		return nil
+	})
+	if slices.Contains(b.j.All(), "ack") {
+		t.Fatalf("an event was acked before its enqueue record was acknowledged: %v", b.j.All())
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	hermodtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		b.pub.AckAll()
+		select {
+		case <-done:
+			return nil
+		default:
+			return fmt.Errorf("events still in hand: %v", b.j.All())
+		}
+	})
+	recs, _, batches := enqueueRecords(t, b.pub)
+	if len(recs) != n || len(batches) == 0 || batches[len(batches)-1] < 2 {
+		t.Errorf("%d records in %d batch messages (sizes %v), want %d with the later ones batched", len(recs), len(batches), batches, n)
+	}
+	acks := 0
+	for _, e := range b.j.All() {
+		if e == "ack" {
+			acks++
+		}
+	}
+	if acks != n {
+		t.Errorf("%d events acked, want %d", acks, n)
 	}
 }
 

@@ -118,6 +118,10 @@ type Rules struct {
 	LookupWait    time.Duration // how long to wait when the store cannot be asked
 }
 
+// MaxSaturatedWait caps how long a delivery to a saturated webhook is
+// parked (its average attempt duration, when longer than SaturatedWait).
+const MaxSaturatedWait = 5 * time.Second
+
 // DefaultRules are the engine's defaults.
 var DefaultRules = Rules{AcquireTTL: 60 * time.Second, MaxHold: 7 * 24 * time.Hour, MaxLostLeases: 5,
 	SaturatedWait: 100 * time.Millisecond, LookupWait: time.Second}
@@ -176,6 +180,9 @@ type Facts struct {
 	// Isolation, Ready only.
 	BreakerOpenUntil time.Time // zero or past: closed
 	Saturated        bool      // the webhook's in-flight limit is reached in this process
+	// SlotLatency: Saturated, the webhook's average attempt duration here
+	// (0: none ended yet); a slot is not expected back sooner.
+	SlotLatency time.Duration
 	// RenderErr: Ready, the webhook's format could not render the event
 	// (found when the attempt was about to be made). RendererDown: the
 	// template runner could not be started (this host's failure).
@@ -274,7 +281,11 @@ func beforeAttemptKind(f Facts) Decision {
 	case f.Now.Before(f.BreakerOpenUntil):
 		return Decision{Kind: Park, At: f.BreakerOpenUntil, Cause: CauseBreaker, Lost: l, Failed: f.Meta.Attempts}
 	case f.Saturated:
-		return Decision{Kind: Park, At: f.Now.Add(f.Rules.SaturatedWait), Cause: CauseSaturated, Lost: l, Failed: f.Meta.Attempts}
+		// Back when a slot may be free: after the webhook's average attempt
+		// (within SaturatedWait and MaxSaturatedWait), so a slow endpoint's
+		// queue does not cycle through the delay subject every 100 ms.
+		wait := min(max(f.SlotLatency, f.Rules.SaturatedWait), max(MaxSaturatedWait, f.Rules.SaturatedWait))
+		return Decision{Kind: Park, At: f.Now.Add(wait), Cause: CauseSaturated, Lost: l, Failed: f.Meta.Attempts}
 	case f.RendererDown:
 		return Decision{Kind: Park, At: f.Now.Add(f.Rules.LookupWait), Cause: CauseRenderer, Lost: l, Failed: f.Meta.Attempts}
 	case f.RenderErr != "":

@@ -41,6 +41,7 @@ type webhookState struct {
 	inflight int
 	waiters  []chan struct{} // FIFO; a released slot is handed to the first
 	latency  time.Duration   // moving average of attempt durations (0: none yet)
+	freed    time.Time       // when a slot last came free (or every slot was first taken)
 	// The breaker (breaker.go).
 	failures  int
 	openUntil time.Time

@@ -9,7 +9,10 @@ import "time"
 // come first served), but only when one is expected soon: its expected wait
 // is its place in line times the webhook's average attempt duration divided
 // by the slots, and that must fit the wait allowed (SlotWait, and what its
-// lease allows). A fast endpoint's deliveries therefore never leave the
+// lease allows); and no slot may have been stuck for long (none came free
+// for an eighth of the wait: a fast endpoint frees one every few
+// milliseconds, and an endpoint whose first attempts have not ended yet
+// has no average to go by). A fast endpoint's deliveries therefore never leave the
 // consumer's window; a slow or failing one's are parked on the delay
 // subject (Decide: Park, saturated) when the wait would be long or runs
 // out. At most Inflight deliveries wait per webhook, so one webhook holds
@@ -23,11 +26,14 @@ func (is *Isolation) Acquire(id string, wait time.Duration) bool {
 	st.mu.Lock()
 	if st.inflight < is.opts.Inflight {
 		st.inflight++
+		if st.inflight == is.opts.Inflight {
+			st.freed = time.Now() // every slot taken from now
+		}
 		st.mu.Unlock()
 		return true
 	}
 	wait = min(wait, is.opts.SlotWait)
-	if wait <= 0 || len(st.waiters) >= is.opts.Inflight || !st.soon(len(st.waiters)+1, is.opts.Inflight, wait) {
+	if wait <= 0 || len(st.waiters) >= is.opts.Inflight || !st.soon(len(st.waiters)+1, is.opts.Inflight, wait, time.Now()) {
 		st.mu.Unlock()
 		return false
 	}
@@ -66,6 +72,7 @@ func (is *Isolation) Release(id string) {
 	st := is.state(id)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.freed = time.Now()
 	if len(st.waiters) > 0 {
 		ch := st.waiters[0]
 		n := copy(st.waiters, st.waiters[1:])
@@ -85,13 +92,23 @@ func (is *Isolation) Waiting(id string) int {
 	return len(st.waiters)
 }
 
-// soon says whether the place-th in line can expect a slot within wait.
-// Before any attempt ended, nothing is known: the wait alone bounds it.
-func (st *webhookState) soon(place, slots int, wait time.Duration) bool {
-	if st.latency == 0 {
-		return true
+// soon says whether the place-th in line can expect a slot within wait at
+// now: slots come free (none has been stuck for an eighth of the wait),
+// and the average attempt says one will come for its place in time.
+func (st *webhookState) soon(place, slots int, wait time.Duration, now time.Time) bool {
+	if now.Sub(st.freed) > wait/8 {
+		return false
 	}
 	return st.latency*time.Duration(place)/time.Duration(slots) <= wait
+}
+
+// Latency is webhook id's moving-average attempt duration here (0: no
+// attempt ended yet).
+func (is *Isolation) Latency(id string) time.Duration {
+	st := is.state(id)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.latency
 }
 
 // observe adds an attempt's duration to the moving average (weight 1/8).

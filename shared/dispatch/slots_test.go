@@ -78,6 +78,7 @@ func TestWorkerParksWhenTheSlotWaitRunsOut(t *testing.T) {
 // Whether a delivery waits for a slot, and how it gets one.
 func TestSlots(t *testing.T) {
 	t.Run("a slow webhook's delivery is not held waiting", func(t *testing.T) {
+		// (A slot came free a moment ago: only the average says no.)
 		is := NewIsolation(IsolationOptions{Inflight: 2, SlotWait: time.Second})
 		is.Record("w", delivery.Success, 10*time.Second, t0) // 10 s / 2 slots: 5 s to a free slot
 		is.Acquire("w", 0)
@@ -93,15 +94,22 @@ func TestSlots(t *testing.T) {
 		}
 	})
 	t.Run("expected wait grows with the place in line", func(t *testing.T) {
-		st := &webhookState{latency: 100 * time.Millisecond}
+		st := &webhookState{latency: 100 * time.Millisecond, freed: t0}
 		// 4 slots, 100 ms each: one frees every 25 ms on average.
 		for place, want := range map[int]bool{1: true, 10: true, 11: false} {
-			if got := st.soon(place, 4, 250*time.Millisecond); got != want {
+			if got := st.soon(place, 4, 250*time.Millisecond, t0); got != want {
 				t.Errorf("place %d: soon %v, want %v", place, got, want)
 			}
 		}
-		if !(&webhookState{}).soon(1000, 1, time.Millisecond) {
-			t.Error("with no attempt ended yet, the wait alone bounds it")
+	})
+	t.Run("slots stuck: no wait", func(t *testing.T) {
+		// No attempt ended yet (no average): the first in line waits only
+		// while the slots were taken a moment ago.
+		st := &webhookState{freed: t0}
+		for since, want := range map[time.Duration]bool{0: true, 31 * time.Millisecond: true, 33 * time.Millisecond: false, time.Second: false} {
+			if got := st.soon(1, 4, 256*time.Millisecond, t0.Add(since)); got != want {
+				t.Errorf("%v after a slot came free: soon %v, want %v", since, got, want)
+			}
 		}
 	})
 	t.Run("at most Inflight deliveries wait", func(t *testing.T) {

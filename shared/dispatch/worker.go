@@ -152,7 +152,7 @@ func (w *Worker) Handle(p streams.Pulled) {
 		// Every slot is taken and none came free in time (slots.go).
 		now := w.deps.Now()
 		t.f.Waited += now.Sub(t.f.Now)
-		t.f.Now, t.f.Saturated = now, true
+		t.f.Now, t.f.Saturated, t.f.SlotLatency = now, true, w.iso.Latency(t.hook.ID)
 		dec = Decide(t.f)
 	}
 	if dec.RenewLease {

@@ -85,6 +85,26 @@ func (p *FakePub) AckAll() {
 	}
 }
 
+// AckSubject acknowledges the publishes on subject held so far, and no
+// other.
+func (p *FakePub) AckSubject(subject string) {
+	p.mu.Lock()
+	var mine []*FakeFuture
+	rest := p.held[:0]
+	for _, f := range p.held {
+		if f.msg.Subject == subject {
+			mine = append(mine, f)
+		} else {
+			rest = append(rest, f)
+		}
+	}
+	p.held = rest
+	p.mu.Unlock()
+	for _, f := range mine {
+		f.resolve()
+	}
+}
+
 // Published is every message published so far.
 func (p *FakePub) Published() []*nats.Msg {
 	p.mu.Lock()

@@ -244,3 +244,40 @@ func TestAgentOutcomeBatchWithAnUnknownDelivery(t *testing.T) {
 		t.Errorf("d-3: %+v %v, want delivered by agent:eu-1", d, err)
 	}
 }
+
+// A message of several events' enqueue records (the router's batch) makes
+// every delivery's pending record; a broken record loses only itself; the
+// same batch again (an event routed twice) changes nothing.
+func TestEnqueuedBatch(t *testing.T) {
+	r := startRecording(t)
+	record := func(event string, ids ...string) []byte {
+		e := streams.Enqueued{V: 1, EventID: event, EventType: "alert.triggered", CreatedAt: r.now, Payload: json.RawMessage(`{"id":"` + event + `"}`)}
+		for _, id := range ids {
+			e.Deliveries = append(e.Deliveries, streams.EnqueuedItem{DeliveryID: id, WebhookID: "w-1"})
+		}
+		data, _ := json.Marshal(e)
+		return data
+	}
+	batch := [][]byte{record("e-1", "d-1", "d-2"), []byte(`{"v":1,"event_id":7}`), record("e-2", "d-3")}
+	r.publish(t, streams.NewEnqueuedBatch(batch))
+	r.drained(t)
+	ctx := context.Background()
+	for _, id := range []string{"d-1", "d-2", "d-3"} {
+		if d, _, _, err := r.st.GetDelivery(ctx, id); err != nil || d.Status != streams.StatusPending {
+			t.Errorf("%s: %+v %v, want pending", id, d, err)
+		}
+	}
+	if n := strings.Count(r.logs.String(), `"message":"dropping an unreadable enqueue record"`); n != 1 {
+		t.Errorf("%d broken records logged, want 1: %s", n, r.logs.String())
+	}
+	var outs [][]byte
+	for _, id := range []string{"d-1", "d-2", "d-3"} {
+		outs = append(outs, r.success("w-1", id))
+	}
+	r.publish(t, streams.NewOutcomeBatch(streams.OutcomeSubject, outs))
+	r.publish(t, streams.NewEnqueuedBatch(batch)) // routed again: the records stay delivered
+	r.drained(t)
+	if err := r.counts("w-1", "d-1", "d-2", "d-3"); err != nil {
+		t.Fatal(err)
+	}
+}

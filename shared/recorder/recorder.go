@@ -212,18 +212,28 @@ func (r *Recorder) readBatch(batch []jetstream.Msg) (b store.Batch, later []jets
 				b.Breakers = append(b.Breakers, bs)
 			}
 		case streams.EnqueuedSubject:
-			var e streams.Enqueued
-			if err := json.Unmarshal(m.Data(), &e); err != nil || e.V > streams.SchemaVersion {
-				r.log.Error().Err(err).Int("v", e.V).Msg("dropping an unreadable enqueue record")
-				continue
+			entries := []json.RawMessage{m.Data()}
+			if streams.IsOutcomeBatch(m.Headers()) {
+				var err error
+				if entries, err = streams.ReadEnqueuedBatch(m.Data()); err != nil {
+					r.log.Error().Err(err).Msg("dropping an unreadable enqueue batch")
+					continue
+				}
 			}
-			b.Enqueued = append(b.Enqueued, e)
-			if enqueued == nil {
-				enqueued = make(map[string]string, len(e.Deliveries))
-			}
-			for _, it := range e.Deliveries {
-				if len(it.TargetLabels) > 0 { // only agents' deliveries are ever checked
-					enqueued[it.DeliveryID] = it.WebhookID
+			for _, data := range entries {
+				var e streams.Enqueued
+				if err := json.Unmarshal(data, &e); err != nil || e.V > streams.SchemaVersion {
+					r.log.Error().Err(err).Int("v", e.V).Msg("dropping an unreadable enqueue record")
+					continue
+				}
+				b.Enqueued = append(b.Enqueued, e)
+				if enqueued == nil {
+					enqueued = make(map[string]string, len(e.Deliveries))
+				}
+				for _, it := range e.Deliveries {
+					if len(it.TargetLabels) > 0 { // only agents' deliveries are ever checked
+						enqueued[it.DeliveryID] = it.WebhookID
+					}
 				}
 			}
 		default:

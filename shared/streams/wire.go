@@ -86,10 +86,12 @@ type Outcome struct {
 	TargetLabels []string `json:"target_labels,omitempty"`
 }
 
-// HdrBatch marks a results message on an outcome subject that carries
-// several outcomes (an OutcomeBatch); its value is how many. A message
-// without it carries one Outcome. The recorder tells the two apart by this
-// header alone, and counts a batch as that many outcomes in its own batches.
+// HdrBatch marks a results message that carries several entries: outcomes
+// (an OutcomeBatch) on an outcome subject, or enqueue records (an
+// EnqueuedBatch) on EnqueuedSubject; its value is how many. A message
+// without it carries one Outcome or one Enqueued. The recorder tells the two
+// apart by this header alone, and counts a batch as that many entries in
+// its own batches.
 const HdrBatch = "Hermod-Batch"
 
 // OutcomeBatch is the body of a batch message: the outcomes of several
@@ -104,27 +106,32 @@ type OutcomeBatch struct {
 // on subject: the outcomes themselves when there is one (a batch of one is
 // an ordinary outcome message), else an OutcomeBatch marked by HdrBatch.
 func NewOutcomeBatch(subject string, outcomes [][]byte) *nats.Msg {
-	if len(outcomes) == 1 {
-		return &nats.Msg{Subject: subject, Data: outcomes[0]}
+	return newBatch(subject, "outcomes", outcomes)
+}
+
+// newBatch is the message carrying entries on subject: the entry itself
+// when there is one, else {"v":..,"<field>":[entries]} marked by HdrBatch.
+func newBatch(subject, field string, entries [][]byte) *nats.Msg {
+	if len(entries) == 1 {
+		return &nats.Msg{Subject: subject, Data: entries[0]}
 	}
-	n := 32 // the envelope and the commas: {"v":1,"outcomes":[...]}
-	for _, o := range outcomes {
-		n++
-		n += len(o)
+	n := 16 + len(field) // {"v":1,"<field>":[...]}
+	for _, e := range entries {
+		n += len(e) + 1
 	}
 	var b bytes.Buffer
 	b.Grow(n)
 	b.WriteString(`{"v":`)
 	b.WriteString(strconv.Itoa(SchemaVersion))
-	b.WriteString(`,"outcomes":[`)
-	for i, o := range outcomes {
+	b.WriteString(`,"` + field + `":[`)
+	for i, e := range entries {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(o)
+		b.Write(e)
 	}
 	b.WriteString(`]}`)
-	return &nats.Msg{Subject: subject, Data: b.Bytes(), Header: nats.Header{HdrBatch: {strconv.Itoa(len(outcomes))}}}
+	return &nats.Msg{Subject: subject, Data: b.Bytes(), Header: nats.Header{HdrBatch: {strconv.Itoa(len(entries))}}}
 }
 
 // OutcomeCount is how many outcomes a results message carries: its
@@ -159,6 +166,39 @@ func ReadOutcomeBatch(data []byte) ([]json.RawMessage, error) {
 		return nil, errors.New("outcome batch without outcomes")
 	}
 	return b.Outcomes, nil
+}
+
+// EnqueuedBatch is the body of a batch message on EnqueuedSubject (marked by
+// HdrBatch): the enqueue records of several events, each an Enqueued as a
+// single message would carry it. Entries are read one by one, so a broken
+// entry loses only itself.
+type EnqueuedBatch struct {
+	V       int               `json:"v"`
+	Records []json.RawMessage `json:"records"`
+}
+
+// NewEnqueuedBatch is the message carrying enqueue records (each an encoded
+// Enqueued): the record itself when there is one, else an EnqueuedBatch
+// marked by HdrBatch.
+func NewEnqueuedBatch(records [][]byte) *nats.Msg {
+	return newBatch(EnqueuedSubject, "records", records)
+}
+
+// ReadEnqueuedBatch reads a batch message's body into its entries, each
+// still to be decoded as an Enqueued; an error means the body as a whole
+// is unreadable.
+func ReadEnqueuedBatch(data []byte) ([]json.RawMessage, error) {
+	var b EnqueuedBatch
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("enqueue batch: %w", err)
+	}
+	if b.V > SchemaVersion || b.V < 1 {
+		return nil, fmt.Errorf("enqueue batch of version %d", b.V)
+	}
+	if len(b.Records) == 0 {
+		return nil, errors.New("enqueue batch without records")
+	}
+	return b.Records, nil
 }
 
 // Enqueued tells the recorder which deliveries one event produced. The

@@ -1,0 +1,142 @@
+package router
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hermodhq/hermod/shared/streams"
+)
+
+// Limits of one message of enqueue records: well under the NATS payload
+// limit, and small enough that one slow event does not hold many others.
+const (
+	maxRecordsPerMsg = 128
+	maxRecordBytes   = 512 << 10
+)
+
+// records publishes the enqueue records of the events in hand, several in
+// one results message: a router worker hands its event's records over and
+// waits until the message holding them is acknowledged (its event is acked
+// only then). Each of two publishers takes the first record waiting and
+// whatever else waits at that moment; there is no linger, so a lone
+// event's record goes at once, and records gather only while both
+// publishers wait for their acknowledgements. A message of one record is
+// an ordinary enqueue record with its message id; a batch has none (a
+// record written twice changes nothing: the recorder's merge only moves a
+// delivery forward).
+type records struct {
+	pub   Publisher
+	queue chan *recordJob
+	done  chan struct{}
+}
+
+type recordJob struct {
+	data  []byte
+	msgID string
+	res   chan error // buffered: the publisher never waits for the worker
+}
+
+func newRecords(pub Publisher) *records {
+	rs := &records{pub: pub, queue: make(chan *recordJob, 1024), done: make(chan struct{})}
+	finished := make(chan struct{}, 2)
+	for range 2 {
+		go func() {
+			defer func() { finished <- struct{}{} }()
+			rs.publishLoop()
+		}()
+	}
+	go func() { <-finished; <-finished; close(rs.done) }()
+	return rs
+}
+
+// close stops the publishers once every record handed over is published.
+func (rs *records) close() {
+	close(rs.queue)
+	<-rs.done
+}
+
+// publish hands encoded records over and waits until they are stored.
+func (rs *records) publish(data [][]byte, msgIDs []string) error {
+	jobs := make([]*recordJob, len(data))
+	for i := range data {
+		jobs[i] = &recordJob{data: data[i], msgID: msgIDs[i], res: make(chan error, 1)}
+		rs.queue <- jobs[i]
+	}
+	var first error
+	for _, j := range jobs {
+		if err := <-j.res; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (rs *records) publishLoop() {
+	var carry *recordJob // a record too big to join the last batch: it starts the next
+	for {
+		j := carry
+		carry = nil
+		if j == nil {
+			var ok bool
+			if j, ok = <-rs.queue; !ok {
+				return
+			}
+		}
+		batch, size := []*recordJob{j}, len(j.data)
+	gather:
+		for len(batch) < maxRecordsPerMsg {
+			select {
+			case next, ok := <-rs.queue:
+				if !ok {
+					break gather
+				}
+				if size+len(next.data) > maxRecordBytes {
+					carry = next
+					break gather
+				}
+				batch, size = append(batch, next), size+len(next.data)
+			default:
+				break gather
+			}
+		}
+		rs.send(batch)
+	}
+}
+
+// send publishes one message of batch's records and reports its
+// acknowledgement to each.
+func (rs *records) send(batch []*recordJob) {
+	var msg *nats.Msg
+	if len(batch) == 1 {
+		msg = &nats.Msg{Subject: streams.EnqueuedSubject, Data: batch[0].data,
+			Header: nats.Header{streams.HdrMsgID: {batch[0].msgID}}}
+	} else {
+		data := make([][]byte, len(batch))
+		for i, j := range batch {
+			data[i] = j.data
+		}
+		msg = streams.NewEnqueuedBatch(data)
+	}
+	err := waitAck(rs.pub, msg)
+	for _, j := range batch {
+		j.res <- err
+	}
+}
+
+// waitAck publishes msg and waits for its acknowledgement.
+func waitAck(pub Publisher, msg *nats.Msg) error {
+	f, err := pub.PublishMsgAsync(msg)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-time.After(ackTimeout):
+		return fmt.Errorf("enqueue record acknowledgement timed out")
+	}
+}
