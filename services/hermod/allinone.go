@@ -84,7 +84,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.MaxEventBytes = int64(r.Int("HERMOD_MAX_EVENT_BYTES", 256<<10, 1024, 8<<20))
 	c.AllowCIDRs, _ = envconfig.AllowCIDRs(r, LoopbackCIDRs)
 	c.Concurrency = r.Int("HERMOD_DELIVERY_CONCURRENCY", 64, 1, 10000)
-	c.RouterWorkers = r.Int("HERMOD_ROUTER_WORKERS", 8, 1, 256)
+	c.RouterWorkers = r.Int("HERMOD_ROUTER_WORKERS", 32, 1, 256)
 	c.Isolation = envconfig.ReadIsolation(r)
 	c.CalloutSeed = r.Secret("HERMOD_AUTH_CALLOUT_SEED", "")
 	r.Check(c.CalloutSeed == "" || strings.HasPrefix(c.CalloutSeed, "SA"), "HERMOD_AUTH_CALLOUT_SEED", "must be an account seed (SA...)")

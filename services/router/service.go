@@ -28,7 +28,7 @@ type Config struct {
 func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c := Config{Common: envconfig.ReadCommon(r, true)}
 	c.OpsAddr = r.String("HERMOD_OPS_ADDR", ":8081")
-	c.Workers = r.Int("HERMOD_ROUTER_WORKERS", 8, 1, 256)
+	c.Workers = r.Int("HERMOD_ROUTER_WORKERS", 32, 1, 256)
 	return c, r.Err()
 }
 
