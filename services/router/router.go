@@ -59,10 +59,10 @@ type Router struct {
 	js      jetstream.JetStream
 	pub     Publisher
 	records *records // set by Run
-	ix   Matcher
-	log  zerolog.Logger
-	m    *metrics.Routing
-	opts Options
+	ix      Matcher
+	log     zerolog.Logger
+	m       *metrics.Routing
+	opts    Options
 }
 
 // New builds a router.
