@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/ops"
 	"github.com/hermodhq/hermod/shared/streams"
+	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
 // The hostile-input suite: every route refuses a request without valid
@@ -82,7 +84,7 @@ func startHostile(t *testing.T) *hostile {
 
 	// The objects the routes' path parameters point at.
 	code, body := h.call("POST", "/api/v1/webhooks", bearer(hostileKey),
-		[]byte(`{"name":"target","url":"https://example.test/hook","event_types":["*"]}`))
+		[]byte(`{"name":"target","url":"https://127.0.0.1:9/hook","event_types":["*"]}`))
 	if code != http.StatusCreated {
 		t.Fatalf("create webhook: %d %s", code, body)
 	}
@@ -450,4 +452,258 @@ func (h *hostile) serveForm(path string, form url.Values, cred header) (*httptes
 			cred(r)
 		}
 	}), []byte(form.Encode()))
+}
+
+// badBodies are a body-taking route's own hostile bodies: a known field of
+// the wrong type, NUL and CR/LF inside strings, and numbers no field holds.
+type badBodies struct{ wrongType, nul, crlf, hugeFloat, hugeInt string }
+
+// bodyCases lists, for every POST, PUT and PATCH API route that reads a
+// JSON body, its own hostile bodies (the generic ones apply to all).
+var bodyCases = map[string]badBodies{
+	"POST /api/v1/webhooks": {
+		wrongType: `{"name":"n","url":"https://example.test/h","event_types":"*"}`,
+		nul:       `{"name":"a\u0000b","url":"https://example.test/h","event_types":["*"]}`,
+		crlf:      `{"name":"n","url":"https://example.test/h","event_types":["*"],"headers":{"X-A":"a\r\nX-B: b"}}`,
+		hugeFloat: `{"name":"n","url":"https://example.test/h","event_types":["*"],"max_retries":1e400}`,
+		hugeInt:   `{"name":"n","url":"https://example.test/h","event_types":["*"],"timeout_seconds":99999999999999999999999}`,
+	},
+	"PUT /api/v1/webhooks/:id": {
+		wrongType: `{"enabled":"yes"}`, nul: `{"name":"a\u0000b"}`, crlf: `{"url":"https://example.test/a\r\nHost: evil.test"}`,
+		hugeFloat: `{"timeout_seconds":1e400}`, hugeInt: `{"max_retries":99999999999999999999999}`,
+	},
+	"PATCH /api/v1/webhooks/:id": {
+		wrongType: `{"event_types":{"a":1}}`, nul: `{"auth_header":"Bearer a\u0000b"}`, crlf: `{"name":"a\r\nb"}`,
+		hugeFloat: `{"max_retries":1e400}`, hugeInt: `{"timeout_seconds":-99999999999999999999999}`,
+	},
+	"POST /api/v1/webhooks/:id/preview": {
+		wrongType: `{"event_type":["alert.triggered"]}`, nul: `{"event_type":"alert.triggered\u0000"}`,
+		crlf: `{"event":{"event_type":"alert.triggered\r\n","data":{}}}`, hugeFloat: `{"event_type":1e400}`,
+		hugeInt: `{"event":{"event_type":99999999999999999999999}}`,
+	},
+	"POST /api/v1/webhooks/preview": {
+		wrongType: `{"webhook":"format"}`, nul: `{"webhook":{"name":"a\u0000b","format":"slack"}}`,
+		crlf: `{"webhook":{"format":"slack\r\n"}}`, hugeFloat: `{"webhook":{"max_retries":1e400}}`,
+		hugeInt: `{"webhook":{"timeout_seconds":99999999999999999999999}}`,
+	},
+	"POST /api/v1/webhooks/:id/secret/rotate": {
+		wrongType: `{"overlap_seconds":"1h"}`, nul: `{"secret":"whsec_\u0000AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`,
+		crlf: `{"secret":"whsec_AAAA\r\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`, hugeFloat: `{"overlap_seconds":1e400}`,
+		hugeInt: `{"overlap_seconds":99999999999999999999999}`,
+	},
+	"POST /api/v1/events": {
+		wrongType: `{"event_type":"alert.triggered","data":{},"labels":["env:prod"]}`,
+		nul:       `{"event_type":"alert.triggered","data":{},"labels":{"env":"a\u0000b"}}`,
+		crlf:      `{"event_type":"alert.triggered","data":{},"id":"a\r\nb"}`,
+		hugeFloat: `{"event_type":"alert.triggered","data":{},"id":1e400}`,
+		hugeInt:   `{"event_type":99999999999999999999999,"data":{}}`,
+	},
+	"POST /api/v1/agents": {
+		wrongType: `{"id":"edge-2","labels":"env:prod"}`, nul: `{"id":"edge\u0000","labels":["env:prod"]}`,
+		crlf: `{"id":"edge-2","labels":["env:prod\r\nx"]}`, hugeFloat: `{"id":1e400,"labels":["env:prod"]}`,
+		hugeInt: `{"id":"edge-2","labels":[99999999999999999999999]}`,
+	},
+	"PUT /api/v1/agents/:id": {
+		wrongType: `{"labels":{"env":"prod"}}`, nul: `{"labels":["env:\u0000"]}`, crlf: `{"labels":["env\r\n:prod"]}`,
+		hugeFloat: `{"labels":[1e400]}`, hugeInt: `{"labels":99999999999999999999999}`,
+	},
+}
+
+// bodyless are the POST routes that take no body (none is documented):
+// whatever comes is not read; they must still never fail or hang on one.
+// The catch-all of unknown API routes answers 404 whatever the body.
+var bodyless = map[string]bool{
+	"POST /api/v1/webhooks/:id/pause": true, "POST /api/v1/webhooks/:id/resume": true,
+	"POST /api/v1/webhooks/:id/test": true, "POST /api/v1/deliveries/:id/retry": true,
+	"POST /api/v1/*": true, "PUT /api/v1/*": true, "PATCH /api/v1/*": true,
+}
+
+// hostileAllocFactor bounds what handling one oversized or deeply nested
+// body may allocate: this many times the route's body limit, plus
+// hostileAllocSlack for the request's fixed costs. The bodies sent are 10 MB
+// and 100,000 levels deep; the limits are 64 KiB (256 KiB for events).
+const (
+	hostileAllocFactor = 8
+	hostileAllocSlack  = 2 << 20
+)
+
+// Every body-taking route refuses every malformed body with a 4xx and the
+// envelope, never a 5xx, never a hang, and allocates a bounded amount for
+// the largest and deepest ones; the routes without a body ignore it the same
+// way. Bodies go to real objects, so the handlers read them.
+func TestHostileBodies(t *testing.T) {
+	h := startHostile(t)
+	huge := bytes.Repeat([]byte("a"), 10<<20)
+	copy(huge, `{"name":"`)
+	generic := []struct {
+		name string
+		body []byte
+		big  bool // measured
+	}{
+		{"invalid JSON", []byte(`{"name":`), false},
+		{"not an object", []byte(`["name"]`), false},
+		{"a bare string", []byte(`"x"`), false},
+		{"null", []byte(`null`), false},
+		{"trailing data after the object", []byte(`{} {"name":"x"}`), false},
+		{"trailing garbage after the object", []byte(`{}garbage`), false},
+		{"an unknown field", []byte(`{"no_such_field":1}`), false},
+		{"a duplicate unknown field beside known ones", []byte(`{"zz":1,"zz":2}`), false},
+		{"invalid UTF-8", []byte("{\"name\":\"\xff\xfe\"}"), false},
+		{"a 10 MB body", huge, true},
+		{"100,000 nested arrays", bytes.Repeat([]byte("["), 100_000), true},
+		{"100,000 nested objects", []byte(strings.Repeat(`{"a":`, 100_000) + "1" + strings.Repeat("}", 100_000)), true},
+		{"100,000 nested arrays, closed", []byte(strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000)), true},
+	}
+	var peak struct {
+		bytes uint64
+		what  string
+	}
+	seen := map[string]bool{}
+	for _, r := range h.routes() {
+		name := r.String()
+		if r.method != http.MethodPost && r.method != http.MethodPut && r.method != http.MethodPatch {
+			continue
+		}
+		if pageRoutes[name] {
+			continue // TestHostileFormBodies
+		}
+		path := h.concrete(r)
+		own, reads := bodyCases[name]
+		switch {
+		case reads:
+			seen[name] = true
+		case bodyless[name]:
+			seen[name] = true
+		default:
+			t.Errorf("%s takes a body the suite does not know of: add it to bodyCases or bodyless", name)
+			continue
+		}
+		type bodyCase struct {
+			name string
+			body []byte
+			big  bool
+		}
+		var cases []bodyCase
+		for _, g := range generic {
+			cases = append(cases, bodyCase(g))
+		}
+		if reads {
+			cases = append(cases, bodyCase{"a known field of the wrong type", []byte(own.wrongType), false},
+				bodyCase{"NUL inside a string", []byte(own.nul), false}, bodyCase{"CR/LF inside a string", []byte(own.crlf), false},
+				bodyCase{"1e400", []byte(own.hugeFloat), false}, bodyCase{"99999999999999999999999", []byte(own.hugeInt), false})
+		}
+		limit := h.s.opts.MaxBodyBytes
+		if name == "POST /api/v1/events" {
+			limit = h.s.opts.MaxEventBytes
+		}
+		for _, c := range cases {
+			what := fmt.Sprintf("%s with %s", name, c.name)
+			var before, after runtime.MemStats
+			if c.big {
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+			}
+			rec, err := h.serve(r.method, path, bearer(hostileKey), c.body)
+			if c.big {
+				runtime.ReadMemStats(&after)
+			}
+			if err != nil {
+				t.Errorf("%s: %v", what, err)
+				continue
+			}
+			if rec.Code >= 500 {
+				t.Errorf("%s: %d: %.300s", what, rec.Code, rec.Body.String())
+				continue
+			}
+			if reads && (rec.Code < 400 || rec.Code >= 500) {
+				t.Errorf("%s: %d, want a 4xx: %.300s", what, rec.Code, rec.Body.String())
+				continue
+			}
+			if rec.Code >= 400 {
+				envelope(t, what, rec)
+			}
+			if c.big {
+				alloc := after.TotalAlloc - before.TotalAlloc
+				if bound := uint64(hostileAllocFactor*limit + hostileAllocSlack); alloc > bound {
+					t.Errorf("%s: allocated %d bytes, bound %d (%d × the %d-byte limit + %d)", what, alloc, bound,
+						hostileAllocFactor, limit, hostileAllocSlack)
+				}
+				if alloc > peak.bytes {
+					peak.bytes, peak.what = alloc, what
+				}
+				t.Logf("%s: %d %s, %d bytes allocated", what, rec.Code, envelopeCode(rec), alloc)
+			}
+		}
+	}
+	for name := range bodyCases {
+		if !seen[name] {
+			t.Errorf("%s is listed but not registered", name)
+		}
+	}
+	for name := range bodyless {
+		if !seen[name] {
+			t.Errorf("%s is listed but not registered", name)
+		}
+	}
+	t.Logf("peak allocation: %d bytes (%s)", peak.bytes, peak.what)
+
+	// None of it changed the objects.
+	code, body := h.call("GET", "/api/v1/webhooks/"+h.webhook, bearer(hostileKey), nil)
+	var w WebhookView
+	if err := json.Unmarshal(body, &w); err != nil || code != http.StatusOK || w.Name != "target" || w.MaxRetries != webhooks.DefaultMaxRetries {
+		t.Errorf("the webhook after the hostile bodies: %d %s", code, body)
+	}
+	if code, body := h.call("GET", "/api/v1/agents/"+h.agent, bearer(hostileKey), nil); code != http.StatusOK ||
+		!strings.Contains(string(body), `"labels":["env:prod"]`) {
+		t.Errorf("the agent after the hostile bodies: %d %s", code, body)
+	}
+	if code, body := h.call("GET", "/api/v1/agents", bearer(hostileKey), nil); code != http.StatusOK ||
+		strings.Count(string(body), `"id"`) != 1 {
+		t.Errorf("agents after the hostile bodies: %d %s", code, body)
+	}
+}
+
+func envelopeCode(rec *httptest.ResponseRecorder) string {
+	var e APIError
+	_ = json.Unmarshal(rec.Body.Bytes(), &e)
+	return e.Code
+}
+
+// The page's forms (sign-in, and sign-out of a real session) refuse every
+// hostile body with a 4xx, within the form limit's allocation.
+func TestHostileFormBodies(t *testing.T) {
+	h := startHostile(t)
+	bodies := map[string][]byte{
+		"a 10 MB body":           bytes.Repeat([]byte("a"), 10<<20),
+		"100,000 nested arrays":  bytes.Repeat([]byte("["), 100_000),
+		"100,000 nested objects": []byte(strings.Repeat(`{"a":`, 100_000)),
+		"invalid JSON":           []byte(`{"key":`),
+		"NUL and CR/LF":          []byte("key=a%00b&csrf=x%0D%0Ay"),
+		"a bad escape":           []byte("key=%zz"),
+	}
+	for _, path := range []string{"/signin", "/signout"} {
+		for what, body := range bodies {
+			for _, ct := range []string{"application/x-www-form-urlencoded", "application/json"} {
+				name := fmt.Sprintf("POST %s (%s) with %s", path, ct, what)
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				rec, err := h.serve("POST", path, both(cookie(h.cookie), raw("Content-Type", ct)), body)
+				runtime.ReadMemStats(&after)
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+					continue
+				}
+				if rec.Code < 400 || rec.Code >= 500 {
+					t.Errorf("%s: %d, want a 4xx: %.200s", name, rec.Code, rec.Body.String())
+				}
+				if alloc := after.TotalAlloc - before.TotalAlloc; alloc > hostileAllocFactor*maxFormBytes+hostileAllocSlack {
+					t.Errorf("%s: allocated %d bytes", name, alloc)
+				}
+			}
+		}
+	}
+	if code := pageStatus(h.s.Handler(), h.cookie); code != http.StatusOK {
+		t.Errorf("the session after the hostile forms: %d", code)
+	}
 }
