@@ -241,10 +241,10 @@ var publicRoutes = map[string]bool{
 	"GET /signin": true, "GET /static/*": true,
 }
 
-// The page itself (GET /) is documented as public: it answers everyone,
-// with the app for a session and a redirect to sign in for anyone else.
 
-// pageRoutes are the page's routes that take a session, not a key.
+// pageRoutes are the page's routes that take a session, not a key. The
+// OpenAPI document marks them public: they answer everyone, the page with a
+// redirect to sign in and the forms with a refusal without a session.
 var pageRoutes = map[string]bool{"GET /": true, "POST /signin": true, "POST /signout": true}
 
 // Every route refuses every request without valid credentials: no key, a
