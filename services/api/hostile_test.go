@@ -241,7 +241,6 @@ var publicRoutes = map[string]bool{
 	"GET /signin": true, "GET /static/*": true,
 }
 
-
 // pageRoutes are the page's routes that take a session, not a key. The
 // OpenAPI document marks them public: they answer everyone, the page with a
 // redirect to sign in and the forms with a refusal without a session.
