@@ -66,6 +66,9 @@ fuzz:
 	cd shared && $(FUZZ) '^FuzzParseEnvelope$$' ./matching
 	cd shared && $(FUZZ) '^FuzzSetMatch$$' ./matching
 	cd shared && $(FUZZ) '^FuzzRender$$' ./formats
+	cd shared && $(FUZZ) '^FuzzVerify$$' ./signing
+	cd shared && $(FUZZ) '^FuzzCanonicalLabels$$' ./webhooks
+	cd services/api && $(FUZZ) '^FuzzDecodeEvent$$' .
 
 # Browser screenshots of the Webhooks page into docs/images (the README shows them).
 screenshots: build

@@ -24,23 +24,42 @@ func (s *Server) eventTypes(c echo.Context) error {
 }
 
 // publishEvent validates an event, wraps it in the envelope and publishes it
-// on the subject named by its type, with its id as Nats-Msg-Id. It is long
-// because each check of the request answers with its own field error, in
-// the order a caller fixes them.
+// on the subject named by its type, with its id as Nats-Msg-Id.
 func (s *Server) publishEvent(c echo.Context) error {
 	body, err := readBody(c, s.opts.MaxEventBytes)
 	if err != nil {
 		return err
 	}
+	env, err := decodeEvent(body, s.cat)
+	if err != nil {
+		return err
+	}
+	payload, err := json.Marshal(env)
+	if err != nil {
+		return err
+	}
+	ack, err := s.js.PublishMsg(c.Request().Context(), &nats.Msg{Subject: streams.EventSubject(env.EventType), Data: payload,
+		Header: nats.Header{streams.HdrMsgID: {env.ID}}})
+	if err != nil {
+		return unavailable("nats", err)
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"id": env.ID, "duplicate": ack.Duplicate})
+}
+
+// decodeEvent checks an event body and makes its envelope (a new id when
+// the body names none). Every refusal is an *APIError (400 or 422). It is
+// long because each check answers with its own field error, in the order a
+// caller fixes them.
+func decodeEvent(body []byte, cat *catalog.Catalog) (matching.Envelope, error) {
 	raw, err := webhooks.DecodeObject(body)
 	if err != nil {
-		return badRequest(err.Error())
+		return matching.Envelope{}, badRequest(err.Error())
 	}
 	for k := range raw {
 		switch k {
 		case "event_type", "data", "id", "labels":
 		default:
-			return invalidField(k, "unknown field")
+			return matching.Envelope{}, invalidField(k, "unknown field")
 		}
 	}
 	var req struct {
@@ -50,48 +69,38 @@ func (s *Server) publishEvent(c echo.Context) error {
 		Labels    map[string]string `json:"labels"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
-		return invalidField(fieldOf(err), "has the wrong type")
+		return matching.Envelope{}, invalidField(fieldOf(err), "has the wrong type")
 	}
 	if req.EventType == nil {
-		return invalidField("event_type", "is required")
+		return matching.Envelope{}, invalidField("event_type", "is required")
 	}
-	if !s.cat.Known(*req.EventType) || *req.EventType == catalog.TestEventType {
-		return invalidField("event_type", "is not a type of the catalogue (GET /api/v1/event-types)")
+	if !cat.Known(*req.EventType) || *req.EventType == catalog.TestEventType {
+		return matching.Envelope{}, invalidField("event_type", "is not a type of the catalogue (GET /api/v1/event-types)")
 	}
 	if _, ok := raw["data"]; !ok {
-		return invalidField("data", "is required")
+		return matching.Envelope{}, invalidField("data", "is required")
 	}
 	id := uuid.NewString()
 	if req.ID != nil {
 		if !eventIDRe.MatchString(*req.ID) {
-			return invalidField("id", "must be 1 to 128 characters of [A-Za-z0-9._:-]")
+			return matching.Envelope{}, invalidField("id", "must be 1 to 128 characters of [A-Za-z0-9._:-]")
 		}
 		id = *req.ID
 	}
 	if len(req.Labels) > webhooks.MaxLabels {
-		return invalidField("labels", "at most 16 labels")
+		return matching.Envelope{}, invalidField("labels", "at most 16 labels")
 	}
 	for k, v := range req.Labels {
 		if _, err := webhooks.CanonicalLabels("labels", []string{k + ":" + v}); err != nil {
-			return invalidField("labels", "label "+k+"="+v+" breaks the label rules")
+			return matching.Envelope{}, invalidField("labels", "label "+k+"="+v+" breaks the label rules")
 		}
 	}
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, req.Data); err != nil {
-		return badRequest("malformed JSON in data")
+		return matching.Envelope{}, badRequest("malformed JSON in data")
 	}
-	env := matching.Envelope{ID: id, EventType: *req.EventType, Timestamp: time.Now().UTC().Format(time.RFC3339Nano),
-		Data: compact.Bytes(), Labels: req.Labels}
-	payload, err := json.Marshal(env)
-	if err != nil {
-		return err
-	}
-	ack, err := s.js.PublishMsg(c.Request().Context(), &nats.Msg{Subject: streams.EventSubject(env.EventType), Data: payload,
-		Header: nats.Header{streams.HdrMsgID: {id}}})
-	if err != nil {
-		return unavailable("nats", err)
-	}
-	return c.JSON(http.StatusAccepted, map[string]any{"id": id, "duplicate": ack.Duplicate})
+	return matching.Envelope{ID: id, EventType: *req.EventType, Timestamp: time.Now().UTC().Format(time.RFC3339Nano),
+		Data: compact.Bytes(), Labels: req.Labels}, nil
 }
 
 func fieldOf(err error) string {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
@@ -195,7 +196,8 @@ func unauthorized(c echo.Context) error {
 	return apiErr(http.StatusUnauthorized, "unauthorized", "a valid admin key is required (Authorization: Bearer <key>)")
 }
 
-// readBody reads at most limit bytes of the body; more is 413.
+// readBody reads at most limit bytes of the body; more is 413, and a body
+// that is not UTF-8 is 400.
 func readBody(c echo.Context, limit int64) ([]byte, error) {
 	r := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
 	b, err := io.ReadAll(r)
@@ -207,6 +209,10 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 			return nil, e
 		}
 		return nil, badRequest("could not read the body")
+	}
+	// encoding/json would turn invalid bytes into U+FFFD and store them.
+	if !utf8.Valid(b) {
+		return nil, badRequest("malformed JSON: the body is not valid UTF-8")
 	}
 	return b, nil
 }

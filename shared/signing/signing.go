@@ -37,7 +37,10 @@ func Generate() (string, error) {
 // Key decodes the HMAC key of a secret, checking its form.
 func Key(secret string) ([]byte, error) {
 	rest, ok := strings.CutPrefix(secret, Prefix)
-	if !ok {
+	// The base64 decoder skips CR and LF: a secret holding them would be
+	// kept as given yet sign as another string, which a receiver's library
+	// may not decode the same way.
+	if !ok || strings.ContainsAny(rest, "\r\n") {
 		return nil, ErrBadSecret
 	}
 	key, err := base64.StdEncoding.DecodeString(rest)

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/hermodhq/hermod/shared/catalog"
@@ -429,6 +430,9 @@ func applyField(w *Webhook, f string, r json.RawMessage, cat *catalog.Catalog) e
 		s = strings.TrimSpace(s)
 		if n := utf8.RuneCountInString(s); n < 1 || n > 255 {
 			return fieldErr(f, "must be 1 to 255 characters")
+		}
+		if strings.ContainsFunc(s, unicode.IsControl) {
+			return fieldErr(f, "must be one line without control characters (such as NUL, CR or LF)")
 		}
 		w.Name = s
 	case "description":
