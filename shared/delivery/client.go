@@ -82,21 +82,8 @@ type Client struct {
 func NewClient(o ClientOptions) *Client {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	if o.Guard {
-		var v4, v6 []netip.Prefix
-		for _, p := range o.Allow {
-			if p.Addr().Is4() {
-				v4 = append(v4, p)
-			} else {
-				v6 = append(v6, p)
-			}
-		}
-		g := ssrf.New(ssrf.WithAnyPort(), ssrf.WithAllowedV4Prefixes(v4...), ssrf.WithAllowedV6Prefixes(v6...))
-		dialer.Control = func(network, address string, _ syscall.RawConn) error {
-			if err := g.Safe(network, address, nil); err != nil {
-				return fmt.Errorf("%w: %s", ErrRefusedDestination, err.Error())
-			}
-			return nil
-		}
+		guard := DialGuard(o.Allow)
+		dialer.Control = func(network, address string, _ syscall.RawConn) error { return guard(network, address) }
 	}
 	if o.MaxIdlePerHost <= 0 {
 		o.MaxIdlePerHost = 128
@@ -121,6 +108,30 @@ func NewClient(o ClientOptions) *Client {
 		hc: &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
+	}
+}
+
+// DialGuard is the SSRF guard: it says whether the client may connect to
+// address ("ip:port", as dialled after DNS) on network, refusing every
+// non-public range (loopback, private, link-local, shared, documentation,
+// benchmarking, multicast, reserved, IPv4-mapped and NAT64 forms of them)
+// except those in allow. It runs as the dialler's Control, so a refused
+// address is never contacted.
+func DialGuard(allow []netip.Prefix) func(network, address string) error {
+	var v4, v6 []netip.Prefix
+	for _, p := range allow {
+		if p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
+	}
+	g := ssrf.New(ssrf.WithAnyPort(), ssrf.WithAllowedV4Prefixes(v4...), ssrf.WithAllowedV6Prefixes(v6...))
+	return func(network, address string) error {
+		if err := g.Safe(network, address, nil); err != nil {
+			return fmt.Errorf("%w: %s", ErrRefusedDestination, err.Error())
+		}
+		return nil
 	}
 }
 
