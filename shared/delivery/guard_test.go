@@ -32,9 +32,9 @@ func TestDialGuardRanges(t *testing.T) {
 		"127.0.0.1", "127.255.255.254", // loopback
 		"169.254.0.1", "169.254.169.254", // link-local, cloud metadata
 		"172.16.0.1", "172.31.255.254", // private
-		"192.0.0.1",                   // IETF protocol assignments
-		"192.0.2.1",                   // documentation
-		"192.88.99.1",                 // 6to4 relay anycast
+		"192.0.0.1",                  // IETF protocol assignments
+		"192.0.2.1",                  // documentation
+		"192.88.99.1",                // 6to4 relay anycast
 		"192.168.0.1", "192.168.1.1", // private
 		"198.18.0.1", "198.19.255.254", // benchmarking
 		"198.51.100.1", "203.0.113.1", // documentation
