@@ -197,13 +197,12 @@ func enqueueRecords(t *testing.T, pub *hermodtest.FakePub) (recs []streams.Enque
 		if m.Subject != streams.EnqueuedSubject {
 			continue
 		}
-		entries := []json.RawMessage{m.Data}
+		entries, err := streams.Entries(m.Header, m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
 		id := m.Header.Get(streams.HdrMsgID)
-		if streams.IsOutcomeBatch(m.Header) {
-			var err error
-			if entries, err = streams.ReadEnqueuedBatch(m.Data); err != nil {
-				t.Fatal(err)
-			}
+		if len(entries) > 1 {
 			id = ""
 			batches = append(batches, len(entries))
 		}

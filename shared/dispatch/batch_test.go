@@ -27,15 +27,12 @@ func deliverN(b *bundle, w *Worker, n int) {
 // (the test fails on an unreadable one).
 func batchIDs(t *testing.T, m *nats.Msg) []string {
 	t.Helper()
-	entries := []json.RawMessage{m.Data}
-	if streams.IsOutcomeBatch(m.Header) {
-		var err error
-		if entries, err = streams.ReadOutcomeBatch(m.Data); err != nil {
-			t.Fatal(err)
-		}
-		if streams.OutcomeCount(m.Header) != len(entries) {
-			t.Errorf("header says %d outcomes, the body holds %d", streams.OutcomeCount(m.Header), len(entries))
-		}
+	entries, err := streams.Entries(m.Header, m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if streams.EntryCount(m.Header) != len(entries) {
+		t.Errorf("header says %d outcomes, the body holds %d", streams.EntryCount(m.Header), len(entries))
 	}
 	var ids []string
 	for _, e := range entries {

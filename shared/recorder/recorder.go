@@ -141,7 +141,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 				timer.Reset(r.opts.MaxDelay)
 			}
 			batch = append(batch, m)
-			outcomes += streams.OutcomeCount(m.Headers())
+			outcomes += streams.EntryCount(m.Headers())
 			if outcomes >= r.opts.BatchSize {
 				timer.Stop()
 				flush()
@@ -212,13 +212,10 @@ func (r *Recorder) readBatch(batch []jetstream.Msg) (b store.Batch, later []jets
 				b.Breakers = append(b.Breakers, bs)
 			}
 		case streams.EnqueuedSubject:
-			entries := []json.RawMessage{m.Data()}
-			if streams.IsOutcomeBatch(m.Headers()) {
-				var err error
-				if entries, err = streams.ReadEnqueuedBatch(m.Data()); err != nil {
-					r.log.Error().Err(err).Msg("dropping an unreadable enqueue batch")
-					continue
-				}
+			entries, err := streams.Entries(m.Headers(), m.Data())
+			if err != nil {
+				r.log.Error().Err(err).Msg("dropping an unreadable enqueue batch")
+				continue
 			}
 			for _, data := range entries {
 				var e streams.Enqueued
@@ -237,13 +234,10 @@ func (r *Recorder) readBatch(batch []jetstream.Msg) (b store.Batch, later []jets
 				}
 			}
 		default:
-			entries := []json.RawMessage{m.Data()}
-			if streams.IsOutcomeBatch(m.Headers()) {
-				var err error
-				if entries, err = streams.ReadOutcomeBatch(m.Data()); err != nil {
-					r.log.Error().Err(err).Str("subject", m.Subject()).Msg("dropping an unreadable outcome batch")
-					continue
-				}
+			entries, err := streams.Entries(m.Headers(), m.Data())
+			if err != nil {
+				r.log.Error().Err(err).Str("subject", m.Subject()).Msg("dropping an unreadable outcome batch")
+				continue
 			}
 			wait := false
 			for _, data := range entries {

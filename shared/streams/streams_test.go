@@ -178,38 +178,47 @@ func TestIsReadySubject(t *testing.T) {
 	}
 }
 
-// A batch of outcomes is one message marked by its header; a batch of one
-// is an ordinary outcome message; its entries are read one by one.
-func TestOutcomeBatch(t *testing.T) {
+// A batch (of outcomes, or of enqueue records) is one message marked by
+// its header; a batch of one is an ordinary message; its entries are read
+// one by one, and an unreadable batch body is refused.
+func TestBatches(t *testing.T) {
 	var enc [][]byte
 	for _, id := range []string{"d1", "d2", "d3"} {
 		b, _ := json.Marshal(Outcome{V: SchemaVersion, DeliveryID: id, WebhookID: "w", Status: StatusSuccess, Attempt: 1})
 		enc = append(enc, b)
 	}
-	m := NewOutcomeBatch(OutcomeSubject, enc)
-	if m.Subject != OutcomeSubject || !IsOutcomeBatch(m.Header) || OutcomeCount(m.Header) != 3 {
-		t.Fatalf("batch message %s %v", m.Subject, m.Header)
-	}
-	entries, err := ReadOutcomeBatch(m.Data)
-	if err != nil || len(entries) != 3 {
-		t.Fatalf("ReadOutcomeBatch(%s) = %d entries, %v", m.Data, len(entries), err)
-	}
-	for i, e := range entries {
-		var o Outcome
-		if err := json.Unmarshal(e, &o); err != nil || o.DeliveryID != "d"+strconv.Itoa(i+1) || o.Status != StatusSuccess {
-			t.Errorf("entry %d: %+v %v", i, o, err)
+	for _, m := range []*nats.Msg{NewOutcomeBatch(OutcomeSubject, enc), NewEnqueuedBatch(enc)} {
+		if EntryCount(m.Header) != 3 {
+			t.Fatalf("batch message %s %v", m.Subject, m.Header)
+		}
+		entries, err := Entries(m.Header, m.Data)
+		if err != nil || len(entries) != 3 {
+			t.Fatalf("Entries(%s) = %d entries, %v", m.Data, len(entries), err)
+		}
+		for i, e := range entries {
+			var o Outcome
+			if err := json.Unmarshal(e, &o); err != nil || o.DeliveryID != "d"+strconv.Itoa(i+1) || o.Status != StatusSuccess {
+				t.Errorf("entry %d: %+v %v", i, o, err)
+			}
 		}
 	}
+	if m := NewEnqueuedBatch(enc); m.Subject != EnqueuedSubject {
+		t.Errorf("enqueue batch on %s", m.Subject)
+	}
 	one := NewOutcomeBatch(OutcomeSubject, enc[:1])
-	if IsOutcomeBatch(one.Header) || OutcomeCount(one.Header) != 1 || !bytes.Equal(one.Data, enc[0]) {
+	if one.Header != nil || EntryCount(one.Header) != 1 || !bytes.Equal(one.Data, enc[0]) {
 		t.Errorf("a batch of one: %v %s", one.Header, one.Data)
 	}
-	if OutcomeCount(nats.Header{HdrBatch: {"x"}}) != 1 {
+	if e, err := Entries(one.Header, one.Data); err != nil || len(e) != 1 || !bytes.Equal(e[0], enc[0]) {
+		t.Errorf("the entries of a single message: %v %v", e, err)
+	}
+	if EntryCount(nats.Header{HdrBatch: {"x"}}) != 1 {
 		t.Error("an unreadable count is not 1")
 	}
-	for _, bad := range []string{`[`, `{"v":2,"outcomes":[{}]}`, `{"v":1,"outcomes":[]}`, `{"v":0}`, `[{}]`} {
-		if _, err := ReadOutcomeBatch([]byte(bad)); err == nil {
-			t.Errorf("ReadOutcomeBatch(%s) accepted", bad)
+	marked := nats.Header{HdrBatch: {"2"}}
+	for _, bad := range []string{`[`, `{"v":2,"outcomes":[{}]}`, `{"v":1,"outcomes":[]}`, `{"v":1,"records":[]}`, `{"v":0}`, `[{}]`} {
+		if _, err := Entries(marked, []byte(bad)); err == nil {
+			t.Errorf("Entries(%s) accepted", bad)
 		}
 	}
 }

@@ -1,13 +1,7 @@
 package streams
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"strconv"
-
-	"github.com/nats-io/nats.go"
 )
 
 // SchemaVersion is the version of the messages below. A reader accepts this
@@ -84,121 +78,6 @@ type Outcome struct {
 	CreatedAt    int64    `json:"created_at"` // unix ms, when the delivery was enqueued
 	PayloadSize  int      `json:"payload_size"`
 	TargetLabels []string `json:"target_labels,omitempty"`
-}
-
-// HdrBatch marks a results message that carries several entries: outcomes
-// (an OutcomeBatch) on an outcome subject, or enqueue records (an
-// EnqueuedBatch) on EnqueuedSubject; its value is how many. A message
-// without it carries one Outcome or one Enqueued. The recorder tells the two
-// apart by this header alone, and counts a batch as that many entries in
-// its own batches.
-const HdrBatch = "Hermod-Batch"
-
-// OutcomeBatch is the body of a batch message: the outcomes of several
-// deliveries, each an Outcome as a single message would carry it. Entries
-// are read one by one, so a broken entry loses only itself.
-type OutcomeBatch struct {
-	V        int               `json:"v"`
-	Outcomes []json.RawMessage `json:"outcomes"`
-}
-
-// NewOutcomeBatch is the message carrying outcomes (each an encoded Outcome)
-// on subject: the outcomes themselves when there is one (a batch of one is
-// an ordinary outcome message), else an OutcomeBatch marked by HdrBatch.
-func NewOutcomeBatch(subject string, outcomes [][]byte) *nats.Msg {
-	return newBatch(subject, "outcomes", outcomes)
-}
-
-// newBatch is the message carrying entries on subject: the entry itself
-// when there is one, else {"v":..,"<field>":[entries]} marked by HdrBatch.
-func newBatch(subject, field string, entries [][]byte) *nats.Msg {
-	if len(entries) == 1 {
-		return &nats.Msg{Subject: subject, Data: entries[0]}
-	}
-	n := 16 + len(field) // {"v":1,"<field>":[...]}
-	for _, e := range entries {
-		n += len(e) + 1
-	}
-	var b bytes.Buffer
-	b.Grow(n)
-	b.WriteString(`{"v":`)
-	b.WriteString(strconv.Itoa(SchemaVersion))
-	b.WriteString(`,"` + field + `":[`)
-	for i, e := range entries {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.Write(e)
-	}
-	b.WriteString(`]}`)
-	return &nats.Msg{Subject: subject, Data: b.Bytes(), Header: nats.Header{HdrBatch: {strconv.Itoa(len(entries))}}}
-}
-
-// OutcomeCount is how many outcomes a results message carries: its
-// HdrBatch, else 1.
-func OutcomeCount(h nats.Header) int {
-	v := h.Get(HdrBatch)
-	if v == "" {
-		return 1
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		return 1
-	}
-	return n
-}
-
-// IsOutcomeBatch says whether a results message is an OutcomeBatch.
-func IsOutcomeBatch(h nats.Header) bool { return h.Get(HdrBatch) != "" }
-
-// ReadOutcomeBatch reads a batch message's body into its entries, each
-// still to be decoded as an Outcome; an error means the body as a whole is
-// unreadable (not an OutcomeBatch, or of a newer version).
-func ReadOutcomeBatch(data []byte) ([]json.RawMessage, error) {
-	var b OutcomeBatch
-	if err := json.Unmarshal(data, &b); err != nil {
-		return nil, fmt.Errorf("outcome batch: %w", err)
-	}
-	if b.V > SchemaVersion || b.V < 1 {
-		return nil, fmt.Errorf("outcome batch of version %d", b.V)
-	}
-	if len(b.Outcomes) == 0 {
-		return nil, errors.New("outcome batch without outcomes")
-	}
-	return b.Outcomes, nil
-}
-
-// EnqueuedBatch is the body of a batch message on EnqueuedSubject (marked by
-// HdrBatch): the enqueue records of several events, each an Enqueued as a
-// single message would carry it. Entries are read one by one, so a broken
-// entry loses only itself.
-type EnqueuedBatch struct {
-	V       int               `json:"v"`
-	Records []json.RawMessage `json:"records"`
-}
-
-// NewEnqueuedBatch is the message carrying enqueue records (each an encoded
-// Enqueued): the record itself when there is one, else an EnqueuedBatch
-// marked by HdrBatch.
-func NewEnqueuedBatch(records [][]byte) *nats.Msg {
-	return newBatch(EnqueuedSubject, "records", records)
-}
-
-// ReadEnqueuedBatch reads a batch message's body into its entries, each
-// still to be decoded as an Enqueued; an error means the body as a whole
-// is unreadable.
-func ReadEnqueuedBatch(data []byte) ([]json.RawMessage, error) {
-	var b EnqueuedBatch
-	if err := json.Unmarshal(data, &b); err != nil {
-		return nil, fmt.Errorf("enqueue batch: %w", err)
-	}
-	if b.V > SchemaVersion || b.V < 1 {
-		return nil, fmt.Errorf("enqueue batch of version %d", b.V)
-	}
-	if len(b.Records) == 0 {
-		return nil, errors.New("enqueue batch without records")
-	}
-	return b.Records, nil
 }
 
 // Enqueued tells the recorder which deliveries one event produced. The
