@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/hermodhq/hermod/shared/batching"
 	"github.com/hermodhq/hermod/shared/streams"
 )
 
@@ -20,7 +21,7 @@ const (
 // one results message: a router worker hands its event's records over and
 // waits until the message holding them is acknowledged (its event is acked
 // only then). Each of two publishers takes the first record waiting and
-// whatever else waits at that moment; there is no linger, so a lone
+// whatever else waits at that moment (package batching); there is no linger, so a lone
 // event's record goes at once, and records gather only while both
 // publishers wait for their acknowledgements. A message of one record is
 // an ordinary enqueue record with its message id; a batch has none (a
@@ -74,33 +75,8 @@ func (rs *records) publish(data [][]byte, msgIDs []string) error {
 }
 
 func (rs *records) publishLoop() {
-	var carry *recordJob // a record too big to join the last batch: it starts the next
-	for {
-		j := carry
-		carry = nil
-		if j == nil {
-			var ok bool
-			if j, ok = <-rs.queue; !ok {
-				return
-			}
-		}
-		batch, size := []*recordJob{j}, len(j.data)
-	gather:
-		for len(batch) < maxRecordsPerMsg {
-			select {
-			case next, ok := <-rs.queue:
-				if !ok {
-					break gather
-				}
-				if size+len(next.data) > maxRecordBytes {
-					carry = next
-					break gather
-				}
-				batch, size = append(batch, next), size+len(next.data)
-			default:
-				break gather
-			}
-		}
+	src := batching.NewSource(rs.queue, maxRecordsPerMsg, maxRecordBytes, func(j *recordJob) int { return len(j.data) })
+	for batch := src.Next(true); batch != nil; batch = src.Next(true) {
 		rs.send(batch)
 	}
 }

@@ -3,12 +3,14 @@ package dispatch
 import (
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hermodhq/hermod/shared/batching"
+
 	"github.com/hermodhq/hermod/shared/streams"
 )
 
 // Success outcomes travel to the results stream in batches: a settler takes
 // the first delivered message waiting, adds whatever else is waiting at that
-// moment (up to the limits below), publishes their outcomes as one message
+// moment (up to the limits below; package batching), publishes their outcomes as one message
 // (streams.NewOutcomeBatch) and acks every message of the batch once that
 // message is acknowledged. It never waits for more: a lone delivery is
 // published as soon as a settler is free, so latency at low load does not
@@ -41,71 +43,16 @@ type settlement struct {
 	delivery string
 }
 
-// batchSource hands one settler its batches from the queue of settlements.
-type batchSource struct {
-	in  <-chan settlement
-	lim batchLimits
-	// held was taken from the queue but would have passed the byte limit:
-	// it starts the next batch.
-	held *settlement
-}
-
-// take returns the next batch, nil when there is none: with wait, it waits
-// for a first settlement (nil once the queue is closed and empty), then
-// adds those queued at this moment, within the limits; it never waits for
-// more.
-func (s *batchSource) take(wait bool) []settlement {
-	var batch []settlement
-	size := 0
-	add := func(st settlement) bool {
-		if len(batch) > 0 && size+len(st.outcome) > s.lim.bytes {
-			s.held = &st
-			return false
-		}
-		batch = append(batch, st)
-		size += len(st.outcome)
-		return true
-	}
-	switch {
-	case s.held != nil:
-		st := *s.held
-		s.held = nil
-		add(st)
-	case wait:
-		st, ok := <-s.in
-		if !ok {
-			return nil
-		}
-		add(st)
-	default:
-		select {
-		case st, ok := <-s.in:
-			if !ok {
-				return nil
-			}
-			add(st)
-		default:
-			return nil
-		}
-	}
-	for len(batch) < s.lim.max {
-		select {
-		case st, ok := <-s.in:
-			if !ok || !add(st) {
-				return batch
-			}
-		default:
-			return batch // nothing more queued now: publish what there is
-		}
-	}
-	return batch
+// batches is a settler's source of batches from the queue of settlements.
+func (w *Worker) batches() *batching.Source[settlement] {
+	return batching.NewSource(w.settle, w.batch.max, w.batch.bytes, func(s settlement) int { return len(s.outcome) })
 }
 
 // settleBatches is one settler: it settles the batches taken from the
 // queue until the queue is closed and empty.
 func (w *Worker) settleBatches() {
-	src := &batchSource{in: w.settle, lim: w.batch}
-	for b := src.take(true); b != nil; b = src.take(true) {
+	src := w.batches()
+	for b := src.Next(true); b != nil; b = src.Next(true) {
 		w.settleBatch(b)
 	}
 }

@@ -38,8 +38,8 @@ func wantJournal(t *testing.T, b *bundle, want ...string) {
 // settle runs what the settlers would: the pending settlements of w, in
 // batches.
 func settle(w *Worker) {
-	src := &batchSource{in: w.settle, lim: w.batch}
-	for b := src.take(false); b != nil; b = src.take(false) {
+	src := w.batches()
+	for b := src.Next(false); b != nil; b = src.Next(false) {
 		w.settleBatch(b)
 	}
 }
