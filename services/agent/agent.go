@@ -150,6 +150,7 @@ func (a *Agent) ask(ctx context.Context, kind string) error {
 	key := grantKey(conf)
 	stale := false
 	a.mu.Lock()
+	withdrawn := a.hooks
 	a.conf, a.hooks = conf, hooks
 	switch {
 	case a.reconnected == nil:
@@ -159,6 +160,15 @@ func (a *Agent) ask(ctx context.Context, kind string) error {
 		stale, a.connGrant = true, ""
 	}
 	a.mu.Unlock()
+	if a.d != nil { // set before the heartbeats start
+		// A webhook no longer granted: its prepared format and signers (and
+		// the decrypted secrets they hold) are dropped.
+		for id := range withdrawn {
+			if _, ok := hooks[id]; !ok {
+				a.d.WebhookChanged(id, nil)
+			}
+		}
+	}
 	a.refused.Store(false)
 	if stale {
 		a.log.Info().Msg("the grant's label sets or webhooks changed; reconnecting so NATS authorizes the new permissions")

@@ -48,6 +48,7 @@ func startAlertmanager(t *testing.T) string {
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = hermodtest.ChildProcAttr() // dies with the test binary
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

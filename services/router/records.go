@@ -1,10 +1,8 @@
 package router
 
 import (
-	"fmt"
-	"time"
-
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hermodhq/hermod/shared/batching"
 	"github.com/hermodhq/hermod/shared/streams"
@@ -95,24 +93,11 @@ func (rs *records) send(batch []*recordJob) {
 		}
 		msg = streams.NewEnqueuedBatch(data)
 	}
-	err := waitAck(rs.pub, msg)
+	f, err := rs.pub.PublishMsgAsync(msg)
+	if err == nil {
+		err = waitAll([]jetstream.PubAckFuture{f})
+	}
 	for _, j := range batch {
 		j.res <- err
-	}
-}
-
-// waitAck publishes msg and waits for its acknowledgement.
-func waitAck(pub Publisher, msg *nats.Msg) error {
-	f, err := pub.PublishMsgAsync(msg)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-f.Ok():
-		return nil
-	case err := <-f.Err():
-		return err
-	case <-time.After(ackTimeout):
-		return fmt.Errorf("enqueue record acknowledgement timed out")
 	}
 }

@@ -68,23 +68,12 @@ func (w *Worker) settleBatch(batch []settlement) {
 	for i, s := range batch {
 		outcomes[i] = s.outcome
 	}
-	m := streams.NewOutcomeBatch(w.deps.OutcomeSubject, outcomes)
-	stored := false
-	if f, err := w.deps.Pub.PublishMsgAsync(m); err == nil {
-		select {
-		case <-f.Ok():
-			stored = true
-		case <-f.Err():
+	if err := w.deps.publishAll(streams.NewOutcomeBatch(w.deps.OutcomeSubject, outcomes)); err != nil {
+		for _, s := range batch {
+			w.deps.Log.Error().Err(err).Str("delivery_id", s.delivery).
+				Msg("outcome not recorded; the lease will expire and the delivery is retried")
 		}
-	}
-	if !stored {
-		if err := w.deps.publishAll(m); err != nil {
-			for _, s := range batch {
-				w.deps.Log.Error().Err(err).Str("delivery_id", s.delivery).
-					Msg("outcome not recorded; the lease will expire and the delivery is retried")
-			}
-			return
-		}
+		return
 	}
 	for _, s := range batch {
 		_ = s.msg.Ack()

@@ -114,7 +114,7 @@ type Rules struct {
 	AcquireTTL    time.Duration // the lease (the consumer's ack wait)
 	MaxHold       time.Duration // how long a paused webhook's delivery may be held
 	MaxLostLeases int           // lost leases that make a delivery dead (abandoned)
-	SaturatedWait time.Duration // how long a delivery to a saturated webhook waits
+	SaturatedWait time.Duration // the least a delivery to a saturated webhook is parked (its average attempt, up to MaxSaturatedWait)
 	LookupWait    time.Duration // how long to wait when the store cannot be asked
 }
 

@@ -30,8 +30,17 @@ type prepared struct {
 
 func (ps *preparations) get(h *webhooks.Webhook) *prepared {
 	if v, ok := ps.m.Load(h.ID); ok {
-		if p := v.(*prepared); p.hook == h || sameInputs(p.hook, h) {
+		p := v.(*prepared)
+		if p.hook == h {
 			return p
+		}
+		if sameInputs(p.hook, h) {
+			// An equal webhook decoded again (the index's resync, an agent's
+			// heartbeat): keep what was prepared, under the new pointer, so
+			// the next delivery takes the fast path.
+			q := &prepared{hook: h, r: p.r, rerr: p.rerr, current: p.current, overlap: p.overlap}
+			ps.m.Store(h.ID, q)
+			return q
 		}
 	}
 	p := &prepared{hook: h}
@@ -60,7 +69,7 @@ func sameInputs(a, b *webhooks.Webhook) bool {
 // signer is the signer of an attempt started at now (nil: none could be
 // made; the request carries the secrets instead).
 func (p *prepared) signer(now time.Time) *signing.Signer {
-	if p.hook.PrevSecret != "" && now.Before(p.hook.PrevSecretExpiresAt) {
+	if p.hook.InOverlap(now) {
 		return p.overlap
 	}
 	return p.current

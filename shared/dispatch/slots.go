@@ -15,8 +15,9 @@ import "time"
 // has no average to go by). A fast endpoint's deliveries therefore never leave the
 // consumer's window; a slow or failing one's are parked on the delay
 // subject (Decide: Park, saturated) when the wait would be long or runs
-// out. At most Inflight deliveries wait per webhook, so one webhook holds
-// at most twice its slots in workers.
+// out. At most Inflight deliveries wait per webhook, and at most a quarter
+// of a worker's workers wait at all (Worker.acquire), so a busy webhook
+// cannot hold every worker.
 
 // Acquire takes one of webhook id's slots, waiting at most wait (and at
 // most SlotWait) when they are all taken and one is expected within it;

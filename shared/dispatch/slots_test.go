@@ -176,3 +176,29 @@ func TestSlots(t *testing.T) {
 		}
 	})
 }
+
+// At most a quarter of a worker's workers wait for slots at once: with 4
+// workers, a second delivery finding its webhook's slots taken is parked at
+// once while the first waits, so waiters never hold every worker.
+func TestWorkerBoundsItsWaiters(t *testing.T) {
+	b := newBundle(t)
+	iso := NewIsolation(IsolationOptions{Inflight: 1, SlotWait: time.Minute})
+	iso.Acquire("w1", 0)
+	w := b.worker(WorkerOptions{Concurrency: 4, Isolation: iso})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{DeliveryID: "d-wait"}), t0))
+	}()
+	waitFor(t, iso, "w1", 1)
+	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{DeliveryID: "d-park"}), t0))
+	if cp := b.pub.On(t, streams.DelaySubject("w1")); cp.Header.Get(streams.HdrDelivery) != "d-park" {
+		t.Errorf("parked %s, want d-park", cp.Header.Get(streams.HdrDelivery))
+	}
+	iso.Release("w1")
+	<-done
+	settle(w)
+	if n := b.sender.count(); n != 1 || b.sender.calls[0].DeliveryID != "d-wait" {
+		t.Errorf("attempted %d times, want d-wait once", n)
+	}
+}

@@ -43,7 +43,8 @@ type Worker struct {
 	refused func() bool
 
 	inflight atomic.Int64
-	running  sync.Map // delivery id -> webhook id, while an attempt runs
+	waiting  atomic.Int32 // workers in Handle's acquire
+	running  sync.Map     // delivery id -> webhook id, while an attempt runs
 	settle   chan settlement
 	prep     preparations
 	batch    batchLimits // of the outcome batches the settlers publish
@@ -148,7 +149,7 @@ type ticket struct {
 func (w *Worker) Handle(p streams.Pulled) {
 	t := w.gather(p)
 	dec := Decide(t.f)
-	if dec.Kind == Attempt && !w.iso.Acquire(t.hook.ID, slotWait(t.f)) {
+	if dec.Kind == Attempt && !w.acquire(t) {
 		// Every slot is taken and none came free in time (slots.go).
 		now := w.deps.Now()
 		t.f.Waited += now.Sub(t.f.Now)
@@ -217,6 +218,19 @@ func (w *Worker) gather(p streams.Pulled) ticket {
 // lease stays safe (under the half that Decide renews at) without renewing.
 func slotWait(f Facts) time.Duration {
 	return max(f.Rules.AcquireTTL*2/5-f.Waited, 0)
+}
+
+// acquire takes a slot of t's webhook, waiting for one only while this
+// worker has room to wait: at most a quarter of its workers wait at once,
+// whatever their webhooks, so the others keep taking the deliveries of
+// other webhooks (a busy webhook's waiters cannot hold every worker).
+func (w *Worker) acquire(t ticket) bool {
+	wait := slotWait(t.f)
+	if w.waiting.Add(1) > int32(max(w.conc/4, 1)) {
+		wait = 0
+	}
+	defer w.waiting.Add(-1)
+	return w.iso.Acquire(t.hook.ID, wait)
 }
 
 // attempted is what an attempt adds to its outcome record.

@@ -82,10 +82,16 @@ type Webhook struct {
 func (w *Webhook) MaxAttempts() int { return max(w.MaxRetries, 1) }
 
 // Secrets returns the secrets that sign a delivery at time now: the current
+// InOverlap says whether the previous secret still signs at now (a
+// rotation's overlap).
+func (w *Webhook) InOverlap(now time.Time) bool {
+	return w.PrevSecret != "" && now.Before(w.PrevSecretExpiresAt)
+}
+
 // one, then the previous one while its overlap lasts.
 func (w *Webhook) Secrets(now time.Time) []string {
 	out := []string{w.Secret}
-	if w.PrevSecret != "" && now.Before(w.PrevSecretExpiresAt) {
+	if w.InOverlap(now) {
 		out = append(out, w.PrevSecret)
 	}
 	return out
