@@ -77,6 +77,7 @@ var accepted = map[Name][]string{
 type Renderer struct {
 	name Name
 	opts Options
+	key  string // a template's identity in the runners (templateKey)
 }
 
 // Compile checks name and opts and prepares the renderer (a template is
@@ -97,6 +98,7 @@ func Compile(name Name, opts *Options) (*Renderer, error) {
 		if _, err := compileTemplate(o.Template); err != nil {
 			return nil, err
 		}
+		return &Renderer{name: name, opts: o, key: templateKey(o.Template)}, nil
 	}
 	return &Renderer{name: name, opts: o}, nil
 }
@@ -119,8 +121,8 @@ func (r *Renderer) Render(ctx context.Context, body []byte, now time.Time) ([]by
 		return body, nil
 	}
 	if r.name == Template {
-		// In the template runner, a child process (runner.go).
-		return runnerProcess.render(ctx, r.opts.Template, body)
+		// In a template runner, a child process (runner.go).
+		return runners().render(ctx, r.key, r.opts.Template, body)
 	}
 	ev, err := parseEvent(body)
 	if err != nil {

@@ -2,6 +2,8 @@ package formats
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,11 +12,12 @@ import (
 	"github.com/itchyny/gojq"
 )
 
-// Budgets of a template: one render may take at most templateTime and
-// produce at most templateMaxBytes of body; the program at most
-// templateMaxSource bytes.
+// Budgets of a template: one render may use at most templateCPU of CPU
+// time (the runner's watchdog enforces it: runner_child.go) and produce at
+// most templateMaxBytes of body; the program is at most templateMaxSource
+// bytes.
 const (
-	templateTime      = 100 * time.Millisecond
+	templateCPU       = 100 * time.Millisecond
 	templateMaxBytes  = 256 << 10
 	templateMaxSource = 16 << 10
 )
@@ -44,29 +47,31 @@ func compileTemplate(src string) (*program, error) {
 	return &program{code: code}, nil
 }
 
+// templateKey identifies a template in the runners, which are sent its
+// source once and then only this.
+func templateKey(src string) string {
+	sum := sha256.Sum256([]byte(src))
+	return hex.EncodeToString(sum[:16])
+}
+
 // ErrTemplate wraps every render-time failure of a template: the delivery
 // is dead (its template will fail again), never retried.
 var ErrTemplate = errors.New("template")
 
 // run renders body (the envelope) through the template: exactly one JSON
-// value within the budgets.
+// value within the output budget; it stops when ctx ends (the watchdog).
 func (p *program) run(ctx context.Context, body []byte) ([]byte, error) {
 	var in any
 	if err := json.Unmarshal(body, &in); err != nil {
 		return nil, fmt.Errorf("%w: event envelope: %v", ErrTemplate, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, templateTime)
-	defer cancel()
 	iter := p.code.RunWithContext(ctx, in)
 	v, ok := iter.Next()
 	if !ok {
 		return nil, fmt.Errorf("%w: produced no output", ErrTemplate)
 	}
 	if err, isErr := v.(error); isErr {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w: took longer than %s", ErrTemplate, templateTime)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrTemplate, err)
+		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
 	if extra, more := iter.Next(); more {
 		if _, isErr := extra.(error); !isErr {
