@@ -80,22 +80,32 @@ func BenchmarkAgentHeartbeat(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/heartbeat")
 }
 
+// heartbeats stores ws and an agent a1 granted env:production, and
+// returns its heartbeat: the control plane's answer to it.
+func heartbeats(t *testing.T, st *store.Store, ws ...*webhooks.Webhook) func() streams.AgentConfig {
+	t.Helper()
+	ctx := context.Background()
+	for _, w := range ws {
+		if err := st.PutWebhook(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const token = "test-agent-token-0123456789"
+	putAgent(t, st, "a1", token, "env:production")
+	s := New(st, nil, zerolog.Nop(), Options{})
+	req, _ := json.Marshal(streams.AgentRequest{Token: token})
+	return func() streams.AgentConfig {
+		return s.answer(ctx, &nats.Msg{Subject: streams.AgentControlPrefix + "a1.heartbeat", Data: req})
+	}
+}
+
 // The cached snapshot follows every change: the next heartbeat after a put
 // or a delete sees it.
 func TestAgentHeartbeatFollowsWebhookChanges(t *testing.T) {
 	st := testStore(t)
 	ctx := context.Background()
 	w := testWebhook("00000000-0000-4000-8000-000000000001", "http://10.0.0.1/a", "env:production")
-	if err := st.PutWebhook(ctx, w); err != nil {
-		t.Fatal(err)
-	}
-	const token = "test-agent-token-0123456789"
-	putAgent(t, st, "a1", token, "env:production")
-	s := New(st, nil, zerolog.Nop(), Options{})
-	req, _ := json.Marshal(streams.AgentRequest{Token: token})
-	beat := func() streams.AgentConfig {
-		return s.answer(ctx, &nats.Msg{Subject: streams.AgentControlPrefix + "a1.heartbeat", Data: req})
-	}
+	beat := heartbeats(t, st, w)
 	if out := beat(); len(out.Webhooks) != 1 || out.Webhooks[0].URL != "http://10.0.0.1/a" {
 		t.Fatalf("first heartbeat: %+v", out.Webhooks)
 	}
@@ -119,24 +129,14 @@ func TestAgentHeartbeatFollowsWebhookChanges(t *testing.T) {
 // json.Marshal makes of them, and a webhook without options has no
 // format_options at all.
 func TestAgentAnswerCarriesFormatOptions(t *testing.T) {
-	st := testStore(t)
-	ctx := context.Background()
 	pd := testWebhook("00000000-0000-4000-8000-000000000001", "https://events.pagerduty.test/v2/enqueue", "env:production")
 	pd.Format = formats.PagerDuty
 	pd.FormatOptions = &formats.Options{RoutingKey: "R0123456789abcdef0123456789ABCDE", DedupField: "fingerprint",
 		Severity: map[string]string{"alert.*": "critical", "*": "info"}}
 	plain := testWebhook("00000000-0000-4000-8000-000000000002", "http://10.0.0.1/b", "env:production")
-	for _, w := range []*webhooks.Webhook{pd, plain} {
-		if err := st.PutWebhook(ctx, w); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const token = "test-agent-token-0123456789"
-	putAgent(t, st, "a1", token, "env:production")
-	s := New(st, nil, zerolog.Nop(), Options{})
-	req, _ := json.Marshal(streams.AgentRequest{Token: token})
+	beat := heartbeats(t, testStore(t), pd, plain)
 	for range 2 { // the second answer comes from the cached snapshot
-		data, err := json.Marshal(s.answer(ctx, &nats.Msg{Subject: streams.AgentControlPrefix + "a1.heartbeat", Data: req}))
+		data, err := json.Marshal(beat())
 		if err != nil {
 			t.Fatal(err)
 		}
