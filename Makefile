@@ -4,7 +4,10 @@ MODULES := shared services/api services/router services/deliverer services/agent
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/hermodhq/hermod/shared/version.Version=$(VERSION)
 GOFLAGS_TEST ?= -race -count=1 -timeout 25m
-STATICCHECK ?= $(shell go env GOPATH)/bin/staticcheck
+# Where `go install` puts programs: GOBIN when set, else the bin directory
+# of GOPATH's first entry. Evaluated only when used.
+GOBIN_DIR = $(or $(shell go env GOBIN),$(firstword $(subst :, ,$(shell go env GOPATH)))/bin)
+STATICCHECK ?= $(GOBIN_DIR)/staticcheck
 
 .PHONY: build run test test-short lint bench bench-external fuzz screenshots clean tools
 
@@ -27,11 +30,11 @@ run: build
 # The nats-server the external benchmark runs as a process: the version
 # Hermod embeds (shared/go.mod). Evaluated only when used.
 NATS_SERVER_VERSION = $(shell cd shared && go list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
-GOBIN_DIR = $(or $(shell go env GOBIN),$(shell go env GOPATH)/bin)
 
-# Tools the tests and benchmarks run beside Hermod, installed once into GOPATH/bin.
+# Tools the tests and benchmarks run beside Hermod, installed once where
+# `go install` puts them (GOBIN, else GOPATH/bin); the tests look there first.
 tools:
-	@command -v alertmanager >/dev/null 2>&1 || test -x "$$(go env GOPATH)/bin/alertmanager" || \
+	@command -v alertmanager >/dev/null 2>&1 || test -x "$(GOBIN_DIR)/alertmanager" || \
 		go install github.com/prometheus/alertmanager/cmd/alertmanager@$(ALERTMANAGER_VERSION)
 	@v='$(NATS_SERVER_VERSION)'; test "$$($(GOBIN_DIR)/nats-server --version 2>/dev/null)" = "nats-server: $$v" || \
 		go install github.com/nats-io/nats-server/v2@$$v

@@ -139,13 +139,7 @@ func (a *Agent) ask(ctx context.Context, kind string) error {
 		hooks[w.ID] = &webhooks.Webhook{ID: w.ID, URL: w.URL, AuthHeader: w.AuthHeader, Headers: w.Headers, Secret: w.Secret, PrevSecret: w.PrevSecret,
 			PrevSecretExpiresAt: time.UnixMilli(w.PrevSecretExpiresAt), TargetLabels: w.TargetLabels, MaxRetries: w.MaxRetries,
 			TimeoutSeconds: w.TimeoutSeconds, Enabled: w.Enabled, UpdatedAt: time.UnixMilli(w.UpdatedAt),
-			Format: formats.Name(w.Format)}
-		if len(w.FormatOptions) > 0 {
-			hooks[w.ID].FormatOptions = &formats.Options{}
-			if err := json.Unmarshal(w.FormatOptions, hooks[w.ID].FormatOptions); err != nil {
-				return fmt.Errorf("control plane answer: webhook %s format options: %w", w.ID, err)
-			}
-		}
+			Format: formats.Name(w.Format), FormatOptions: w.FormatOptions}
 	}
 	key := grantKey(conf)
 	stale := false

@@ -2,6 +2,8 @@ package api
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -62,6 +64,31 @@ func internal(err error) *APIError {
 	e := apiErr(http.StatusInternalServerError, "internal", "internal error")
 	e.cause = err
 	return e
+}
+
+// tooLarge is the 413 of a body, or a part of one (what), over limit bytes.
+func tooLarge(what string, limit int64) *APIError {
+	e := apiErr(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("%s is larger than %d bytes", what, limit))
+	e.Details["limit_bytes"] = limit
+	return e
+}
+
+// nestedIn is err, a refusal of a body, as the refusal of that body nested
+// under name in a larger one: the same status and code, its field (and the
+// message) under name.
+func nestedIn(name string, err error) error {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	e := *ae
+	e.Details = maps.Clone(ae.Details)
+	if f, ok := e.Details["field"].(string); ok {
+		e.Details["field"], e.Message = name+"."+f, name+"."+e.Message
+	} else {
+		e.Message = name + ": " + e.Message
+	}
+	return &e
 }
 
 func fromFieldError(err error) (*APIError, bool) { return fieldErrorIn("", err) }

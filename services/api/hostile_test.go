@@ -520,7 +520,8 @@ var bodyless = map[string]bool{
 // hostileAllocFactor bounds what handling one oversized or deeply nested
 // body may allocate: this many times the route's body limit, plus
 // hostileAllocSlack for the request's fixed costs. The bodies sent are 10 MB
-// and 100,000 levels deep; the limits are 64 KiB (256 KiB for events).
+// and 100,000 levels deep; the limits are 64 KiB (256 KiB for events, both
+// together for previews).
 const (
 	hostileAllocFactor = 8
 	hostileAllocSlack  = 2 << 20
@@ -592,8 +593,11 @@ func TestHostileBodies(t *testing.T) {
 				bodyCase{"1e400", []byte(own.hugeFloat), false}, bodyCase{"99999999999999999999999", []byte(own.hugeInt), false})
 		}
 		limit := h.s.opts.MaxBodyBytes
-		if name == "POST /api/v1/events" {
+		switch name {
+		case "POST /api/v1/events":
 			limit = h.s.opts.MaxEventBytes
+		case "POST /api/v1/webhooks/:id/preview", "POST /api/v1/webhooks/preview":
+			limit = h.s.opts.MaxEventBytes + h.s.opts.MaxBodyBytes // an event beside a webhook body
 		}
 		for _, c := range cases {
 			what := fmt.Sprintf("%s with %s", name, c.name)

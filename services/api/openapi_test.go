@@ -569,7 +569,7 @@ func TestOpenAPIStatusCodesObserved(t *testing.T) {
 			}{
 				{[]byte(`{`), http.StatusBadRequest},
 				{[]byte(`{"no_such_field": 1}`), http.StatusUnprocessableEntity},
-				{[]byte(`{"x": "` + strings.Repeat("a", 300<<10) + `"}`), http.StatusRequestEntityTooLarge},
+				{[]byte(`{"x": "` + strings.Repeat("a", 1<<20) + `"}`), http.StatusRequestEntityTooLarge}, // over every limit (a preview takes an event and a webhook body)
 			}
 			for _, c := range checks {
 				rec := do(s, o.method, path, testAdminKey, c.body)

@@ -27,16 +27,17 @@ type Preview struct {
 
 // previewRequest names the event to preview: a given one, or a sample of
 // an event type (default: the webhook's first subscribed type). For an
-// unsaved webhook, webhook is its create body.
+// unsaved webhook, webhook is its create body. Event is a body of POST
+// /api/v1/events, held to the same rules (decodeEvent).
 type previewRequest struct {
 	Webhook   json.RawMessage `json:"webhook"`
 	EventType string          `json:"event_type"`
-	Event     *struct {
-		EventType string            `json:"event_type"`
-		Data      json.RawMessage   `json:"data"`
-		Labels    map[string]string `json:"labels,omitempty"`
-	} `json:"event"`
+	Event     json.RawMessage `json:"event"`
 }
+
+// given says whether a raw field of the request was given (not absent,
+// not null).
+func given(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
 
 // previewWebhook renders an event in a saved webhook's format.
 func (s *Server) previewWebhook(c echo.Context) error {
@@ -48,7 +49,7 @@ func (s *Server) previewWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(req.Webhook) > 0 {
+	if given(req.Webhook) {
 		return invalidField("webhook", "belongs to POST /api/v1/webhooks/preview: this route previews the saved webhook")
 	}
 	return s.preview(c, w, req)
@@ -61,7 +62,7 @@ func (s *Server) previewUnsaved(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(req.Webhook) == 0 {
+	if !given(req.Webhook) {
 		return invalidField("webhook", "is required: the webhook's create body (at least format and format_options)")
 	}
 	raw, err := webhooks.DecodeBody(req.Webhook)
@@ -81,13 +82,25 @@ func (s *Server) previewUnsaved(c echo.Context) error {
 	return s.preview(c, w, req)
 }
 
+// previewBody reads a preview request. Its body may carry an event as
+// large as POST /api/v1/events takes beside a webhook body as large as the
+// create route takes; each part is held to its own limit.
 func (s *Server) previewBody(c echo.Context) (previewRequest, error) {
 	var req previewRequest
-	body, err := readBody(c, s.opts.MaxBodyBytes)
+	body, err := readBody(c, s.opts.MaxEventBytes+s.opts.MaxBodyBytes)
 	if err != nil || len(bytes.TrimSpace(body)) == 0 {
 		return req, err
 	}
-	return req, decodeStrict(body, &req)
+	if err := decodeStrict(body, &req); err != nil {
+		return req, err
+	}
+	if int64(len(req.Webhook)) > s.opts.MaxBodyBytes {
+		return req, tooLarge("webhook", s.opts.MaxBodyBytes)
+	}
+	if int64(len(req.Event)) > s.opts.MaxEventBytes {
+		return req, tooLarge("event", s.opts.MaxEventBytes)
+	}
+	return req, nil
 }
 
 // preview renders the event req names in w's format. A secret of the
@@ -109,11 +122,7 @@ func (s *Server) preview(c echo.Context, w *webhooks.Webhook, req previewRequest
 		if errors.Is(err, formats.ErrRunner) {
 			return err // the server's failure, not the format's: 500
 		}
-		field := "format_options"
-		if w.Format == formats.Template {
-			field = "format_options.template"
-		}
-		return invalidField(field, err.Error())
+		return renderRefused(w, given(req.Event), err)
 	}
 	for _, secret := range w.FormatSecrets() {
 		body = bytes.ReplaceAll(body, []byte(secret), []byte("<routing_key>"))
@@ -121,30 +130,44 @@ func (s *Server) preview(c echo.Context, w *webhooks.Webhook, req previewRequest
 	return c.JSON(http.StatusOK, Preview{Format: r.Name(), ContentType: "application/json", Event: env, Body: body})
 }
 
-// previewEvent is the envelope to preview: the given event, or a sample of
-// the given (or the webhook's first) event type.
-func previewEvent(w *webhooks.Webhook, req previewRequest, cat *catalog.Catalog) ([]byte, error) {
-	env := matching.Envelope{ID: uuid.NewString(), Timestamp: time.Now().UTC().Format(time.RFC3339Nano)}
+// renderRefused is the 422 of a failed render, on the field to fix: the
+// given event's data field when the event lacks one the format needs (a
+// resolving event without the field its opener is known by), else the
+// format's option. A template's failure is the template's even when one
+// event provokes it: deliveries of such events would fail the same way.
+func renderRefused(w *webhooks.Webhook, eventGiven bool, err error) error {
+	var mf *formats.MissingFieldError
 	switch {
-	case req.Event != nil:
-		if !cat.Known(req.Event.EventType) {
-			return nil, invalidField("event.event_type", "must be an event type of the catalogue")
-		}
-		env.EventType, env.Data, env.Labels = req.Event.EventType, req.Event.Data, req.Event.Labels
-		if len(bytes.TrimSpace(env.Data)) == 0 {
-			env.Data = json.RawMessage(`{}`)
-		}
-	default:
-		t := req.EventType
-		if t == "" {
-			t = firstType(w.EventTypes, cat)
-		}
-		if !cat.Known(t) {
-			return nil, invalidField("event_type", "must be an event type of the catalogue")
-		}
-		env.EventType, env.Data = t, sampleData(t)
+	case errors.As(err, &mf) && eventGiven:
+		return invalidField("event.data."+mf.Field, "is required by the format: "+mf.Message)
+	case errors.As(err, &mf) && mf.Option != "":
+		return invalidField(mf.Option, "names a field the sample event lacks ("+mf.Message+"): preview with an event that carries it")
+	case w.Format == formats.Template:
+		return invalidField("format_options.template", err.Error())
 	}
-	return json.Marshal(env)
+	return invalidField("format_options", err.Error())
+}
+
+// previewEvent is the envelope to preview: the given event, checked as
+// POST /api/v1/events checks it (refusals name event.<field>), or a sample
+// of the given (or the webhook's first) event type.
+func previewEvent(w *webhooks.Webhook, req previewRequest, cat *catalog.Catalog) ([]byte, error) {
+	if given(req.Event) {
+		env, err := decodeEvent(req.Event, cat)
+		if err != nil {
+			return nil, nestedIn("event", err)
+		}
+		return json.Marshal(env)
+	}
+	t := req.EventType
+	if t == "" {
+		t = firstType(w.EventTypes, cat)
+	}
+	if !cat.Known(t) {
+		return nil, invalidField("event_type", "must be an event type of the catalogue")
+	}
+	return json.Marshal(matching.Envelope{ID: uuid.NewString(), EventType: t,
+		Timestamp: time.Now().UTC().Format(time.RFC3339Nano), Data: sampleData(t)})
 }
 
 // firstType is the first catalogue type one of patterns matches.

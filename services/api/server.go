@@ -204,9 +204,7 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			e := apiErr(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is larger than %d bytes", limit))
-			e.Details["limit_bytes"] = limit
-			return nil, e
+			return nil, tooLarge("body", limit)
 		}
 		return nil, badRequest("could not read the body")
 	}

@@ -57,14 +57,10 @@ func webhookView(w *webhooks.Webhook, st store.WebhookStats) WebhookView {
 		HasURL: w.URL != "", HasAuthHeader: w.AuthHeader != "", HasHeaders: len(w.Headers) > 0,
 		HeaderNames: webhooks.HeaderNames(w.Headers), EventTypes: w.EventTypes, TargetLabels: w.TargetLabels,
 		Filters: w.Filters, Enabled: w.Enabled, MaxRetries: w.MaxRetries, TimeoutSeconds: w.TimeoutSeconds,
-		TotalDelivered: st.Delivered, TotalFailed: st.Failed, LastDeliveryAt: tsPtr(st.LastDeliveryAt),
+		Format: w.Format.OrStandard(), TotalDelivered: st.Delivered, TotalFailed: st.Failed, LastDeliveryAt: tsPtr(st.LastDeliveryAt),
 		CreatedAt: ts(w.CreatedAt), UpdatedAt: ts(w.UpdatedAt)}
 	if v.TargetLabels == nil {
 		v.TargetLabels = []string{}
-	}
-	v.Format = w.Format
-	if v.Format == "" {
-		v.Format = formats.Standard
 	}
 	if w.FormatOptions != nil {
 		o := w.FormatOptions.Redacted()

@@ -416,13 +416,13 @@ func (s *Server) webhookStats(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"webhook_id": w.ID, "window": window.String(), "data": buckets})
 }
 
-// decodeStrict decodes a JSON object, refusing unknown fields (422).
 // newWebhook is a webhook with the defaults a create body starts from.
 func newWebhook(now time.Time) *webhooks.Webhook {
 	return &webhooks.Webhook{ID: uuid.NewString(), MaxRetries: webhooks.DefaultMaxRetries,
 		TimeoutSeconds: webhooks.DefaultTimeoutSeconds, Enabled: true, CreatedAt: now, UpdatedAt: now}
 }
 
+// decodeStrict decodes a JSON object, refusing unknown fields (422).
 func decodeStrict(body []byte, v any) error {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil || raw == nil {

@@ -17,18 +17,11 @@ import (
 // alertmanagerBin finds the alertmanager binary `make tools` installs.
 func alertmanagerBin(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("alertmanager"); err == nil {
-		return p
+	p, err := hermodtest.Tool("alertmanager")
+	if err != nil {
+		t.Fatalf("%v (go install github.com/prometheus/alertmanager/cmd/alertmanager@v0.28.1)", err)
 	}
-	out, err := exec.Command("go", "env", "GOPATH").Output()
-	if err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "alertmanager")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Fatal("alertmanager not found: `make tools` installs it (go install github.com/prometheus/alertmanager/cmd/alertmanager@v0.28.1)")
-	return ""
+	return p
 }
 
 // startAlertmanager runs a real Alertmanager on 127.0.0.1 (no clustering)

@@ -217,15 +217,6 @@ func (ev *event) severity(m map[string]string) string {
 	return "info"
 }
 
-// validPattern is an event type, family.* or *.
-func validPattern(p string) bool {
-	if p == "*" {
-		return true
-	}
-	fam, rest, ok := strings.Cut(p, ".")
-	return ok && fam != "" && rest != "" && fieldNameRe.MatchString(fam) && (rest == "*" || fieldNameRe.MatchString(rest))
-}
-
 // cut bounds s to n bytes on a rune boundary, marking the cut.
 func cut(s string, n int) string {
 	if len(s) <= n {

@@ -168,13 +168,34 @@ func (r *Renderer) canResolve(ev *event) error {
 	case Alertmanager:
 		fields = append([]string{pairs[ev.Family].key}, r.opts.LabelFields...)
 	}
-	for _, f := range fields {
+	for i, f := range fields {
 		if ev.str(f) == "" {
-			return fmt.Errorf("%s cannot resolve what %s opened: the event has no data field %q", ev.Type, pairs[ev.Family].opener, f)
+			e := &MissingFieldError{Field: f, Message: fmt.Sprintf("%s cannot resolve what %s opened: the event has no data field %q",
+				ev.Type, pairs[ev.Family].opener, f)}
+			switch {
+			case r.name == PagerDuty && r.opts.DedupField != "":
+				e.Option = "format_options.dedup_field"
+			case r.name == Alertmanager && i > 0:
+				e.Option = "format_options.label_fields"
+			}
+			return e
 		}
 	}
 	return nil
 }
+
+// MissingFieldError is a render refused because of the event, not the
+// format: it lacks the data field Field that the format needs (a resolving
+// event without the field its opener's incident or alert is known by).
+// Option is the format option naming that field, or "" when it is the
+// event pair's own id field.
+type MissingFieldError struct {
+	Field   string
+	Option  string
+	Message string
+}
+
+func (e *MissingFieldError) Error() string { return e.Message }
 
 // OptionError is a format or option the API refuses (422), naming the field.
 type OptionError struct {
@@ -225,12 +246,11 @@ func validate(name Name, o Options) error {
 			return optErr("format_options."+given, "is not an option of the %s format", name)
 		}
 	}
+	// The keys are event type patterns: the catalogue checks them where
+	// webhooks are validated (package webhooks), not here.
 	for pattern, sev := range o.Severity {
 		if !slices.Contains(severities, sev) {
 			return optErr("format_options.severity."+pattern, "must be one of critical, error, warning, info")
-		}
-		if !validPattern(pattern) {
-			return optErr("format_options.severity."+pattern, "must be an event type, family.* or *")
 		}
 	}
 	switch name {

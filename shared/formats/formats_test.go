@@ -66,7 +66,6 @@ func TestCompileRefuses(t *testing.T) {
 		{"pagerduty with a short routing key", PagerDuty, Options{RoutingKey: "abc"}, "format_options.routing_key"},
 		{"a severity outside the list", PagerDuty, Options{RoutingKey: routingKey, Severity: map[string]string{"alert.*": "fatal"}},
 			"format_options.severity.alert.*"},
-		{"a severity for no pattern", Datadog, Options{Severity: map[string]string{"alert": "error"}}, "format_options.severity.alert"},
 		{"a bad dedup field", PagerDuty, Options{RoutingKey: routingKey, DedupField: "a b"}, "format_options.dedup_field"},
 		{"a label that Prometheus refuses", Alertmanager, Options{Labels: map[string]string{"team-name": "x"}}, "format_options.labels.team-name"},
 		{"a bad label field", Alertmanager, Options{LabelFields: []string{"x y"}}, "format_options.label_fields"},
@@ -221,14 +220,25 @@ func TestPairsResolve(t *testing.T) {
 	if string(lt) != string(lr) || at["startsAt"] == nil || ar["endsAt"] == nil || !strings.Contains(string(lt), `"team":"sre"`) {
 		t.Errorf("alertmanager pair labels %s / %s (%v / %v)", lt, lr, at, ar)
 	}
-	// A resolve that could not match its opener is refused, not sent.
+	// A resolve that could not match its opener is refused, not sent,
+	// naming the missing data field and the option that asked for it.
+	noID := envelope(t, "alert.resolved", map[string]any{"cluster": "c-1", "fingerprint": "f9"})
 	for _, c := range []struct {
-		n Name
-		o *Options
-	}{{PagerDuty, &Options{RoutingKey: routingKey, DedupField: "fingerprint"}}, {Alertmanager, &Options{LabelFields: []string{"cluster"}}}} {
+		n             Name
+		o             *Options
+		body          []byte
+		field, option string
+	}{
+		{PagerDuty, &Options{RoutingKey: routingKey, DedupField: "fingerprint"}, clear, "fingerprint", "format_options.dedup_field"},
+		{PagerDuty, &Options{RoutingKey: routingKey}, noID, "alert_id", ""},
+		{Alertmanager, &Options{LabelFields: []string{"cluster"}}, clear, "cluster", "format_options.label_fields"},
+		{Alertmanager, &Options{LabelFields: []string{"cluster"}}, noID, "alert_id", ""},
+	} {
 		r := mustCompile(t, c.n, c.o)
-		if _, err := r.Render(context.Background(), clear, now); err == nil || !strings.Contains(err.Error(), "cannot resolve") {
-			t.Errorf("%s resolve without its key field: %v", c.n, err)
+		_, err := r.Render(context.Background(), c.body, now)
+		var mf *MissingFieldError
+		if !errors.As(err, &mf) || mf.Field != c.field || mf.Option != c.option || !strings.Contains(err.Error(), "cannot resolve") {
+			t.Errorf("%s resolve without %s: %v (%+v), want field %q option %q", c.n, c.field, err, mf, c.field, c.option)
 		}
 	}
 	if _, err := Compile(Alertmanager, &Options{Labels: map[string]string{"severity": "page"}}); err == nil {

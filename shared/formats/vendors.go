@@ -31,9 +31,10 @@ func slackMessage(ev *event) map[string]any {
 
 // slackEscape escapes &, < and > in text from the event, as Slack asks:
 // data can then never ping a channel (<!channel>) or disguise a link.
-func slackEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
+func slackEscape(s string) string { return slackEscaper.Replace(s) }
+
+// slackEscaper is safe for concurrent use: one for every render.
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // pagerDutyEvent is a PagerDuty Events API v2 event: trigger, or resolve
 // for an event that resolves its pair's opener, with the same dedup key.

@@ -2,6 +2,8 @@ package streams
 
 import (
 	"encoding/json"
+
+	"github.com/hermodhq/hermod/shared/formats"
 )
 
 // SchemaVersion is the version of the messages below. A reader accepts this
@@ -149,9 +151,11 @@ type AgentWebhook struct {
 	Enabled             bool              `json:"enabled"`
 	UpdatedAt           int64             `json:"updated_at"` // unix ms
 	// Format and FormatOptions: the agent renders the body itself (the
-	// options may hold a routing key: in memory only on the agent).
-	Format        string          `json:"format,omitempty"`
-	FormatOptions json.RawMessage `json:"format_options,omitempty"`
+	// options may hold a routing key: in memory only on the agent). The
+	// options are the webhook's own, shared and read only: they are
+	// marshalled with the answer, never copied or marshalled apart.
+	Format        string           `json:"format,omitempty"`
+	FormatOptions *formats.Options `json:"format_options,omitempty"`
 }
 
 // AgentTestPrefix + agent id: the API asks an agent to send a test event

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/textproto"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -398,14 +400,14 @@ func Apply(w *Webhook, raw map[string]json.RawMessage, create bool, cat *catalog
 			return err
 		}
 	}
-	return applyFormat(w, raw, before)
+	return applyFormat(w, raw, before, cat)
 }
 
 // applyFormat checks the format and its options together. A format change
 // without options clears the old format's; options given without a
 // routing key keep the stored one while the format stays PagerDuty (the
 // key is never returned, so an edit cannot resend it).
-func applyFormat(w *Webhook, raw map[string]json.RawMessage, before formats.Name) error {
+func applyFormat(w *Webhook, raw map[string]json.RawMessage, before formats.Name, cat *catalog.Catalog) error {
 	_, newFormat := raw["format"]
 	_, newOptions := raw["format_options"]
 	_, newURL := raw["url"]
@@ -415,8 +417,25 @@ func applyFormat(w *Webhook, raw map[string]json.RawMessage, before formats.Name
 	if newFormat && !newOptions && w.Format != before {
 		w.FormatOptions = nil
 	}
-	_, err := CompileFormat(w)
-	return err
+	if _, err := CompileFormat(w); err != nil {
+		return err
+	}
+	return checkSeverityPatterns(w.FormatOptions, cat)
+}
+
+// checkSeverityPatterns refuses a severity key that is not an event type
+// pattern of the catalogue (a typo such as "alrt.*" would never match),
+// naming the first such key in sorted order.
+func checkSeverityPatterns(o *formats.Options, cat *catalog.Catalog) error {
+	if o == nil {
+		return nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.Severity)) {
+		if !cat.ValidPattern(k) {
+			return fieldErr("format_options.severity."+k, "is not a catalogue type, family.* or *")
+		}
+	}
+	return nil
 }
 
 // applyField applies one field of a create or update body to w. It is one

@@ -812,3 +812,43 @@ func FuzzDecodeBody(f *testing.F) {
 		checkInvariants(t, w)
 	})
 }
+
+// Severity keys are event type patterns of the catalogue: a key matching no
+// event type (a typo such as "alrt.*", a bare family, an unknown type) is
+// refused naming the key, on create and on update, whatever the format
+// that takes severities.
+func TestApplySeverityPatterns(t *testing.T) {
+	pd := func(severity string) string {
+		return `{"routing_key":"R0123456789abcdef0123456789ABCDE","severity":` + severity + `}`
+	}
+	for _, c := range []struct {
+		name, format, options string
+		field                 string // "" = accepted
+	}{
+		{"every pattern kind", `"pagerduty"`, pd(`{"alert.triggered":"critical","deployment.*":"error","*":"info"}`), ""},
+		{"the internal test type", `"datadog"`, `{"severity":{"webhook.test":"info","webhook.*":"info"}}`, ""},
+		{"a family typo", `"pagerduty"`, pd(`{"alrt.*":"critical"}`), "format_options.severity.alrt.*"},
+		{"a type typo", `"alertmanager"`, `{"severity":{"alert.trigered":"critical"}}`, "format_options.severity.alert.trigered"},
+		{"a bare family", `"datadog"`, `{"severity":{"alert":"error"}}`, "format_options.severity.alert"},
+		{"a type with a wildcard inside", `"datadog"`, `{"severity":{"alert.trig*":"error"}}`, "format_options.severity.alert.trig*"},
+		{"the empty key", `"datadog"`, `{"severity":{"":"error"}}`, "format_options.severity."},
+		{"the first bad key in order", `"datadog"`, `{"severity":{"zz.*":"error","aa.*":"error","alert.*":"info"}}`, "format_options.severity.aa.*"},
+		{"a bad value on a good key first", `"datadog"`, `{"severity":{"alert.*":"fatal"}}`, "format_options.severity.alert.*"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := withDefaults()
+			err := applyJSON(w, createBody(map[string]string{"format": c.format, "format_options": c.options}), true)
+			if got := fieldName(err); got != c.field {
+				t.Errorf("create: error %v (field %q), want field %q", err, got, c.field)
+			}
+			w = withDefaults()
+			if err := applyJSON(w, createBody(nil), true); err != nil {
+				t.Fatal(err)
+			}
+			err = applyJSON(w, `{"format":`+c.format+`,"format_options":`+c.options+`}`, false)
+			if got := fieldName(err); got != c.field {
+				t.Errorf("update: error %v (field %q), want field %q", err, got, c.field)
+			}
+		})
+	}
+}

@@ -128,10 +128,7 @@ func (s *Server) answer(ctx context.Context, m *nats.Msg) streams.AgentConfig {
 		if w.PrevSecret != "" && now.Before(w.PrevSecretExpiresAt) {
 			aw.PrevSecret, aw.PrevSecretExpiresAt = w.PrevSecret, w.PrevSecretExpiresAt.UnixMilli()
 		}
-		aw.Format = string(w.Format)
-		if w.FormatOptions != nil {
-			aw.FormatOptions, _ = json.Marshal(w.FormatOptions) // strings, maps and lists: cannot fail
-		}
+		aw.Format, aw.FormatOptions = string(w.Format), w.FormatOptions
 		out.Webhooks = append(out.Webhooks, aw)
 	}
 	return out

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hermodhq/hermod/shared/agentauth"
 	"github.com/hermodhq/hermod/shared/encryption"
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/streams"
@@ -79,22 +80,32 @@ func BenchmarkAgentHeartbeat(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/heartbeat")
 }
 
+// heartbeats stores ws and an agent a1 granted env:production, and
+// returns its heartbeat: the control plane's answer to it.
+func heartbeats(t *testing.T, st *store.Store, ws ...*webhooks.Webhook) func() streams.AgentConfig {
+	t.Helper()
+	ctx := context.Background()
+	for _, w := range ws {
+		if err := st.PutWebhook(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const token = "test-agent-token-0123456789"
+	putAgent(t, st, "a1", token, "env:production")
+	s := New(st, nil, zerolog.Nop(), Options{})
+	req, _ := json.Marshal(streams.AgentRequest{Token: token})
+	return func() streams.AgentConfig {
+		return s.answer(ctx, &nats.Msg{Subject: streams.AgentControlPrefix + "a1.heartbeat", Data: req})
+	}
+}
+
 // The cached snapshot follows every change: the next heartbeat after a put
 // or a delete sees it.
 func TestAgentHeartbeatFollowsWebhookChanges(t *testing.T) {
 	st := testStore(t)
 	ctx := context.Background()
 	w := testWebhook("00000000-0000-4000-8000-000000000001", "http://10.0.0.1/a", "env:production")
-	if err := st.PutWebhook(ctx, w); err != nil {
-		t.Fatal(err)
-	}
-	const token = "test-agent-token-0123456789"
-	putAgent(t, st, "a1", token, "env:production")
-	s := New(st, nil, zerolog.Nop(), Options{})
-	req, _ := json.Marshal(streams.AgentRequest{Token: token})
-	beat := func() streams.AgentConfig {
-		return s.answer(ctx, &nats.Msg{Subject: streams.AgentControlPrefix + "a1.heartbeat", Data: req})
-	}
+	beat := heartbeats(t, st, w)
 	if out := beat(); len(out.Webhooks) != 1 || out.Webhooks[0].URL != "http://10.0.0.1/a" {
 		t.Fatalf("first heartbeat: %+v", out.Webhooks)
 	}
@@ -110,6 +121,48 @@ func TestAgentHeartbeatFollowsWebhookChanges(t *testing.T) {
 	}
 	if out := beat(); len(out.Webhooks) != 0 {
 		t.Fatalf("after a delete: %+v", out.Webhooks)
+	}
+}
+
+// A webhook's format options reach the agent as the JSON object of the
+// options (routing key included: agents render the body), exactly what
+// json.Marshal makes of them, and a webhook without options has no
+// format_options at all.
+func TestAgentAnswerCarriesFormatOptions(t *testing.T) {
+	pd := testWebhook("00000000-0000-4000-8000-000000000001", "https://events.pagerduty.test/v2/enqueue", "env:production")
+	pd.Format = formats.PagerDuty
+	pd.FormatOptions = &formats.Options{RoutingKey: "R0123456789abcdef0123456789ABCDE", DedupField: "fingerprint",
+		Severity: map[string]string{"alert.*": "critical", "*": "info"}}
+	plain := testWebhook("00000000-0000-4000-8000-000000000002", "http://10.0.0.1/b", "env:production")
+	beat := heartbeats(t, testStore(t), pd, plain)
+	for range 2 { // the second answer comes from the cached snapshot
+		data, err := json.Marshal(beat())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wire struct {
+			Webhooks []map[string]json.RawMessage `json:"webhooks"`
+		}
+		if err := json.Unmarshal(data, &wire); err != nil || len(wire.Webhooks) != 2 {
+			t.Fatalf("answer %s: %v", data, err)
+		}
+		want, _ := json.Marshal(pd.FormatOptions)
+		for _, w := range wire.Webhooks {
+			var id, format string
+			_ = json.Unmarshal(w["id"], &id)
+			_ = json.Unmarshal(w["format"], &format)
+			opts, has := w["format_options"]
+			switch id {
+			case pd.ID:
+				if format != "pagerduty" || string(opts) != string(want) {
+					t.Errorf("pagerduty webhook on the wire: format %q, options %s, want %s", format, opts, want)
+				}
+			case plain.ID:
+				if has || format != "" {
+					t.Errorf("webhook without a format on the wire: format %q, options %s", format, opts)
+				}
+			}
+		}
 	}
 }
 

@@ -50,28 +50,11 @@ func natsServerPath() (string, error) {
 	if p := os.Getenv("HERMOD_BENCH_NATS_SERVER"); p != "" {
 		return p, nil
 	}
-	for _, v := range []string{"GOBIN", "GOPATH"} {
-		out, err := exec.Command("go", "env", v).Output()
-		dir := strings.TrimSpace(string(out))
-		if err != nil || dir == "" {
-			continue
-		}
-		if v == "GOPATH" {
-			dir = filepath.Join(filepath.SplitList(dir)[0], "bin")
-		}
-		if p := filepath.Join(dir, "nats-server"); isExecutable(p) {
-			return p, nil
-		}
+	p, err := hermodtest.Tool("nats-server")
+	if err != nil {
+		return "", fmt.Errorf("%w (make bench runs `make tools`)", err)
 	}
-	if p, err := exec.LookPath("nats-server"); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("nats-server not found in GOBIN, GOPATH/bin or PATH: run `make tools` (make bench does)")
-}
-
-func isExecutable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+	return p, nil
 }
 
 // version is the first line a program prints for args (e.g. --version).
