@@ -120,7 +120,9 @@ func (s *Server) preview(c echo.Context, w *webhooks.Webhook, req previewRequest
 	body, err := r.Render(c.Request().Context(), env, time.Now())
 	if err != nil {
 		if errors.Is(err, formats.ErrRunner) {
-			return err // the server's failure, not the format's: 500
+			// This host could not render now (busy, or the runner could
+			// not start): not the format's fault, and worth trying again.
+			return unavailable("template runner", err)
 		}
 		return renderRefused(w, given(req.Event), err)
 	}

@@ -185,7 +185,9 @@ type Facts struct {
 	SlotLatency time.Duration
 	// RenderErr: Ready, the webhook's format could not render the event
 	// (found when the attempt was about to be made). RendererDown: the
-	// template runner could not be started (this host's failure).
+	// template runner could not render on this host (it could not start or
+	// answer, or the host gave the render no CPU time): not the format's
+	// failure.
 	RenderErr    string
 	RendererDown bool
 
