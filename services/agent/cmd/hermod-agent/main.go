@@ -9,5 +9,10 @@ import (
 
 func main() {
 	formats.RunnerMain() // started as the template runner: serve it and exit
-	lifecycle.Main("hermod-agent", agent.LoadConfig, func(c agent.Config) string { return c.LogLevel }, agent.Main)
+	lifecycle.Main(lifecycle.Program[agent.Config]{
+		Name: "hermod-agent", Summary: "delivers label-targeted webhooks inside a cluster",
+		Load: agent.LoadConfig, Run: agent.Main,
+		Level: func(c agent.Config) string { return c.LogLevel },
+		Addr:  func(c agent.Config) string { return c.OpsAddr },
+	})
 }

@@ -3,9 +3,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
 	"github.com/hermodhq/hermod/services/api"
 	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/lifecycle"
@@ -13,12 +10,13 @@ import (
 
 func main() {
 	formats.RunnerMain() // started as the template runner: serve it and exit
-	if len(os.Args) == 2 && os.Args[1] == "callout-key" {
-		if err := api.CalloutKey(os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "hermod-api callout-key:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	lifecycle.Main("hermod-api", api.LoadConfig, func(c api.Config) string { return c.LogLevel }, api.Main)
+	lifecycle.Main(lifecycle.Program[api.Config]{
+		Name: "hermod-api", Summary: "serves the REST API, the Webhooks page and the agents' control plane",
+		Load: api.LoadConfig, Run: api.Main,
+		Level: func(c api.Config) string { return c.LogLevel },
+		Addr:  func(c api.Config) string { return c.Addr },
+		Commands: map[string]lifecycle.Command{
+			"callout-key": {Summary: "print a new auth callout issuer key (docs/agents.md)", Run: api.CalloutKey},
+		},
+	})
 }

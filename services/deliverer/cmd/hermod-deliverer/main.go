@@ -9,5 +9,10 @@ import (
 
 func main() {
 	formats.RunnerMain() // started as the template runner: serve it and exit
-	lifecycle.Main("hermod-deliverer", deliverer.LoadConfig, func(c deliverer.Config) string { return c.LogLevel }, deliverer.Main)
+	lifecycle.Main(lifecycle.Program[deliverer.Config]{
+		Name: "hermod-deliverer", Summary: "delivers webhooks from the shared JetStream consumer",
+		Load: deliverer.LoadConfig, Run: deliverer.Main,
+		Level: func(c deliverer.Config) string { return c.LogLevel },
+		Addr:  func(c deliverer.Config) string { return c.OpsAddr },
+	})
 }

@@ -9,5 +9,10 @@ import (
 
 func main() {
 	formats.RunnerMain() // started as the template runner: serve it and exit
-	lifecycle.Main("hermod", allinone.LoadConfig, func(c allinone.Config) string { return c.LogLevel }, allinone.Main)
+	lifecycle.Main(lifecycle.Program[allinone.Config]{
+		Name: "hermod", Summary: "runs the whole pipeline in one process",
+		Load: allinone.LoadConfig, Run: allinone.Main,
+		Level: func(c allinone.Config) string { return c.LogLevel },
+		Addr:  func(c allinone.Config) string { return c.APIAddr },
+	})
 }

@@ -7,5 +7,10 @@ import (
 )
 
 func main() {
-	lifecycle.Main("hermod-router", router.LoadConfig, func(c router.Config) string { return c.LogLevel }, router.Main)
+	lifecycle.Main(lifecycle.Program[router.Config]{
+		Name: "hermod-router", Summary: "routes events to webhooks and records delivery outcomes",
+		Load: router.LoadConfig, Run: router.Main,
+		Level: func(c router.Config) string { return c.LogLevel },
+		Addr:  func(c router.Config) string { return c.OpsAddr },
+	})
 }
