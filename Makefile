@@ -9,7 +9,7 @@ GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 GOBIN_DIR = $(or $(shell go env GOBIN),$(firstword $(subst :, ,$(shell go env GOPATH)))/bin)
 STATICCHECK ?= $(GOBIN_DIR)/staticcheck
 
-.PHONY: build run test test-short lint bench bench-external fuzz screenshots clean tools
+.PHONY: build run test test-short lint bench bench-external fuzz screenshots clean tools images
 
 # A real Alertmanager for the end-to-end test of the alertmanager format
 # (built from its Go module; newer versions embed a UI bundle the module
@@ -38,6 +38,12 @@ tools:
 		go install github.com/prometheus/alertmanager/cmd/alertmanager@$(ALERTMANAGER_VERSION)
 	@v='$(NATS_SERVER_VERSION)'; test "$$($(GOBIN_DIR)/nats-server --version 2>/dev/null)" = "nats-server: $$v" || \
 		go install github.com/nats-io/nats-server/v2@$$v
+
+# Container images from local files only (no registry): static binaries on
+# scratch, nats-server at the embedded version, Redis in a Debian base made
+# with debootstrap (deploy/README.md).
+images:
+	./scripts/images.sh
 
 # Every test of every module (the end-to-end tests build the binaries first).
 test: build tools
