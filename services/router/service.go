@@ -49,7 +49,7 @@ type Parts struct {
 func Build(c *connect.Conns, ix *index.Index, cfg Config, log zerolog.Logger, m *metrics.Metrics) *Parts {
 	rec := metrics.NewRecording(m.Registry)
 	return &Parts{
-		Router: New(c.JS, ix, log, metrics.NewRouting(m.Registry), Options{Workers: cfg.Workers}),
+		Router: New(c.JS, ix, log, metrics.NewRouting(m.Registry), Options{Workers: cfg.Workers, MaxEventBytes: cfg.MaxEventBytes}),
 		Recorder: recorder.New(c.JS, c.Store, log, recorder.Options{Limits: Limits(cfg.Common), OnError: rec.Error,
 			Agents: recorder.StoreAgents(c.Store, recorder.IndexLabels(ix))}),
 	}

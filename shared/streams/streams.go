@@ -74,6 +74,10 @@ type Settings struct {
 	Retention   time.Duration // how long dead letters are kept
 	Subjects    []string      // event stream subjects (catalogue families)
 	Replicas    int
+	// MaxEventBytes is the largest event envelope (HERMOD_MAX_EVENT_BYTES):
+	// the event stream refuses a message larger than it plus
+	// EventHeaderAllowance (256 KiB when zero).
+	MaxEventBytes int
 	// EnsureFor bounds how long EnsureStreams keeps trying a stream the
 	// server does not answer for (2 min when zero); OnRetry, when set,
 	// hears of each failed try before the wait.
@@ -93,6 +97,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.Replicas <= 0 {
 		s.Replicas = 1
+	}
+	if s.MaxEventBytes <= 0 {
+		s.MaxEventBytes = 256 << 10
 	}
 	if s.EnsureFor <= 0 {
 		s.EnsureFor = 2 * time.Minute
@@ -130,6 +137,11 @@ func RecorderConsumerConfig() jetstream.ConsumerConfig {
 		AckWait: 30 * time.Second, MaxAckPending: 50000, MaxDeliver: -1,
 		Description: "writes outcomes to Redis"}
 }
+
+// EventHeaderAllowance is the room for headers (Nats-Msg-Id, a tracing
+// header or two) that the event stream's message size limit allows above
+// the largest event: JetStream counts headers and body together.
+const EventHeaderAllowance = 4 << 10
 
 // Meta is what a delivery message says about its delivery.
 type Meta struct {
