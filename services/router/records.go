@@ -31,8 +31,8 @@ const (
 type records struct {
 	pub      Publisher
 	maxBytes int // of one message's records
-	queue chan *recordJob
-	done  chan struct{}
+	queue    chan *recordJob
+	done     chan struct{}
 }
 
 type recordJob struct {

@@ -46,9 +46,9 @@ type Matcher interface {
 // Options tune the router.
 type Options struct {
 	Workers int // events processed at once (default 8)
-	// MaxEventBytes is HERMOD_MAX_EVENT_BYTES: a larger event is refused
-	// (256 KiB when zero). The connection's max payload lowers it when it
-	// leaves less room.
+	// MaxEventBytes is HERMOD_MAX_EVENT_BYTES (256 KiB when zero): an
+	// envelope larger than streams.MaxEnvelopeBytes of it is refused. The
+	// connection's max payload lowers that when it leaves less room.
 	MaxEventBytes int
 }
 
@@ -63,10 +63,11 @@ func limits(maxEvent int, maxPayload int64) (event, record int) {
 	if maxEvent <= 0 {
 		maxEvent = 256 << 10
 	}
+	event = streams.MaxEnvelopeBytes(maxEvent)
 	if maxPayload <= 0 {
-		return maxEvent, 0
+		return event, 0
 	}
-	return min(maxEvent, int(maxPayload)-headerRoom), int(maxPayload) - headerRoom
+	return min(event, int(maxPayload)-headerRoom), int(maxPayload) - headerRoom
 }
 
 // Publisher publishes to JetStream without waiting; jetstream.JetStream

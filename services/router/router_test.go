@@ -320,7 +320,7 @@ func TestDeliveryIDIsStable(t *testing.T) {
 	}
 }
 
-// The router's limit is HERMOD_MAX_EVENT_BYTES, lowered when the NATS max
+// The router's limit is the envelope of HERMOD_MAX_EVENT_BYTES, lowered when the NATS max
 // payload leaves less room beside a delivery's headers; an enqueue record
 // message must fit the max payload with its header.
 func TestLimits(t *testing.T) {
@@ -329,10 +329,10 @@ func TestLimits(t *testing.T) {
 		maxPayload          int64
 		wantEvent, wantRecs int
 	}{
-		{256 << 10, 1 << 20, 256 << 10, 1<<20 - headerRoom},
+		{256 << 10, 1 << 20, 256<<10 + streams.EnvelopeRoom, 1<<20 - headerRoom},
 		{8 << 20, 1 << 20, 1<<20 - headerRoom, 1<<20 - headerRoom},
-		{0, 8 << 20, 256 << 10, 8<<20 - headerRoom},
-		{4096, 0, 4096, 0},
+		{0, 8 << 20, 256<<10 + streams.EnvelopeRoom, 8<<20 - headerRoom},
+		{4096, 0, 4096 + streams.EnvelopeRoom, 0},
 	} {
 		ev, rec := limits(c.maxEvent, c.maxPayload)
 		if ev != c.wantEvent || rec != c.wantRecs {
@@ -403,6 +403,17 @@ func TestRouterSendsALargePayloadAlone(t *testing.T) {
 	for _, m := range b.pub.Published() {
 		if len(m.Data) > b.r.recordLimit && m.Subject == streams.EnqueuedSubject {
 			t.Errorf("an enqueue record message of %d bytes passes the limit %d", len(m.Data), b.r.recordLimit)
+		}
+	}
+}
+
+// The index sweep runs every minute, or every quarter of a shorter
+// retention.
+func TestSweepEvery(t *testing.T) {
+	for r, want := range map[time.Duration]time.Duration{72 * time.Hour: time.Minute, 4 * time.Minute: time.Minute,
+		time.Minute: 15 * time.Second, 2 * time.Second: 500 * time.Millisecond, 0: 100 * time.Millisecond} {
+		if got := SweepEvery(r); got != want {
+			t.Errorf("SweepEvery(%s) = %s, want %s", r, got, want)
 		}
 	}
 }

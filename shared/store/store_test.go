@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hermodhq/hermod/shared/encryption"
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/webhooks"
@@ -275,13 +276,15 @@ func TestWebhooksSealedAtRest(t *testing.T) {
 	now := time.Now().UTC()
 	w := &webhooks.Webhook{ID: "11111111-1111-1111-1111-111111111111", Name: "n", URL: "https://example.test/p4th?tok=q",
 		AuthHeader: "Bearer a-secret", Secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", EventTypes: []string{"*"},
-		Headers:    map[string]string{"Dd-Api-Key": "dd-key-value", "X-Vendor-Token": "vendor-token-value"},
+		Headers: map[string]string{"Dd-Api-Key": "dd-key-value", "X-Vendor-Token": "vendor-token-value"},
+		Format:  formats.PagerDuty, FormatOptions: &formats.Options{RoutingKey: "R0123456789abcdef0123456789ABCDE"},
 		MaxRetries: 5, TimeoutSeconds: 30, Enabled: true, CreatedAt: now, UpdatedAt: now}
 	if err := s.PutWebhook(ctx, w); err != nil {
 		t.Fatal(err)
 	}
 	raw := s.rdb.Get(ctx, WebhookKey(w.ID)).Val()
-	for _, plain := range []string{"p4th", "a-secret", "c2VjcmV0c2VjcmV0", "dd-key-value", "vendor-token-value", "Dd-Api-Key", "X-Vendor-Token"} {
+	for _, plain := range []string{"p4th", "a-secret", "c2VjcmV0c2VjcmV0", "dd-key-value", "vendor-token-value", "Dd-Api-Key", "X-Vendor-Token",
+		"R0123456789abcdef", "routing_key"} {
 		if strings.Contains(raw, plain) {
 			t.Errorf("stored value contains %q", plain)
 		}
@@ -292,6 +295,9 @@ func TestWebhooksSealedAtRest(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got.Headers, w.Headers) {
 		t.Fatalf("headers round trip: names %q, want %q", webhooks.HeaderNames(got.Headers), webhooks.HeaderNames(w.Headers))
+	}
+	if got.FormatOptions == nil || got.FormatOptions.RoutingKey != w.FormatOptions.RoutingKey {
+		t.Fatalf("the routing key did not round trip")
 	}
 	noKey := New(rd.Client(t), nil)
 	if err := noKey.CheckKey(ctx); err == nil {
