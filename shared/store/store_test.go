@@ -184,6 +184,48 @@ func TestDegradedAndHistoryLimit(t *testing.T) {
 // A batch that stopped between writing and deleting the trimmed records
 // leaves them listed; the sweep deletes them, except a delivery an outcome
 // started again meanwhile.
+// A batch whose trimmed deliveries the sweep deleted between the batch's
+// merges and its pointer writes (the sweep runs beside the batches) still
+// deletes those pointers: none is left pointing at nothing.
+func TestTrimmedPointersRaceTheSweep(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	if err := s.loadScripts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	small := Limits{Retention: time.Hour, HistoryLimit: 2, PayloadTTL: time.Hour}
+	p := s.rdb.Pipeline()
+	var merges []*queuedMerge
+	for i, id := range []string{"a", "b", "c", "d"} {
+		o := outcome(id, 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
+		o.CreatedAt = int64(1_700_000_000_000 + i)
+		m, err := s.queueOutcome(ctx, p, &o, small, time.Now().UnixMilli())
+		if err != nil {
+			t.Fatal(err)
+		}
+		merges = append(merges, m)
+	}
+	if err := s.execScripts(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	// The sweep takes the trimmed a and b first...
+	if err := s.sweepTrimmed(ctx, "wh-1"); err != nil {
+		t.Fatal(err)
+	}
+	// ...then the batch writes its pointers and drops what it trimmed.
+	if err := s.pointed(ctx, merges); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.dropTrimmed(ctx, trimmedOf(merges)); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]int64{"a": 0, "b": 0, "c": 1, "d": 1} {
+		if n := s.rdb.Exists(ctx, DeliveryWebhookKey(id)).Val(); n != want {
+			t.Errorf("pointer of %s: %d, want %d", id, n, want)
+		}
+	}
+}
+
 func TestTrimmedLeftBehindAreSwept(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
