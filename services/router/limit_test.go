@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
@@ -27,16 +25,7 @@ import (
 // any stream; an event within the limit after it is fanned out as usual.
 func TestRouterRefusesOversizedEventsFromJetStream(t *testing.T) {
 	const maxEvent = 4096
-	ns := hermodtest.NATS(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := hermodtest.JetStream(t, hermodtest.NATS(t).ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := streams.EnsureStreams(ctx, js, streams.Settings{Subjects: []string{"deployment.>"}, MaxEventBytes: maxEvent}); err != nil {

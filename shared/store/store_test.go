@@ -184,6 +184,29 @@ func TestDegradedAndHistoryLimit(t *testing.T) {
 // A batch that stopped between writing and deleting the trimmed records
 // leaves them listed; the sweep deletes them, except a delivery an outcome
 // started again meanwhile.
+// mergeOnly runs the first step of a batch (the merges and the pending
+// outcomes' pointers) of a failed outcome for each id, created in that
+// order, and stops there, as a batch that stopped after it.
+func mergeOnly(t *testing.T, s *Store, lim Limits, ids ...string) []*queuedMerge {
+	t.Helper()
+	ctx := context.Background()
+	p := s.rdb.Pipeline()
+	var merges []*queuedMerge
+	for i, id := range ids {
+		o := outcome(id, 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
+		o.CreatedAt = int64(1_700_000_000_000 + i)
+		m, err := s.queueOutcome(ctx, p, &o, lim, time.Now().UnixMilli())
+		if err != nil {
+			t.Fatal(err)
+		}
+		merges = append(merges, m)
+	}
+	if err := s.execScripts(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	return merges
+}
+
 // A batch whose trimmed deliveries the sweep deleted between the batch's
 // merges and its pointer writes (the sweep runs beside the batches) still
 // deletes those pointers: none is left pointing at nothing.
@@ -194,20 +217,7 @@ func TestTrimmedPointersRaceTheSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	small := Limits{Retention: time.Hour, HistoryLimit: 2, PayloadTTL: time.Hour}
-	p := s.rdb.Pipeline()
-	var merges []*queuedMerge
-	for i, id := range []string{"a", "b", "c", "d"} {
-		o := outcome(id, 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
-		o.CreatedAt = int64(1_700_000_000_000 + i)
-		m, err := s.queueOutcome(ctx, p, &o, small, time.Now().UnixMilli())
-		if err != nil {
-			t.Fatal(err)
-		}
-		merges = append(merges, m)
-	}
-	if err := s.execScripts(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	merges := mergeOnly(t, s, small, "a", "b", "c", "d")
 	// The sweep takes the trimmed a and b first...
 	if err := s.sweepTrimmed(ctx, "wh-1"); err != nil {
 		t.Fatal(err)
@@ -244,20 +254,7 @@ func TestTrimmedLeftBehindAreSwept(t *testing.T) {
 	}
 	// The first step only (the merges and their pointers), as a batch that
 	// stopped after it.
-	p := s.rdb.Pipeline()
-	var merges []*queuedMerge
-	for i, id := range []string{"a", "b", "c", "d"} {
-		o := outcome(id, 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
-		o.CreatedAt = int64(1_700_000_000_000 + i)
-		m, err := s.queueOutcome(ctx, p, &o, small, time.Now().UnixMilli())
-		if err != nil {
-			t.Fatal(err)
-		}
-		merges = append(merges, m)
-	}
-	if err := s.execScripts(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	merges := mergeOnly(t, s, small, "a", "b", "c", "d")
 	if err := s.pointed(ctx, merges); err != nil {
 		t.Fatal(err)
 	}
