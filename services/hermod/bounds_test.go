@@ -104,19 +104,7 @@ func TestBoundedUnderLoad(t *testing.T) {
 				t.Errorf("%s holds %d attempts, at most 2 were made", key, n)
 			}
 		}
-		// Everything expires: records by their TTL, ids by the sweep, dead
-		// letters by the stream's max age.
-		hermodtest.CheckFor(t, 2*time.Minute, 200*time.Millisecond, func() error {
-			for _, pattern := range []string{"hermod:d:*", "hermod:da:*", "hermod:dw:*", "hermod:wd:*", "hermod:wt:*"} {
-				if keys := scanKeys(t, rdb, pattern); len(keys) > 0 {
-					return fmt.Errorf("%d keys %s left, e.g. %s; %s", len(keys), pattern, keys[0], explain(t, rdb, keys))
-				}
-			}
-			if st := streamState(t, p.jetStream(), streams.DeadStream); st.Msgs != 0 {
-				return fmt.Errorf("%d dead letters left", st.Msgs)
-			}
-			return nil
-		})
+		allExpire(t, p, rdb)
 	}
 	// payloads checks the event payloads kept and returns their bytes.
 	payloads := func() int64 {
@@ -177,6 +165,80 @@ func TestBoundedUnderLoad(t *testing.T) {
 		"stream bytes per dead letter %.0f; Redis bytes per payload %d; used_memory %d after the first wave, %d after the second",
 		sent, maxIndex, history, maxDead, mean(rec), mean(att), mean(ptr), mean(idx), mean(perDead),
 		(firstPayloads+secondPayloads)/int64(sent), first, usedMemory(t, rdb))
+}
+
+// An endpoint that always fails, with its failure breaker on: once the
+// breaker opens, deliveries are parked without spending attempts, and one
+// created more than HERMOD_MAX_HOLD (1 s here) ago is dead (expired)
+// instead of parked again. Twelve seconds of traffic (twelve max holds)
+// leave no delivery waiting once the traffic stops: the deliveries stream
+// drains, and every record, pointer, index and dead letter expires.
+// Without the expiry the breaker lets one attempt through a second, and
+// the parked deliveries wait for minutes.
+func TestBoundedUnderAFailingEndpointWithItsBreaker(t *testing.T) {
+	t.Parallel()
+	const (
+		events = 240
+		period = 50 * time.Millisecond // 20 events a second
+	)
+	p := startPipeline(t, func(c *allinone.Config) {
+		c.Retention, c.HistoryLimit, c.MaxHold = 2*time.Second, 30, time.Second
+		c.Isolation.Threshold, c.Isolation.Cooldown = 3, time.Second
+		c.LogLevel = "warn"
+	})
+	rdb := p.Redis.Client(t)
+	ctx := context.Background()
+	failSink := hermodtest.NewSink(t)
+	failSink.SetAnswer(func(int, *http.Request) int { return http.StatusInternalServerError })
+	failID := p.createWebhook(map[string]any{"name": "failing", "url": failSink.URL, "event_types": []string{"deployment.applied"},
+		"max_retries": 2})
+	expired := false
+	var maxQueued uint64
+	tick := time.NewTicker(period)
+	for i := range events {
+		<-tick.C
+		p.publish("deployment.applied", map[string]any{"deployment_id": "d-" + strconv.Itoa(i)})
+		if i%10 == 9 {
+			maxQueued = max(maxQueued, streamState(t, p.jetStream(), streams.DeliveriesStream).Msgs)
+			ids, err := rdb.ZRange(ctx, store.StatusIndexKey(failID, streams.StatusDead), 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range ids {
+				if rdb.HGet(ctx, store.DeliveryKey(failID, id), "reason").Val() == string(streams.ReasonExpired) {
+					expired = true
+				}
+			}
+		}
+	}
+	tick.Stop()
+	hermodtest.CheckFor(t, time.Minute, 100*time.Millisecond, p.inHand)
+	if !expired {
+		t.Error("no delivery died expired: the breaker never held one past the max hold")
+	}
+	if n := failSink.Count(); n >= 2*events {
+		t.Errorf("the endpoint got %d attempts, %d without the breaker", n, 2*events)
+	}
+	allExpire(t, p, rdb)
+	t.Logf("%d events; %d attempts reached the endpoint; most deliveries queued at once %d", events, failSink.Count(), maxQueued)
+}
+
+// allExpire waits until every delivery record, attempt history, pointer,
+// index and dead letter is gone: records by their TTL, ids by the sweep,
+// dead letters by the stream's max age.
+func allExpire(t *testing.T, p *pipeline, rdb *redis.Client) {
+	t.Helper()
+	hermodtest.CheckFor(t, 2*time.Minute, 200*time.Millisecond, func() error {
+		for _, pattern := range []string{"hermod:d:*", "hermod:da:*", "hermod:dw:*", "hermod:wd:*", "hermod:wt:*"} {
+			if keys := scanKeys(t, rdb, pattern); len(keys) > 0 {
+				return fmt.Errorf("%d keys %s left, e.g. %s; %s", len(keys), pattern, keys[0], explain(t, rdb, keys))
+			}
+		}
+		if st := streamState(t, p.jetStream(), streams.DeadStream); st.Msgs != 0 {
+			return fmt.Errorf("%d dead letters left", st.Msgs)
+		}
+		return nil
+	})
 }
 
 func usedMemory(t *testing.T, rdb *redis.Client) int64 {
