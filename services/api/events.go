@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"time"
@@ -37,6 +38,16 @@ func (s *Server) publishEvent(c echo.Context) error {
 	payload, err := json.Marshal(env)
 	if err != nil {
 		return err
+	}
+	// The envelope adds an id and a timestamp to the body, and encoding/json
+	// writes <, > and & in data as \u003c and the like: one that grew past
+	// what the event stream and the router take is refused here, not
+	// accepted and dropped later.
+	if limit := streams.MaxEnvelopeBytes(int(s.opts.MaxEventBytes)); len(payload) > limit {
+		e := apiErr(http.StatusRequestEntityTooLarge, "too_large",
+			fmt.Sprintf("the event's envelope is larger than %d bytes (<, > and & in data take 6 bytes each)", limit))
+		e.Details["limit_bytes"] = limit
+		return e
 	}
 	ack, err := s.js.PublishMsg(c.Request().Context(), &nats.Msg{Subject: streams.EventSubject(env.EventType), Data: payload,
 		Header: nats.Header{streams.HdrMsgID: {env.ID}}})

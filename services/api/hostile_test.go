@@ -710,3 +710,31 @@ func TestHostileFormBodies(t *testing.T) {
 		t.Errorf("the session after the hostile forms: %d", code)
 	}
 }
+
+// An event body of HERMOD_MAX_EVENT_BYTES is accepted although its envelope
+// is larger (an id and a timestamp added); one whose envelope grows past
+// what the event stream and the router take (<, > and & in data are written
+// as \u003c and the like) is refused with 413, never accepted to be dropped
+// later nor answered with a 5xx.
+func TestEventEnvelopeLimit(t *testing.T) {
+	h := startHostile(t)
+	limit := int(h.s.opts.MaxEventBytes)
+	sized := func(fill string, n int) []byte {
+		head, tail := `{"event_type":"deployment.applied","data":{"x":"`, `"}}`
+		return []byte(head + strings.Repeat(fill, (n-len(head)-len(tail))/len(fill)) + tail)
+	}
+	plain := sized("a", limit)
+	if len(plain) != limit {
+		t.Fatalf("body of %d bytes, want %d", len(plain), limit)
+	}
+	if code, body := h.call("POST", "/api/v1/events", bearer(hostileKey), plain); code != http.StatusAccepted {
+		t.Errorf("a body of the limit: %d %s", code, body)
+	}
+	rec, err := h.serve("POST", "/api/v1/events", bearer(hostileKey), sized("<", limit/2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != http.StatusRequestEntityTooLarge || envelope(t, "an envelope over the limit", rec) != "too_large" {
+		t.Errorf("an envelope over the limit: %d %s", rec.Code, rec.Body.String())
+	}
+}

@@ -30,11 +30,10 @@ import (
 // Config is hermod-api's configuration.
 type Config struct {
 	envconfig.Common
-	Addr          string
-	AdminKeys     []string
-	MaxEventBytes int64
-	AllowCIDRs    string
-	Box           *encryption.Box
+	Addr       string
+	AdminKeys  []string
+	AllowCIDRs string
+	Box        *encryption.Box
 	// CalloutSeed, when set, makes hermod-api NATS's auth callout for agents
 	// (an account seed, "SA..."; its public key is the server's auth_callout.issuer).
 	CalloutSeed string
@@ -93,7 +92,6 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.AdminKeys = ParseAdminKeys(r, r.Secret("HERMOD_ADMIN_KEYS", ""))
 	r.Check(len(c.AdminKeys) > 0, "HERMOD_ADMIN_KEYS", "is required (comma-separated keys)")
 	c.Box = envconfig.EncryptionKey(r, true)
-	c.MaxEventBytes = int64(r.Int("HERMOD_MAX_EVENT_BYTES", 256<<10, 1024, 8<<20))
 	c.AllowCIDRs, _ = envconfig.AllowCIDRs(r, "")
 	c.CalloutSeed = r.Secret("HERMOD_AUTH_CALLOUT_SEED", "")
 	r.Check(c.CalloutSeed == "" || strings.HasPrefix(c.CalloutSeed, "SA"), "HERMOD_AUTH_CALLOUT_SEED", "must be an account seed (SA...)")
@@ -120,7 +118,7 @@ func Build(cfg Config, c *connect.Conns, kicker AgentKicker, health *ops.Health,
 		return nil, err
 	}
 	return New(c.Store, c.NC, c.JS, notifier, kicker, catalog.New(catalog.Default), client, health, m, log, Options{
-		AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes, Version: version.Version, AcquireTTL: cfg.AcquireTTL,
+		AdminKeys: cfg.AdminKeys, MaxEventBytes: int64(cfg.MaxEventBytes), Version: version.Version, AcquireTTL: cfg.AcquireTTL,
 		SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies,
 		Limits: store.Limits{Retention: cfg.Retention, HistoryLimit: cfg.HistoryLimit, PayloadTTL: cfg.Retention + cfg.MaxHold + 24*time.Hour},
 	}), nil

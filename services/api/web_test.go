@@ -141,3 +141,39 @@ func TestStaticServesFilesOnly(t *testing.T) {
 		}
 	}
 }
+
+// Admin keys rotate through HERMOD_ADMIN_KEYS: every configured key is
+// accepted as a Bearer key, a key removed from the list is refused at once
+// (by a server started with the new list), and a key that differs only in
+// its last character, or is a prefix of a configured key, is refused.
+func TestAdminKeyRotation(t *testing.T) {
+	rd := hermodtest.StartRedis(t)
+	st := store.New(rd.Client(t), nil)
+	const oldKey, newKey = "admin-key-old-0123456789", "admin-key-new-0123456789"
+	status := func(h http.Handler, key string) int {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/api/v1/event-types", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	during := webServer(st, oldKey, newKey).Handler()
+	after := webServer(st, newKey).Handler()
+	for _, c := range []struct {
+		name string
+		h    http.Handler
+		key  string
+		want int
+	}{
+		{"old key during the overlap", during, oldKey, http.StatusOK},
+		{"new key during the overlap", during, newKey, http.StatusOK},
+		{"new key after", after, newKey, http.StatusOK},
+		{"old key after its removal", after, oldKey, http.StatusUnauthorized},
+		{"last character changed", during, newKey[:len(newKey)-1] + "X", http.StatusUnauthorized},
+		{"a prefix of a key", during, newKey[:16], http.StatusUnauthorized},
+	} {
+		if got := status(c.h, c.key); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+}

@@ -47,7 +47,6 @@ type Config struct {
 	NATSListen    string
 	AdminKeys     []string
 	EncryptionKey string
-	MaxEventBytes int64
 	AllowCIDRs    string
 	Concurrency   int
 	RouterWorkers int
@@ -81,7 +80,6 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		_, err := encryption.ParseKey(c.EncryptionKey)
 		r.Check(err == nil, "HERMOD_ENCRYPTION_KEY", "must be 64 hex characters")
 	}
-	c.MaxEventBytes = int64(r.Int("HERMOD_MAX_EVENT_BYTES", 256<<10, 1024, 8<<20))
 	c.AllowCIDRs, _ = envconfig.AllowCIDRs(r, LoopbackCIDRs)
 	c.Concurrency = r.Int("HERMOD_DELIVERY_CONCURRENCY", 64, 1, 10000)
 	c.RouterWorkers = r.Int("HERMOD_ROUTER_WORKERS", 32, 1, 256)
@@ -168,7 +166,7 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	defer dl.Close()
 	rt := router.Build(c, ix, router.Config{Common: cfg.Common, Workers: cfg.RouterWorkers},
 		log.With().Str("component", "router").Logger(), m)
-	apiCfg := api.Config{Common: cfg.Common, Addr: cfg.APIAddr, AdminKeys: cfg.AdminKeys, MaxEventBytes: cfg.MaxEventBytes,
+	apiCfg := api.Config{Common: cfg.Common, Addr: cfg.APIAddr, AdminKeys: cfg.AdminKeys,
 		AllowCIDRs: allow, Box: box, SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies}
 	apiParts, err := api.BuildParts(apiCfg, c, health, m, log.With().Str("component", "api").Logger())
 	if err != nil {

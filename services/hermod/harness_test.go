@@ -67,7 +67,7 @@ func configEnv(c allinone.Config) []string {
 		"HERMOD_NATS_URL": c.NATSURL, "HERMOD_REDIS_URL": c.RedisURL, "HERMOD_DATA_DIR": c.DataDir,
 		"HERMOD_API_ADDR": c.APIAddr, "HERMOD_ADMIN_KEYS": strings.Join(c.AdminKeys, ","),
 		"HERMOD_ENCRYPTION_KEY": c.EncryptionKey, "HERMOD_SHUTDOWN_TIMEOUT": c.ShutdownTimeout.String(),
-		"HERMOD_LOG_LEVEL": c.LogLevel, "HERMOD_MAX_EVENT_BYTES": strconv.FormatInt(c.MaxEventBytes, 10),
+		"HERMOD_LOG_LEVEL": c.LogLevel, "HERMOD_MAX_EVENT_BYTES": strconv.Itoa(c.MaxEventBytes),
 		"HERMOD_DELIVERY_ALLOW_CIDRS": c.AllowCIDRs, "HERMOD_DELIVERY_CONCURRENCY": strconv.Itoa(c.Concurrency),
 		"HERMOD_WEBHOOK_MAX_INFLIGHT": strconv.Itoa(c.Isolation.Inflight), "HERMOD_BREAKER_THRESHOLD": strconv.Itoa(c.Isolation.Threshold),
 		"HERMOD_BREAKER_COOLDOWN": c.Isolation.Cooldown.String(), "HERMOD_WEBHOOK_SLOT_WAIT": c.Isolation.SlotWait.String(), "HERMOD_MAX_HOLD": c.MaxHold.String(),

@@ -13,6 +13,9 @@ import (
 const (
 	maxRecordsPerMsg = 128
 	maxRecordBytes   = 512 << 10
+	// batchRoom is the batch message's own JSON around its records: its
+	// head and a comma per record.
+	batchRoom = 64 + maxRecordsPerMsg
 )
 
 // records publishes the enqueue records of the events in hand, several in
@@ -26,9 +29,10 @@ const (
 // record written twice changes nothing: the recorder's merge only moves a
 // delivery forward).
 type records struct {
-	pub   Publisher
-	queue chan *recordJob
-	done  chan struct{}
+	pub      Publisher
+	maxBytes int // of one message's records
+	queue    chan *recordJob
+	done     chan struct{}
 }
 
 type recordJob struct {
@@ -37,8 +41,15 @@ type recordJob struct {
 	res   chan error // buffered: the publisher never waits for the worker
 }
 
-func newRecords(pub Publisher) *records {
-	rs := &records{pub: pub, queue: make(chan *recordJob, 1024), done: make(chan struct{})}
+// newRecords starts the two publishers. limit (0: none) is the largest enqueue record message the connection
+// takes; a batch stays within it as well as within maxRecordBytes (a
+// record larger than that goes alone).
+func newRecords(pub Publisher, limit int) *records {
+	maxBytes := maxRecordBytes
+	if limit > 0 {
+		maxBytes = min(maxBytes, limit-batchRoom)
+	}
+	rs := &records{pub: pub, maxBytes: maxBytes, queue: make(chan *recordJob, 1024), done: make(chan struct{})}
 	finished := make(chan struct{}, 2)
 	for range 2 {
 		go func() {
@@ -73,7 +84,7 @@ func (rs *records) publish(data [][]byte, msgIDs []string) error {
 }
 
 func (rs *records) publishLoop() {
-	src := batching.NewSource(rs.queue, maxRecordsPerMsg, maxRecordBytes, func(j *recordJob) int { return len(j.data) })
+	src := batching.NewSource(rs.queue, maxRecordsPerMsg, rs.maxBytes, func(j *recordJob) int { return len(j.data) })
 	for batch := src.Next(true); batch != nil; batch = src.Next(true) {
 		rs.send(batch)
 	}

@@ -46,6 +46,28 @@ type Matcher interface {
 // Options tune the router.
 type Options struct {
 	Workers int // events processed at once (default 8)
+	// MaxEventBytes is HERMOD_MAX_EVENT_BYTES (256 KiB when zero): an
+	// envelope larger than streams.MaxEnvelopeBytes of it is refused. The
+	// connection's max payload lowers that when it leaves less room.
+	MaxEventBytes int
+}
+
+// headerRoom is what a delivery message's headers may take of the NATS
+// max payload, so an event body of the router's limit always fits one.
+const headerRoom = streams.EventHeaderAllowance
+
+// limits returns the largest event the router fans out and the largest
+// enqueue record message, given the configured limit and the connection's
+// max payload (0: unknown).
+func limits(maxEvent int, maxPayload int64) (event, record int) {
+	if maxEvent <= 0 {
+		maxEvent = 256 << 10
+	}
+	event = streams.MaxEnvelopeBytes(maxEvent)
+	if maxPayload <= 0 {
+		return event, 0
+	}
+	return min(event, int(maxPayload)-headerRoom), int(maxPayload) - headerRoom
 }
 
 // Publisher publishes to JetStream without waiting; jetstream.JetStream
@@ -63,6 +85,9 @@ type Router struct {
 	log     zerolog.Logger
 	m       *metrics.Routing
 	opts    Options
+	// eventLimit is the largest event fanned out; recordLimit the largest
+	// enqueue record message (0: no limit). See limits.
+	eventLimit, recordLimit int
 }
 
 // New builds a router.
@@ -70,7 +95,13 @@ func New(js jetstream.JetStream, ix Matcher, log zerolog.Logger, m *metrics.Rout
 	if opts.Workers <= 0 {
 		opts.Workers = 8
 	}
-	return &Router{js: js, pub: js, ix: ix, log: log, m: m, opts: opts}
+	r := &Router{js: js, pub: js, ix: ix, log: log, m: m, opts: opts}
+	var maxPayload int64
+	if nc := js.Conn(); nc != nil {
+		maxPayload = nc.MaxPayload()
+	}
+	r.eventLimit, r.recordLimit = limits(opts.MaxEventBytes, maxPayload)
+	return r
 }
 
 // Run consumes events until ctx ends, then finishes the events in hand.
@@ -84,7 +115,7 @@ func (r *Router) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("router consume: %w", err)
 	}
-	r.records = newRecords(r.pub)
+	r.records = newRecords(r.pub, r.recordLimit)
 	defer r.records.close() // after the workers: their records are published first
 	var wg sync.WaitGroup
 	for i := 0; i < r.opts.Workers; i++ {
@@ -111,6 +142,7 @@ func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.
 	if h := msg.Headers(); h.Get(streams.HdrDelivery) != "" || h.Get(streams.HdrVersion) != "" {
 		r.log.Warn().Str("subject", msg.Subject()).Str("delivery_id", h.Get(streams.HdrDelivery)).
 			Msg("dropping a copy of a delivery message published as an event")
+		r.m.Refused("delivery_copy")
 		_ = msg.Term()
 		return buf
 	}
@@ -118,6 +150,7 @@ func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.
 	env, ev, err := matching.ParseEnvelope(body)
 	if err != nil {
 		r.log.Error().Err(err).Str("subject", msg.Subject()).Msg("dropping an event that is not an envelope")
+		r.m.Refused("not_an_envelope")
 		_ = msg.Term()
 		return buf
 	}
@@ -132,6 +165,17 @@ func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.
 			_ = msg.Term()
 			return buf
 		}
+	}
+	// An event published straight to JetStream passed no API check. One
+	// over the limit is refused for good: terminated, never redelivered
+	// (its deliveries might not fit a NATS message, and a failed publish
+	// would bring the event back every second).
+	if r.eventLimit > 0 && len(body) > r.eventLimit {
+		r.log.Error().Str("event_id", ev.ID).Str("subject", msg.Subject()).Int("bytes", len(body)).
+			Int("limit_bytes", r.eventLimit).Msg("refusing an event larger than HERMOD_MAX_EVENT_BYTES")
+		r.m.Refused("too_large")
+		_ = msg.Term()
+		return buf
 	}
 	matched := r.ix.Set().Match(ev, buf)
 	enq, err := r.enqueue(ev, body, matched)
@@ -187,7 +231,9 @@ const maxEnqueuedItems = 2000
 
 // publishEnqueued hands the event's enqueue record (in parts of at most
 // maxEnqueuedItems deliveries, the payload in the first) to the record
-// publishers and waits until it is stored.
+// publishers and waits until it is stored. When the payload and the first
+// part's deliveries together would not fit a NATS message, the payload
+// travels alone, in a part without deliveries.
 func (r *Router) publishEnqueued(enq *streams.Enqueued) error {
 	all := enq.Deliveries
 	var data [][]byte
@@ -201,6 +247,19 @@ func (r *Router) publishEnqueued(enq *streams.Enqueued) error {
 		b, err := json.Marshal(&part)
 		if err != nil {
 			return err
+		}
+		if start == 0 && r.recordLimit > 0 && len(b) > r.recordLimit {
+			alone := *enq
+			alone.Deliveries = []streams.EnqueuedItem{}
+			pb, err := json.Marshal(&alone)
+			if err != nil {
+				return err
+			}
+			data, ids = append(data, pb), append(ids, "enq:"+enq.EventID+":payload")
+			part.Payload = nil
+			if b, err = json.Marshal(&part); err != nil {
+				return err
+			}
 		}
 		data, ids = append(data, b), append(ids, "enq:"+enq.EventID+":"+strconv.Itoa(start))
 	}

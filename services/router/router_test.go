@@ -5,16 +5,20 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/matching"
+	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
@@ -35,7 +39,7 @@ type bundle struct {
 func newBundle(t *testing.T, hooks ...*webhooks.Webhook) *bundle {
 	j := &hermodtest.Journal{}
 	pub := &hermodtest.FakePub{J: j}
-	rs := newRecords(pub)
+	rs := newRecords(pub, 0)
 	t.Cleanup(rs.close)
 	return &bundle{j: j, pub: pub, r: &Router{pub: pub, records: rs, ix: fixedSet{matching.Build(hooks)}, log: zerolog.Nop()}}
 }
@@ -313,5 +317,103 @@ func TestDeliveryIDIsStable(t *testing.T) {
 	}
 	if one, again := EventIDFromSeq(1), EventIDFromSeq(1); one == EventIDFromSeq(2) || one != again {
 		t.Error("event ids from sequences are not stable and distinct")
+	}
+}
+
+// The router's limit is the envelope of HERMOD_MAX_EVENT_BYTES, lowered when the NATS max
+// payload leaves less room beside a delivery's headers; an enqueue record
+// message must fit the max payload with its header.
+func TestLimits(t *testing.T) {
+	for _, c := range []struct {
+		maxEvent            int
+		maxPayload          int64
+		wantEvent, wantRecs int
+	}{
+		{256 << 10, 1 << 20, 256<<10 + streams.EnvelopeRoom, 1<<20 - headerRoom},
+		{8 << 20, 1 << 20, 1<<20 - headerRoom, 1<<20 - headerRoom},
+		{0, 8 << 20, 256<<10 + streams.EnvelopeRoom, 8<<20 - headerRoom},
+		{4096, 0, 4096 + streams.EnvelopeRoom, 0},
+	} {
+		ev, rec := limits(c.maxEvent, c.maxPayload)
+		if ev != c.wantEvent || rec != c.wantRecs {
+			t.Errorf("limits(%d, %d) = %d, %d; want %d, %d", c.maxEvent, c.maxPayload, ev, rec, c.wantEvent, c.wantRecs)
+		}
+	}
+}
+
+// An event over the limit is terminated (never redelivered) and counted,
+// with nothing published; one exactly at the limit is fanned out.
+func TestRouterRefusesAnEventOverTheLimit(t *testing.T) {
+	b := newBundle(t, hook("w-live", true))
+	b.r.m = metrics.NewRouting(prometheus.NewRegistry())
+	at := eventOfSize(t, 2048)
+	b.r.eventLimit = len(at)
+	b.r.handle(b.event(at+" ", nil), nil) // one byte over
+	if got := b.j.All(); !slices.Equal(got, []string{"term"}) {
+		t.Fatalf("journal %v, want a term", got)
+	}
+	if n := len(b.pub.Published()); n != 0 {
+		t.Fatalf("published %d messages for a refused event", n)
+	}
+	if n := testutil.ToFloat64(b.r.m.EventsRefused.WithLabelValues("too_large")); n != 1 {
+		t.Errorf("hermod_events_refused_total{reason=too_large} = %v", n)
+	}
+	b.r.handle(b.event(at, nil), nil)
+	if got := b.j.All(); got[len(got)-1] != "ack" {
+		t.Errorf("journal %v: the event at the limit was not acked", got)
+	}
+}
+
+// eventOfSize is an envelope of exactly n bytes.
+func eventOfSize(t *testing.T, n int) string {
+	t.Helper()
+	head, tail := `{"id":"ev-big","event_type":"deployment.applied","data":{"x":"`, `"}}`
+	if n < len(head)+len(tail) {
+		t.Fatalf("an event cannot be %d bytes", n)
+	}
+	return head + strings.Repeat("a", n-len(head)-len(tail)) + tail
+}
+
+// A payload that would not fit one enqueue record with its deliveries
+// travels alone; the deliveries follow without it.
+func TestRouterSendsALargePayloadAlone(t *testing.T) {
+	b := newBundle(t, hook("w-a", true), hook("w-b", true))
+	big := eventOfSize(t, 4096)
+	b.r.recordLimit = len(big) + 200 // the payload fits alone, not with two deliveries
+	b.r.records = newRecords(b.pub, b.r.recordLimit)
+	t.Cleanup(b.r.records.close)
+	b.r.handle(b.event(big, nil), nil)
+	recs, ids, _ := enqueueRecords(t, b.pub)
+	var payloads, deliveries int
+	for i, r := range recs {
+		if len(r.Payload) > 0 {
+			payloads++
+			if string(r.Payload) != big || len(r.Deliveries) != 0 {
+				t.Errorf("payload part %+v", r.Deliveries)
+			}
+			if ids[i] != "" && ids[i] != "enq:ev-big:payload" {
+				t.Errorf("payload part's dedup id %q", ids[i])
+			}
+		}
+		deliveries += len(r.Deliveries)
+	}
+	if payloads != 1 || deliveries != 2 || len(recs) != 2 {
+		t.Errorf("%d parts, %d with the payload, %d deliveries", len(recs), payloads, deliveries)
+	}
+	for _, m := range b.pub.Published() {
+		if len(m.Data) > b.r.recordLimit && m.Subject == streams.EnqueuedSubject {
+			t.Errorf("an enqueue record message of %d bytes passes the limit %d", len(m.Data), b.r.recordLimit)
+		}
+	}
+}
+
+// The index sweep runs every minute, or every quarter of a shorter
+// retention.
+func TestSweepEvery(t *testing.T) {
+	for r, want := range map[time.Duration]time.Duration{72 * time.Hour: time.Minute, 4 * time.Minute: time.Minute,
+		time.Minute: 15 * time.Second, 2 * time.Second: 500 * time.Millisecond, 0: 100 * time.Millisecond} {
+		if got := SweepEvery(r); got != want {
+			t.Errorf("SweepEvery(%s) = %s, want %s", r, got, want)
+		}
 	}
 }

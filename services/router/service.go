@@ -37,6 +37,14 @@ func Limits(c envconfig.Common) store.Limits {
 	return store.Limits{Retention: c.Retention, HistoryLimit: c.HistoryLimit, PayloadTTL: c.Retention + c.MaxHold + 24*time.Hour}
 }
 
+// SweepEvery is how often the recorder removes expired deliveries from the
+// indexes: every minute, or every quarter of the retention when that is
+// shorter, so an index holds the ids of at most retention × 1.25 (plus one
+// sweep's run) of deliveries.
+func SweepEvery(retention time.Duration) time.Duration {
+	return min(time.Minute, max(retention/4, 100*time.Millisecond))
+}
+
 // Parts are what hermod-router runs: the router and the recorder. The
 // all-in-one runs the same.
 type Parts struct {
@@ -49,8 +57,8 @@ type Parts struct {
 func Build(c *connect.Conns, ix *index.Index, cfg Config, log zerolog.Logger, m *metrics.Metrics) *Parts {
 	rec := metrics.NewRecording(m.Registry)
 	return &Parts{
-		Router: New(c.JS, ix, log, metrics.NewRouting(m.Registry), Options{Workers: cfg.Workers}),
-		Recorder: recorder.New(c.JS, c.Store, log, recorder.Options{Limits: Limits(cfg.Common), OnError: rec.Error,
+		Router: New(c.JS, ix, log, metrics.NewRouting(m.Registry), Options{Workers: cfg.Workers, MaxEventBytes: cfg.MaxEventBytes}),
+		Recorder: recorder.New(c.JS, c.Store, log, recorder.Options{Limits: Limits(cfg.Common), OnError: rec.Error, Sweep: SweepEvery(cfg.Retention),
 			Agents: recorder.StoreAgents(c.Store, recorder.IndexLabels(ix))}),
 	}
 }

@@ -280,6 +280,12 @@ func beforeAttemptKind(f Facts) Decision {
 		return Decision{Kind: Hold, Cause: CausePaused, Lost: l, Failed: f.Meta.Attempts}
 	case !f.Routed:
 		return Decision{Kind: Park, At: f.Now, Cause: CauseRoute, Lost: l, Failed: f.Meta.Attempts}
+	case f.Now.Before(f.BreakerOpenUntil) && parkedTooLong(f):
+		// An endpoint that keeps failing keeps its breaker open, and its
+		// deliveries spend no attempt while parked: without this limit they
+		// would pile up on the delay subject for as long as it fails.
+		return Decision{Kind: Dead, Reason: streams.ReasonExpired, Lost: l, Failed: f.Meta.Attempts,
+			Error: "its webhook's failure breaker was still open HERMOD_MAX_HOLD (" + f.Rules.MaxHold.String() + ") after it was created"}
 	case f.Now.Before(f.BreakerOpenUntil):
 		return Decision{Kind: Park, At: f.BreakerOpenUntil, Cause: CauseBreaker, Lost: l, Failed: f.Meta.Attempts}
 	case f.Saturated:
@@ -294,6 +300,13 @@ func beforeAttemptKind(f Facts) Decision {
 		return Decision{Kind: Dead, Reason: streams.ReasonUnrenderable, Lost: l, Failed: f.Meta.Attempts, Error: f.RenderErr}
 	}
 	return Decision{Kind: Attempt, Lost: l, Failed: f.Meta.Attempts}
+}
+
+// parkedTooLong says whether a delivery is older than Rules.MaxHold, counted
+// from its creation. A delivery an operator retried by hand (epoch above 0)
+// keeps its first creation time, so it is not counted: it would die at once.
+func parkedTooLong(f Facts) bool {
+	return f.Meta.Epoch == 0 && f.Meta.CreatedAt != 0 && f.Now.Sub(time.UnixMilli(f.Meta.CreatedAt)) > f.Rules.MaxHold
 }
 
 func afterAttempt(f Facts) Decision {

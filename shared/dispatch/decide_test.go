@@ -69,6 +69,32 @@ func TestDecide(t *testing.T) {
 			want: Decision{Kind: Park, At: t0, Cause: CauseRoute}},
 		{name: "breaker open: park until it closes", base: ready, set: []func(*Facts){func(f *Facts) { f.BreakerOpenUntil = t0.Add(20 * s) }},
 			want: Decision{Kind: Park, At: t0.Add(20 * s), Cause: CauseBreaker}},
+		{name: "breaker open, created within the max hold: park", base: ready,
+			set: []func(*Facts){func(f *Facts) {
+				f.BreakerOpenUntil = t0.Add(s)
+				f.Meta.CreatedAt = t0.Add(-6 * 24 * time.Hour).UnixMilli()
+			}},
+			want: Decision{Kind: Park, At: t0.Add(s), Cause: CauseBreaker}},
+		{name: "breaker open, created past the max hold: dead expired", base: ready,
+			set: []func(*Facts){failedBefore(1), func(f *Facts) {
+				f.BreakerOpenUntil = t0.Add(s)
+				f.Meta.CreatedAt = t0.Add(-8 * 24 * time.Hour).UnixMilli()
+			}},
+			want: Decision{Kind: Dead, Reason: streams.ReasonExpired, Failed: 1}, check: func(t *testing.T, d Decision) {
+				if !strings.Contains(d.Error, "HERMOD_MAX_HOLD (168h0m0s)") {
+					t.Errorf("error %q does not name the limit", d.Error)
+				}
+			}},
+		{name: "breaker open, retried by hand, created past the max hold: park", base: ready,
+			set: []func(*Facts){func(f *Facts) {
+				f.BreakerOpenUntil = t0.Add(s)
+				f.Meta.Epoch = 1
+				f.Meta.CreatedAt = t0.Add(-8 * 24 * time.Hour).UnixMilli()
+			}},
+			want: Decision{Kind: Park, At: t0.Add(s), Cause: CauseBreaker}},
+		{name: "breaker closed, created past the max hold: attempt", base: ready,
+			set:  []func(*Facts){func(f *Facts) { f.Meta.CreatedAt = t0.Add(-8 * 24 * time.Hour).UnixMilli() }},
+			want: Decision{Kind: Attempt}},
 		{name: "breaker closed in the past: attempt", base: ready, set: []func(*Facts){func(f *Facts) { f.BreakerOpenUntil = t0.Add(-s) }},
 			want: Decision{Kind: Attempt}},
 		{name: "breaker wins over saturation", base: ready,

@@ -424,6 +424,32 @@ func TestWorkerRendersTheFormat(t *testing.T) {
 
 // A template that fails on an event makes the delivery dead, without an
 // attempt and without a retry, saying why.
+// A delivery older than HERMOD_MAX_HOLD that meets an open breaker is
+// dead (expired), not parked again: an endpoint that keeps failing would
+// otherwise keep every delivery to it on the delay subject.
+func TestWorkerBreakerExpiresOldDeliveries(t *testing.T) {
+	b := newBundle(t)
+	b.sender.answer = delivery.Result{StatusCode: 500, Class: delivery.Retryable}
+	w := b.worker(WorkerOptions{Isolation: NewIsolation(IsolationOptions{Threshold: 1, Cooldown: 20 * time.Second})})
+	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{DeliveryID: "d0"}), t0))
+	calls := b.sender.count()
+	old := t0.Add(-DefaultRules.MaxHold - time.Minute).UnixMilli()
+	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{DeliveryID: "d-old", EventID: "e1", EventType: "deployment.applied", CreatedAt: old}), t0))
+	if b.sender.count() != calls {
+		t.Error("attempted through an open breaker")
+	}
+	dl := b.pub.On(t, streams.DeadSubject("w1"))
+	if dl.Header.Get(streams.HdrDelivery) != "d-old" || dl.Header.Get(streams.HdrReason) != string(streams.ReasonExpired) ||
+		!strings.Contains(dl.Header.Get(streams.HdrError), "HERMOD_MAX_HOLD") {
+		t.Errorf("dead letter %v", dl.Header)
+	}
+	for _, m := range b.pub.Published() {
+		if meta, err := streams.ParseMeta(m.Header); err == nil && meta.DeliveryID == "d-old" && m.Subject == streams.DelaySubject("w1") {
+			t.Error("the old delivery was parked again")
+		}
+	}
+}
+
 func TestWorkerUnrenderableIsDead(t *testing.T) {
 	b := newBundle(t)
 	b.hooks.hooks["w1"].Format = formats.Template

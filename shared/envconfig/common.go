@@ -20,13 +20,18 @@ type Common struct {
 	MaxHold         time.Duration
 	AcquireTTL      time.Duration
 	StreamReplicas  int
+	// MaxEventBytes is the largest event: the API's limit on a POST body and
+	// on the envelope it publishes, the event stream's message size limit
+	// (with room for headers), and the size above which the router refuses
+	// an event published straight to JetStream.
+	MaxEventBytes int
 }
 
 // StreamSettings are the stream settings every service applies at start
 // (they must agree across services: they are re-applied by each).
 func (c Common) StreamSettings(subjects []string) streams.Settings {
 	return streams.Settings{DedupWindow: c.DedupWindow, Retention: c.Retention, AcquireTTL: c.AcquireTTL,
-		Subjects: subjects, Replicas: c.StreamReplicas}
+		Subjects: subjects, Replicas: c.StreamReplicas, MaxEventBytes: c.MaxEventBytes}
 }
 
 // Isolation holds the per-webhook limits of a deliverer (or agent): the
@@ -77,6 +82,7 @@ func ReadCommon(r *Reader, required bool) Common {
 	c.MaxHold = r.Duration("HERMOD_MAX_HOLD", 7*24*time.Hour, time.Second, 365*24*time.Hour)
 	c.AcquireTTL = r.Duration("HERMOD_ACQUIRE_TTL", 60*time.Second, time.Second, time.Hour)
 	c.StreamReplicas = r.Int("HERMOD_STREAM_REPLICAS", 1, 1, 5)
+	c.MaxEventBytes = r.Int("HERMOD_MAX_EVENT_BYTES", 256<<10, 1024, 8<<20)
 	return c
 }
 

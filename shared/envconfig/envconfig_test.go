@@ -330,7 +330,8 @@ func TestCommonValuesNamed(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	want := envconfig.Common{LogLevel: "info", ShutdownTimeout: 30 * time.Second, DedupWindow: 30 * time.Minute,
-		Retention: 72 * time.Hour, HistoryLimit: 10000, MaxHold: 7 * 24 * time.Hour, AcquireTTL: 60 * time.Second, StreamReplicas: 1}
+		Retention: 72 * time.Hour, HistoryLimit: 10000, MaxHold: 7 * 24 * time.Hour, AcquireTTL: 60 * time.Second, StreamReplicas: 1,
+		MaxEventBytes: 256 << 10}
 	if c != want {
 		t.Errorf("defaults %+v, want %+v", c, want)
 	}

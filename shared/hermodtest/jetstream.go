@@ -199,3 +199,19 @@ func (m *FakeMsg) Term() error { m.J.Add("term"); return nil }
 
 // TermWithReason implements jetstream.Msg.
 func (m *FakeMsg) TermWithReason(string) error { m.J.Add("term"); return nil }
+
+// JetStream connects to the server at url for t and returns the connection
+// and its JetStream context, closed when t ends.
+func JetStream(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}

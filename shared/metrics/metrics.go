@@ -152,6 +152,9 @@ func (m *Delivery) Breaker(id string, open bool) {
 type Routing struct {
 	EventsRouted     prometheus.Counter
 	DeliveriesQueued prometheus.Counter
+	// EventsRefused counts events the router terminated without a
+	// delivery, by reason: too_large, not_an_envelope, delivery_copy.
+	EventsRefused *prometheus.CounterVec
 }
 
 // NewRouting creates the router's metrics and registers them on r.
@@ -161,9 +164,18 @@ func NewRouting(r prometheus.Registerer) *Routing {
 			Help: "Events fanned out by the router."}),
 		DeliveriesQueued: prometheus.NewCounter(prometheus.CounterOpts{Name: "hermod_deliveries_enqueued_total",
 			Help: "Deliveries enqueued by the router."}),
+		EventsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_events_refused_total",
+			Help: "Events the router refused (terminated without delivering), by reason."}, []string{"reason"}),
 	}
-	r.MustRegister(m.EventsRouted, m.DeliveriesQueued)
+	r.MustRegister(m.EventsRouted, m.DeliveriesQueued, m.EventsRefused)
 	return m
+}
+
+// Refused counts one event refused for reason.
+func (m *Routing) Refused(reason string) {
+	if m != nil {
+		m.EventsRefused.WithLabelValues(reason).Inc()
+	}
 }
 
 // Routed counts one event fanned out to n deliveries.

@@ -32,15 +32,7 @@ func startRecording(t *testing.T) *recording {
 	ns := hermodtest.NATS(t)
 	rd := hermodtest.StartRedis(t)
 	st := store.New(rd.Client(t), nil)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := hermodtest.JetStream(t, ns.ClientURL())
 	ctx := context.Background()
 	if err := streams.EnsureStreams(ctx, js, streams.Settings{Subjects: []string{"alert.>"}}); err != nil {
 		t.Fatal(err)

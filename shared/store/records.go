@@ -153,12 +153,18 @@ var mergeScript = redis.NewScript(mergeLua)
 // deliveries of one webhook. KEYS: 1 the webhook's trimmed ids, then each
 // delivery's record and attempts (2i, 2i+1); ARGV: the delivery ids. A
 // delivery that an outcome started anew meanwhile (mergeScript took it out
-// of KEYS[1]) is left alone. It returns the ids whose records it deleted.
+// of KEYS[1]) is left alone. It returns the ids whose pointers are to be
+// deleted: those whose records it deleted, and those another caller (the
+// sweep) deleted first, without a record now: that caller may have
+// deleted the pointer before the batch wrote it (pointed), which would
+// leave a pointer to nothing, kept for ever.
 const dropTrimmedLua = `
 local dropped = {}
 for i, id in ipairs(ARGV) do
   if redis.call('ZREM', KEYS[1], id) == 1 then
     redis.call('DEL', KEYS[2 * i], KEYS[2 * i + 1])
+    dropped[#dropped + 1] = id
+  elseif redis.call('EXISTS', KEYS[2 * i]) == 0 then
     dropped[#dropped + 1] = id
   end
 end
@@ -318,7 +324,7 @@ func (s *Store) loadScripts(ctx context.Context) error {
 	if s.scripts.Load() {
 		return nil
 	}
-	for _, sc := range []*redis.Script{mergeScript, breakerScript, dropTrimmedScript} {
+	for _, sc := range []*redis.Script{mergeScript, breakerScript, dropTrimmedScript, sweepScript} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}
@@ -759,31 +765,32 @@ func (s *Store) sweepExpired(ctx context.Context, wh, cutoff string) error {
 	if len(old) == 0 {
 		return nil
 	}
-	cmds := make([]*redis.IntCmd, len(old))
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, d := range old {
-			cmds[i] = p.Exists(ctx, DeliveryKey(wh, d))
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("sweep %s: %w", wh, err)
+	if err := s.loadScripts(ctx); err != nil {
+		return err
 	}
-	var gone []any
-	for i, c := range cmds {
-		if c.Val() == 0 {
-			gone = append(gone, old[i])
+	keys := make([]string, 0, 1+len(recordStatuses)+len(old))
+	keys = append(keys, DeliveryIndexKey(wh))
+	for _, st := range recordStatuses {
+		keys = append(keys, StatusIndexKey(wh, st))
+	}
+	args := make([]any, len(old))
+	for i, d := range old {
+		keys = append(keys, DeliveryKey(wh, d))
+		args[i] = d
+	}
+	gone, err := sweepScript.EvalSha(ctx, s.rdb, keys, args...).StringSlice()
+	if err != nil {
+		if strings.Contains(err.Error(), "NOSCRIPT") {
+			s.scripts.Store(false)
 		}
+		return fmt.Errorf("sweep %s: %w", wh, err)
 	}
 	if len(gone) == 0 {
 		return nil
 	}
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZRem(ctx, DeliveryIndexKey(wh), gone...)
-		for _, st := range recordStatuses {
-			p.ZRem(ctx, StatusIndexKey(wh, st), gone...)
-		}
 		for _, d := range gone {
-			p.Del(ctx, DeliveryWebhookKey(d.(string)))
+			p.Del(ctx, DeliveryWebhookKey(d))
 		}
 		return nil
 	}); err != nil {
@@ -791,6 +798,25 @@ func (s *Store) sweepExpired(ctx context.Context, wh, cutoff string) error {
 	}
 	return nil
 }
+
+// sweepLua, run as sweepScript, removes from a webhook's indexes the
+// deliveries whose records expired. KEYS: 1 the delivery index, 2-5 its
+// status indexes, then each delivery's record (5+i); ARGV: the delivery
+// ids. The check and the removal are one step: an outcome that starts a
+// delivery anew between them would otherwise be left out of the indexes
+// (and, pending, never expire). It returns the ids it removed.
+const sweepLua = `
+local gone = {}
+for i, id in ipairs(ARGV) do
+  if redis.call('EXISTS', KEYS[5 + i]) == 0 then
+    for k = 1, 5 do redis.call('ZREM', KEYS[k], id) end
+    gone[#gone + 1] = id
+  end
+end
+return gone
+`
+
+var sweepScript = redis.NewScript(sweepLua)
 
 // sweepTrimmed deletes the records still listed under a webhook's
 // TrimmedKey (a batch that stopped between its two steps left them).

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hermodhq/hermod/shared/encryption"
+	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/webhooks"
@@ -183,6 +184,58 @@ func TestDegradedAndHistoryLimit(t *testing.T) {
 // A batch that stopped between writing and deleting the trimmed records
 // leaves them listed; the sweep deletes them, except a delivery an outcome
 // started again meanwhile.
+// mergeOnly runs the first step of a batch (the merges and the pending
+// outcomes' pointers) of a failed outcome for each id, created in that
+// order, and stops there, as a batch that stopped after it.
+func mergeOnly(t *testing.T, s *Store, lim Limits, ids ...string) []*queuedMerge {
+	t.Helper()
+	ctx := context.Background()
+	p := s.rdb.Pipeline()
+	var merges []*queuedMerge
+	for i, id := range ids {
+		o := outcome(id, 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
+		o.CreatedAt = int64(1_700_000_000_000 + i)
+		m, err := s.queueOutcome(ctx, p, &o, lim, time.Now().UnixMilli())
+		if err != nil {
+			t.Fatal(err)
+		}
+		merges = append(merges, m)
+	}
+	if err := s.execScripts(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	return merges
+}
+
+// A batch whose trimmed deliveries the sweep deleted between the batch's
+// merges and its pointer writes (the sweep runs beside the batches) still
+// deletes those pointers: none is left pointing at nothing.
+func TestTrimmedPointersRaceTheSweep(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	if err := s.loadScripts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	small := Limits{Retention: time.Hour, HistoryLimit: 2, PayloadTTL: time.Hour}
+	merges := mergeOnly(t, s, small, "a", "b", "c", "d")
+	// The sweep takes the trimmed a and b first...
+	if err := s.sweepTrimmed(ctx, "wh-1"); err != nil {
+		t.Fatal(err)
+	}
+	// ...then the batch writes its pointers and drops what it trimmed.
+	if err := s.pointed(ctx, merges); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.dropTrimmed(ctx, trimmedOf(merges)); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]int64{"a": 0, "b": 0, "c": 1, "d": 1} {
+		if n := s.rdb.Exists(ctx, DeliveryWebhookKey(id)).Val(); n != want {
+			t.Errorf("pointer of %s: %d, want %d", id, n, want)
+		}
+	}
+}
+
 func TestTrimmedLeftBehindAreSwept(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
@@ -201,20 +254,7 @@ func TestTrimmedLeftBehindAreSwept(t *testing.T) {
 	}
 	// The first step only (the merges and their pointers), as a batch that
 	// stopped after it.
-	p := s.rdb.Pipeline()
-	var merges []*queuedMerge
-	for i, id := range []string{"a", "b", "c", "d"} {
-		o := outcome(id, 0, 1, streams.StatusFailed, streams.StatusFailed, 503)
-		o.CreatedAt = int64(1_700_000_000_000 + i)
-		m, err := s.queueOutcome(ctx, p, &o, small, time.Now().UnixMilli())
-		if err != nil {
-			t.Fatal(err)
-		}
-		merges = append(merges, m)
-	}
-	if err := s.execScripts(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	merges := mergeOnly(t, s, small, "a", "b", "c", "d")
 	if err := s.pointed(ctx, merges); err != nil {
 		t.Fatal(err)
 	}
@@ -275,13 +315,15 @@ func TestWebhooksSealedAtRest(t *testing.T) {
 	now := time.Now().UTC()
 	w := &webhooks.Webhook{ID: "11111111-1111-1111-1111-111111111111", Name: "n", URL: "https://example.test/p4th?tok=q",
 		AuthHeader: "Bearer a-secret", Secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", EventTypes: []string{"*"},
-		Headers:    map[string]string{"Dd-Api-Key": "dd-key-value", "X-Vendor-Token": "vendor-token-value"},
+		Headers: map[string]string{"Dd-Api-Key": "dd-key-value", "X-Vendor-Token": "vendor-token-value"},
+		Format:  formats.PagerDuty, FormatOptions: &formats.Options{RoutingKey: "R0123456789abcdef0123456789ABCDE"},
 		MaxRetries: 5, TimeoutSeconds: 30, Enabled: true, CreatedAt: now, UpdatedAt: now}
 	if err := s.PutWebhook(ctx, w); err != nil {
 		t.Fatal(err)
 	}
 	raw := s.rdb.Get(ctx, WebhookKey(w.ID)).Val()
-	for _, plain := range []string{"p4th", "a-secret", "c2VjcmV0c2VjcmV0", "dd-key-value", "vendor-token-value", "Dd-Api-Key", "X-Vendor-Token"} {
+	for _, plain := range []string{"p4th", "a-secret", "c2VjcmV0c2VjcmV0", "dd-key-value", "vendor-token-value", "Dd-Api-Key", "X-Vendor-Token",
+		"R0123456789abcdef", "routing_key"} {
 		if strings.Contains(raw, plain) {
 			t.Errorf("stored value contains %q", plain)
 		}
@@ -292,6 +334,9 @@ func TestWebhooksSealedAtRest(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got.Headers, w.Headers) {
 		t.Fatalf("headers round trip: names %q, want %q", webhooks.HeaderNames(got.Headers), webhooks.HeaderNames(w.Headers))
+	}
+	if got.FormatOptions == nil || got.FormatOptions.RoutingKey != w.FormatOptions.RoutingKey {
+		t.Fatalf("the routing key did not round trip")
 	}
 	noKey := New(rd.Client(t), nil)
 	if err := noKey.CheckKey(ctx); err == nil {

@@ -28,6 +28,7 @@ func EnsureStreams(ctx context.Context, js StreamMaker, s Settings) error {
 	cfgs := []jetstream.StreamConfig{
 		{Name: EventsStream, Subjects: s.Subjects, Retention: jetstream.WorkQueuePolicy,
 			Duplicates: s.DedupWindow, MaxAge: 7 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: s.Replicas,
+			MaxMsgSize:  int32(MaxEnvelopeBytes(s.MaxEventBytes) + EventHeaderAllowance),
 			Description: "platform events, consumed by the router"},
 		{Name: DeliveriesStream, Subjects: []string{DeliverPrefix + ">", DelayPrefix + ">", AgentPrefix + ">"},
 			Retention: jetstream.WorkQueuePolicy, Duplicates: s.DedupWindow, Storage: jetstream.FileStorage, Replicas: s.Replicas,

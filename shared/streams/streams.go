@@ -74,6 +74,10 @@ type Settings struct {
 	Retention   time.Duration // how long dead letters are kept
 	Subjects    []string      // event stream subjects (catalogue families)
 	Replicas    int
+	// MaxEventBytes is HERMOD_MAX_EVENT_BYTES (256 KiB when zero): the
+	// event stream refuses a message larger than MaxEnvelopeBytes of it
+	// plus EventHeaderAllowance.
+	MaxEventBytes int
 	// EnsureFor bounds how long EnsureStreams keeps trying a stream the
 	// server does not answer for (2 min when zero); OnRetry, when set,
 	// hears of each failed try before the wait.
@@ -93,6 +97,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.Replicas <= 0 {
 		s.Replicas = 1
+	}
+	if s.MaxEventBytes <= 0 {
+		s.MaxEventBytes = 256 << 10
 	}
 	if s.EnsureFor <= 0 {
 		s.EnsureFor = 2 * time.Minute
@@ -130,6 +137,21 @@ func RecorderConsumerConfig() jetstream.ConsumerConfig {
 		AckWait: 30 * time.Second, MaxAckPending: 50000, MaxDeliver: -1,
 		Description: "writes outcomes to Redis"}
 }
+
+// EventHeaderAllowance is the room for headers (Nats-Msg-Id, a tracing
+// header or two) that the event stream's message size limit allows above
+// the largest event: JetStream counts headers and body together.
+const EventHeaderAllowance = 4 << 10
+
+// EnvelopeRoom is what the API may add to an event body of
+// HERMOD_MAX_EVENT_BYTES when it makes the envelope: a generated id and
+// the timestamp, with their keys.
+const EnvelopeRoom = 512
+
+// MaxEnvelopeBytes is the largest event envelope for HERMOD_MAX_EVENT_BYTES
+// maxEvent: the API refuses to publish a larger one, and the router refuses
+// a larger one published straight to JetStream.
+func MaxEnvelopeBytes(maxEvent int) int { return maxEvent + EnvelopeRoom }
 
 // Meta is what a delivery message says about its delivery.
 type Meta struct {
