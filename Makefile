@@ -9,7 +9,7 @@ GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 GOBIN_DIR = $(or $(shell go env GOBIN),$(firstword $(subst :, ,$(shell go env GOPATH)))/bin)
 STATICCHECK ?= $(GOBIN_DIR)/staticcheck
 
-.PHONY: build run test test-short lint bench bench-external fuzz screenshots clean tools images
+.PHONY: build run test test-short lint bench bench-external fuzz screenshots clean tools images test-compose compose-plugin
 
 # A real Alertmanager for the end-to-end test of the alertmanager format
 # (built from its Go module; newer versions embed a UI bundle the module
@@ -45,6 +45,16 @@ tools:
 images:
 	./scripts/images.sh
 
+# Docker Compose v2 as a CLI plugin, built from its Go module when the
+# docker CLI has none (scripts/compose-plugin.sh).
+compose-plugin:
+	./scripts/compose-plugin.sh
+
+# `docker compose up` for real: the stack of deploy/compose with the images
+# `make images` built, driven from the host (services/hermod/deploytest).
+test-compose: images compose-plugin
+	cd services/hermod && go test -tags compose -count=1 -v -timeout 20m ./deploytest/
+
 # Every test of every module (the end-to-end tests build the binaries first).
 test: build tools
 	@GOFLAGS_TEST='$(GOFLAGS_TEST)' ./scripts/test.sh $(MODULES)
@@ -52,6 +62,7 @@ test: build tools
 lint:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && go vet ./... && $(STATICCHECK) ./...); done
+	@cd services/hermod && go vet -tags compose ./deploytest/ && $(STATICCHECK) -tags compose ./deploytest/
 
 # The external benchmark: every part its own process on 127.0.0.1, both
 # layouts; prints markdown tables for docs/benchmarks.md.

@@ -38,34 +38,45 @@ echo "== nats-server $nats_version (static)"
 # image's wget, for its healthcheck) from this machine's Debian packages.
 cp /etc/ssl/certs/ca-certificates.crt "$ctx/etc/ssl/certs/"
 busybox=$(command -v busybox || true)
-if [ -z "$busybox" ] || ! file "$busybox" 2>/dev/null | grep -q 'statically linked'; then
+if [ -z "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
   echo "a static busybox is needed (apt-get install busybox-static)" >&2
   exit 1
 fi
 cp "$busybox" "$ctx/bin/busybox"
 
+# The classic builder: it uses local images as they are and never pulls
+# (BuildKit needs the buildx plugin, which Debian's Docker lacks). Its
+# deprecation notice is dropped; any other output is shown on failure.
+classic_build() {
+  if ! DOCKER_BUILDKIT=0 docker build -q -f deploy/images/Dockerfile "$@" "$ctx" >"$ctx/build.log" 2>&1; then
+    cat "$ctx/build.log" >&2
+    exit 1
+  fi
+}
+
 echo "== images :$tag"
 for target in api router deliverer agent hermod nats receiver; do
   name=hermod-$target
   [ "$target" = hermod ] && name=hermod
-  DOCKER_BUILDKIT=0 docker build -q -f deploy/images/Dockerfile --target "$target" -t "$name:$tag" "$ctx" >/dev/null
+  classic_build --target "$target" -t "$name:$tag"
   echo "$name:$tag $(docker image inspect -f '{{.Size}}' "$name:$tag" | awk '{printf "%.1f MB", $1/1e6}')"
 done
 
-# Redis: made once per machine (a few minutes), then kept.
-if ! docker image inspect "hermod-redis:$tag" >/dev/null 2>&1; then
+# Redis: a Debian base with redis-server, made once per machine (a few
+# minutes) and kept; the image adds the entrypoint.
+base=hermod-debian-redis:$suite
+if ! docker image inspect "$base" >/dev/null 2>&1; then
   command -v debootstrap >/dev/null || { echo "debootstrap is needed (apt-get install debootstrap)" >&2; exit 1; }
   rootfs=$(mktemp -d)
   trap 'rm -rf "$rootfs"' EXIT
-  echo "== Debian $suite base with redis-server (debootstrap)"
+  echo "== $base: Debian $suite with redis-server (debootstrap from $mirror)"
   debootstrap --variant=minbase --include=redis-server "$suite" "$rootfs" "$mirror" >"$ctx/debootstrap.log" 2>&1 ||
     { tail -20 "$ctx/debootstrap.log" >&2; exit 1; }
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   mkdir -p "$rootfs/data"
   chroot "$rootfs" chown redis:redis /data
-  tar -C "$rootfs" -c . | docker import \
-    --change 'WORKDIR /data' --change 'USER redis' --change 'EXPOSE 6379' \
-    --change 'CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no"]' \
-    - "hermod-redis:$tag" >/dev/null
+  tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
 fi
+cp deploy/images/redis-entrypoint "$ctx/"
+classic_build --target redis --build-arg "REDIS_BASE=$base" -t "hermod-redis:$tag"
 echo "hermod-redis:$tag $(docker image inspect -f '{{.Size}}' "hermod-redis:$tag" | awk '{printf "%.1f MB", $1/1e6}')"

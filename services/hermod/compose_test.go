@@ -839,17 +839,6 @@ func checkHermodService(file, sname string, s composeService, f composeFacts, op
 	return probs
 }
 
-func splitPort(addr string) (host, port string, err error) {
-	i := strings.LastIndex(addr, ":")
-	if i < 0 {
-		return "", "", errors.New("not host:port")
-	}
-	if _, err := strconv.Atoi(addr[i+1:]); err != nil {
-		return "", "", errors.New("not host:port")
-	}
-	return addr[:i], addr[i+1:], nil
-}
-
 func checkRedis(s composeService, sadd func(string, ...any)) {
 	cmd := " " + strings.Join(s.Command, " ") + " "
 	for _, want := range []string{" --appendonly yes ", " --maxmemory-policy noeviction ", " --maxmemory "} {

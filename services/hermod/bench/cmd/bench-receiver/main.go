@@ -25,20 +25,27 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address (loopback)")
 	slow := flag.Duration("slow", 2*time.Second, "how long /slow/... waits before answering")
+	secret := flag.String("secret", "", "check each delivery's signature with this webhook secret and note its sender (GET /checks)")
 	flag.Parse()
-	if err := run(*addr, *slow); err != nil {
+	if err := run(*addr, *slow, *secret); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-receiver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, slow time.Duration) error {
+func run(addr string, slow time.Duration, secret string) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	tally := receiver.NewTally()
-	srv := &http.Server{Handler: &receiver.Handler{Tally: tally, SlowDelay: slow}, ReadHeaderTimeout: 10 * time.Second}
+	var h http.Handler = &receiver.Handler{Tally: tally, SlowDelay: slow}
+	if secret != "" {
+		if h, err = receiver.NewChecked(h, secret); err != nil {
+			return fmt.Errorf("-secret: %w", err)
+		}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintln(os.Stderr, "bench-receiver listening on", l.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

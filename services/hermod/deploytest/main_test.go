@@ -1,0 +1,15 @@
+//go:build compose
+
+// Package deploytest starts Hermod as users deploy it and drives it from
+// the host as a user would (make test-compose): `docker compose up` with
+// deploy/compose/compose.yaml and the CI override that swaps in the images
+// `make images` built from local files.
+package deploytest
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
