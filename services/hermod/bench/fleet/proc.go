@@ -95,6 +95,9 @@ func (p *Proc) Kill() {
 	})
 }
 
+// Signal sends sig to the process (Stop and Kill also wait for it).
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
 // Wait waits for the process to exit on its own, at most timeout, and
 // fails unless it exited with status 0.
 func (p *Proc) Wait(timeout time.Duration) error {

@@ -1,0 +1,287 @@
+//go:build faults
+
+package faults
+
+import (
+	"bufio"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hermodhq/hermod/services/hermod/bench/fleet"
+	"github.com/hermodhq/hermod/services/hermod/bench/receiver"
+	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/streams"
+)
+
+// Sizes every scenario shares: a few thousand deliveries in flight.
+const (
+	hooksPerRun  = 4    // webhooks, each its own path at the receiver
+	eventsPerRun = 1500 // events, each to every webhook
+	ingestRate   = 500.0
+	ingestConns  = 8
+)
+
+// baseEnv is every Hermod process's configuration beyond the fleet's: a
+// 10 s lease, so that a killed deliverer's deliveries come back within
+// seconds rather than a minute.
+var baseEnv = map[string]string{"HERMOD_ACQUIRE_TTL": "10s"}
+
+// run is one scenario: a fleet, its webhooks, the events flowing and the
+// fault's moment.
+type run struct {
+	t       *testing.T
+	f       *fleet.Fleet
+	name    string
+	prefix  string   // the receiver prefix the webhooks use (fast or slow)
+	hookIDs []string // by index
+	paths   []string // the receiver path of each webhook
+	in      *ingest
+	faultAt time.Time
+	started []string // the Hermod processes that must still run at the end
+}
+
+// startRun starts a fleet with cfg (baseEnv added), creates hooksPerRun
+// webhooks at the receiver's prefix and starts sending eventsPerRun events.
+func startRun(t *testing.T, name string, cfg fleet.Config, prefix string) *run {
+	t.Helper()
+	env := map[string]string{}
+	for k, v := range baseEnv {
+		env[k] = v
+	}
+	for k, v := range cfg.Env {
+		env[k] = v
+	}
+	cfg.Env = env
+	r := &run{t: t, f: fleet.Start(t, binaries(t), cfg), name: name, prefix: prefix}
+	urls := r.f.HookURLs(prefix, name, hooksPerRun)
+	r.hookIDs = r.f.CreateHooks(urls, eventType)
+	for _, u := range urls {
+		r.paths = append(r.paths, strings.TrimPrefix(u, r.f.ReceiverURL))
+	}
+	r.started = r.f.HermodNames()
+	return r
+}
+
+// send starts the events flowing.
+func (r *run) send() {
+	r.in = startIngest(r.f, r.name, eventsPerRun, ingestRate, ingestConns)
+	r.t.Cleanup(func() { _ = r.in.wait() })
+}
+
+// expected is the number of deliveries the run must see.
+func (r *run) expected() int { return eventsPerRun * len(r.paths) }
+
+// arrived is the number of distinct deliveries the receiver got at the
+// run's webhooks, and their duplicates.
+func (r *run) arrived() (distinct, duplicates int, byPath map[string]receiver.Counts, err error) {
+	byPath, err = r.f.PathCounts()
+	for _, p := range r.paths {
+		distinct += byPath[p].Distinct
+		duplicates += byPath[p].Duplicates
+	}
+	return distinct, duplicates, byPath, err
+}
+
+// awaitShare waits until share (0–1) of the run's deliveries arrived: the
+// moment to strike, with the rest still in flight.
+func (r *run) awaitShare(share float64) {
+	r.t.Helper()
+	want := int(share * float64(r.expected()))
+	hermodtest.CheckFor(r.t, 2*time.Minute, 20*time.Millisecond, func() error {
+		got, _, _, err := r.arrived()
+		if err != nil {
+			return err
+		}
+		if got < want {
+			return fmt.Errorf("%d of %d deliveries arrived, waiting for %d", got, r.expected(), want)
+		}
+		return nil
+	})
+	if got, _, _, _ := r.arrived(); got >= r.expected() {
+		r.t.Fatalf("every delivery arrived before the fault: nothing was in flight (raise eventsPerRun)")
+	}
+}
+
+// fault records the moment of the fault and carries it out.
+func (r *run) fault(what string, do func()) {
+	r.t.Helper()
+	r.t.Logf("fault: %s", what)
+	r.faultAt = time.Now()
+	do()
+}
+
+// checks says what a scenario tolerates.
+type checks struct {
+	// duplicatesAllowed: the fault may cause second attempts (a process
+	// killed between an attempt and its acknowledgement); otherwise any
+	// duplicate fails the scenario.
+	duplicatesAllowed bool
+}
+
+// figures are what a scenario prints.
+type figures struct {
+	scenario   string
+	events     int
+	deliveries int
+	lost       int
+	duplicates int
+	recovery   time.Duration // from the fault until the last expected delivery arrived
+	note       string
+}
+
+func (g figures) String() string {
+	s := fmt.Sprintf("%-28s events %5d  deliveries %5d  lost %d  duplicates %3d  recovery %5.1f s", g.scenario, g.events,
+		g.deliveries, g.lost, g.duplicates, g.recovery.Seconds())
+	if g.note != "" {
+		s += "  (" + g.note + ")"
+	}
+	return s
+}
+
+var (
+	summaryMu sync.Mutex
+	summary   []figures
+)
+
+func printSummary() {
+	summaryMu.Lock()
+	defer summaryMu.Unlock()
+	if len(summary) == 0 {
+		return
+	}
+	fmt.Println("\n---- fault-injection suite: figures (docs/reliability.md) ----")
+	for _, g := range summary {
+		fmt.Println(g)
+	}
+	fmt.Println("---- end of the figures ----")
+}
+
+// verify waits for the events to be accepted and for every delivery to
+// arrive, then checks that nothing is stuck and that the API's statistics
+// equal the receiver's counts; it prints and records the figures.
+func (r *run) verify(c checks, note string) figures {
+	r.t.Helper()
+	if err := r.in.wait(); err != nil {
+		r.t.Errorf("ingest: %v", err)
+	}
+	g := figures{scenario: r.name, events: int(r.in.accepted.Load()), deliveries: r.expected(), note: note}
+	if n := r.in.retried.Load(); n > 0 {
+		g.note = strings.TrimPrefix(g.note+"; ", "; ") + fmt.Sprintf("%d events sent again, %d of them answered as duplicates",
+			n, r.in.dupes.Load())
+	}
+
+	// Every delivery arrives (at least once).
+	deadline := time.Now().Add(3 * time.Minute)
+	var byPath map[string]receiver.Counts
+	for {
+		distinct, dups, bp, err := r.arrived()
+		if err == nil {
+			byPath, g.duplicates, g.lost = bp, dups, r.expected()-distinct
+			if distinct >= r.expected() {
+				g.recovery = time.Since(r.faultAt)
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			r.t.Errorf("LOSS: %d of %d deliveries never arrived (%v)", g.lost, r.expected(), err)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range r.paths {
+		if n := byPath[p].Distinct; n > eventsPerRun {
+			r.t.Errorf("%s: %d distinct deliveries, more than the %d events", p, n, eventsPerRun)
+		}
+		if byPath[p].NoID > 0 {
+			r.t.Errorf("%s: %d requests without a webhook-id", p, byPath[p].NoID)
+		}
+	}
+	for _, name := range r.started {
+		if p := r.f.Hermod(name); p.Exited() {
+			r.t.Errorf("CRASH: %s exited:\n%s", name, p.Tail(3000))
+		}
+	}
+	if g.duplicates > 0 && !c.duplicatesAllowed {
+		r.t.Errorf("DUPLICATES: %d deliveries arrived more than once", g.duplicates)
+	}
+
+	// Nothing stuck: every stream drained, and every delivery's record final.
+	for _, s := range []string{streams.EventsStream, streams.DeliveriesStream, streams.HeldStream, streams.ResultsStream} {
+		if err := r.f.AwaitEmpty(s, 2*time.Minute); err != nil {
+			r.t.Errorf("STUCK: %v", err)
+		}
+	}
+	hermodtest.CheckFor(r.t, 2*time.Minute, 100*time.Millisecond, func() error { return r.apiAgrees(byPath) })
+
+	summaryMu.Lock()
+	summary = append(summary, g)
+	summaryMu.Unlock()
+	r.t.Logf("FIGURES %s", g)
+	return g
+}
+
+// apiAgrees checks, for each webhook, that the API lists no delivery
+// pending, failed or dead, and that its delivered count is the receiver's.
+func (r *run) apiAgrees(byPath map[string]receiver.Counts) error {
+	for i, id := range r.hookIDs {
+		for _, status := range []string{"pending", "failed", "dead"} {
+			var list struct {
+				Data []struct {
+					ID     string `json:"id"`
+					Status string `json:"status"`
+				} `json:"data"`
+			}
+			q := url.Values{"status": {status}, "limit": {"5"}}
+			if err := r.apiGet("/api/v1/webhooks/"+id+"/deliveries?"+q.Encode(), &list); err != nil {
+				return err
+			}
+			if len(list.Data) > 0 {
+				return fmt.Errorf("webhook %d: deliveries still %s, e.g. %v", i, status, list.Data)
+			}
+		}
+		var w struct {
+			TotalDelivered int64 `json:"total_delivered"`
+			TotalFailed    int64 `json:"total_failed"`
+		}
+		if err := r.apiGet("/api/v1/webhooks/"+id, &w); err != nil {
+			return err
+		}
+		if got := byPath[r.paths[i]].Distinct; w.TotalDelivered != int64(got) || w.TotalFailed != 0 {
+			return fmt.Errorf("webhook %d: the API counts %d delivered and %d failed, the receiver got %d", i,
+				w.TotalDelivered, w.TotalFailed, got)
+		}
+	}
+	return nil
+}
+
+// apiGet decodes the 200 answer of the API's path into v.
+func (r *run) apiGet(path string, v any) error {
+	return getAuthorized(r.f, path, v)
+}
+
+// metricSum sums the samples of a metric (every label set) of a Hermod
+// process's /metrics.
+func metricSum(f *fleet.Fleet, name, metric string) (float64, error) {
+	resp, err := f.HC.Get("http://" + f.Addr(name) + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, metric+" ") && !strings.HasPrefix(line, metric+"{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum, sc.Err()
+}
