@@ -23,10 +23,12 @@ const maxBody = 1 << 20
 // Handler answers deliveries and serves the tally: GET /counts (Counts by
 // prefix, cheap enough to poll), GET /stats (Stats by prefix) and, with
 // Paths, GET /paths (Counts by whole path: one webhook's deliveries when
-// each webhook has its own URL).
+// each webhook has its own URL; and by path and event type, under
+// "<path>?type=<event_type>").
 type Handler struct {
 	Tally *Tally
-	// Paths, when set, tallies the same requests by their whole path.
+	// Paths, when set, tallies the same requests by their whole path, and
+	// by path and event type.
 	Paths *Tally
 	// SlowDelay is how long /slow/... waits before answering.
 	SlowDelay time.Duration
@@ -35,7 +37,8 @@ type Handler struct {
 // event is the part of a delivered event the receiver reads: the send
 // time the publisher put into its data.
 type event struct {
-	Data struct {
+	EventType string `json:"event_type"`
+	Data      struct {
 		SentNS int64 `json:"sent_ns"`
 	} `json:"data"`
 }
@@ -72,6 +75,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Tally.Record(prefix, r.Header.Get("webhook-id"), arrived, ev.Data.SentNS)
 	if h.Paths != nil {
 		h.Paths.Record(r.URL.Path, r.Header.Get("webhook-id"), arrived, ev.Data.SentNS)
+		h.Paths.Record(r.URL.Path+"?type="+ev.EventType, r.Header.Get("webhook-id"), arrived, ev.Data.SentNS)
 	}
 	switch prefix {
 	case Slow:

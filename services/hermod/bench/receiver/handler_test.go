@@ -69,7 +69,10 @@ func TestHandlerAnswersByPrefixAndReports(t *testing.T) {
 	if err := json.NewDecoder(resp2.Body).Decode(&paths); err != nil {
 		t.Fatal(err)
 	}
-	if p := paths["/fail/a/1"]; p.Requests != 2 || p.Distinct != 1 || len(paths) != 3 {
+	if p := paths["/fail/a/1"]; p.Requests != 2 || p.Distinct != 1 || len(paths) != 6 {
+		t.Errorf("paths %+v", paths)
+	}
+	if p := paths["/fail/a/1?type=deployment.applied"]; p.Requests != 2 || p.Distinct != 1 {
 		t.Errorf("paths %+v", paths)
 	}
 	srv.CloseClientConnections()

@@ -2,7 +2,8 @@
 // (docs/benchmarks.md): /fast/... answers 200 at once, /slow/... 200 after
 // -slow, /fail/... 500; GET /counts and GET /stats report, per prefix, the
 // requests, distinct webhook-ids, duplicates and latency (arrival minus
-// the event's data.sent_ns); GET /paths the counts per whole path. On SIGINT or SIGTERM it prints the stats as
+// the event's data.sent_ns); GET /paths the counts per whole path, and per
+// path and event type. On SIGINT or SIGTERM it prints the stats as
 // JSON on stdout and exits.
 package main
 
