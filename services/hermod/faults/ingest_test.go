@@ -38,8 +38,13 @@ type ingest struct {
 }
 
 // startIngest sends events with ids prefix-<n> at rate events/s through
-// conns connections, in the background.
-func startIngest(f *fleet.Fleet, prefix string, events int, rate float64, conns int) *ingest {
+// conns connections, in the background; shape gives each its type and
+// labels (nil: eventType, no labels).
+func startIngest(f *fleet.Fleet, prefix string, events int, rate float64, conns int,
+	shape func(seq int) (string, map[string]string)) *ingest {
+	if shape == nil {
+		shape = func(int) (string, map[string]string) { return eventType, nil }
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	in := &ingest{events: events, done: make(chan struct{}), cancel: cancel}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: conns}}
@@ -50,7 +55,8 @@ func startIngest(f *fleet.Fleet, prefix string, events int, rate float64, conns 
 		go func() {
 			defer wg.Done()
 			for seq := range work {
-				in.send(ctx, hc, f.APIURL, prefix+"-"+strconv.Itoa(seq))
+				typ, labels := shape(seq)
+				in.send(ctx, hc, f.APIURL, prefix+"-"+strconv.Itoa(seq), typ, labels)
 			}
 		}()
 	}
@@ -80,9 +86,13 @@ func startIngest(f *fleet.Fleet, prefix string, events int, rate float64, conns 
 }
 
 // send posts one event until it is answered 202 or ctx ends.
-func (in *ingest) send(ctx context.Context, hc *http.Client, api, id string) {
-	body, _ := json.Marshal(map[string]any{"id": id, "event_type": eventType,
-		"data": map[string]any{"sent_ns": time.Now().UnixNano(), "source": "hermod-faults"}})
+func (in *ingest) send(ctx context.Context, hc *http.Client, api, id, typ string, labels map[string]string) {
+	ev := map[string]any{"id": id, "event_type": typ,
+		"data": map[string]any{"sent_ns": time.Now().UnixNano(), "source": "hermod-faults"}}
+	if labels != nil {
+		ev["labels"] = labels
+	}
+	body, _ := json.Marshal(ev)
 	for try := 0; ; try++ {
 		dup, err := post(ctx, hc, api, body)
 		if err == nil {

@@ -56,20 +56,20 @@ func TestKillRouter(t *testing.T) {
 // an event whose request died with it, sent again, is fanned out once.
 func TestKillAPIDuringIngest(t *testing.T) {
 	r := startRun(t, "kill-api", fleet.Config{Layout: fleet.LayoutServices}, receiver.Fast)
-	r.send()
+	in := r.send()
 	hermodtest.CheckFor(t, 2*time.Minute, 10*time.Millisecond, func() error {
-		if n := r.in.accepted.Load(); n < eventsPerRun/4 {
+		if n := in.accepted.Load(); n < eventsPerRun/4 {
 			return fmt.Errorf("%d events accepted", n)
 		}
 		return nil
 	})
-	accepted := r.in.accepted.Load()
+	accepted := in.accepted.Load()
 	r.fault("kill -9 the API during ingest, then start it again", func() {
 		r.f.Hermod(fleet.RoleAPI).Kill()
 		r.f.StartHermod(fleet.RoleAPI)
 	})
 	r.verify(checks{}, fmt.Sprintf("%d events accepted before the kill", accepted))
-	if r.in.retried.Load() == 0 {
+	if in.retried.Load() == 0 {
 		t.Errorf("no event had to be sent again: the kill met no ingest")
 	}
 }

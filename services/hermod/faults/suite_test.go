@@ -4,7 +4,9 @@ package faults
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -40,14 +42,24 @@ type run struct {
 	prefix  string   // the receiver prefix the webhooks use (fast or slow)
 	hookIDs []string // by index
 	paths   []string // the receiver path of each webhook
-	in      *ingest
-	faultAt time.Time
-	started []string // the Hermod processes that must still run at the end
+	want    []int    // the distinct deliveries each webhook must get
+	// wantByType, when set, is the exact number of distinct deliveries of
+	// each "<path>?type=<event type>" (the receiver's count by type).
+	wantByType map[string]int
+	ins        []*ingest // every batch of events sent
+	faultAt    time.Time
+	started    []string // the Hermod processes that must still run at the end
 }
 
-// startRun starts a fleet with cfg (baseEnv added), creates hooksPerRun
-// webhooks at the receiver's prefix and starts sending eventsPerRun events.
-func startRun(t *testing.T, name string, cfg fleet.Config, prefix string) *run {
+// hookSpec is one webhook of a run: its name (the last segment of its
+// path at the receiver) and its API body without name and url.
+type hookSpec struct {
+	name string
+	body map[string]any
+}
+
+// startFleet starts a fleet with cfg (baseEnv added) for the scenario name.
+func startFleet(t *testing.T, name string, cfg fleet.Config, prefix string) *run {
 	t.Helper()
 	env := map[string]string{}
 	for k, v := range baseEnv {
@@ -58,30 +70,78 @@ func startRun(t *testing.T, name string, cfg fleet.Config, prefix string) *run {
 	}
 	cfg.Env = env
 	r := &run{t: t, f: fleet.Start(t, binaries(t), cfg), name: name, prefix: prefix}
-	urls := r.f.HookURLs(prefix, name, hooksPerRun)
-	r.hookIDs = r.f.CreateHooks(urls, eventType)
-	for _, u := range urls {
-		r.paths = append(r.paths, strings.TrimPrefix(u, r.f.ReceiverURL))
-	}
 	r.started = r.f.HermodNames()
 	return r
 }
 
-// send starts the events flowing.
-func (r *run) send() {
-	r.in = startIngest(r.f, r.name, eventsPerRun, ingestRate, ingestConns)
-	r.t.Cleanup(func() { _ = r.in.wait() })
+// startRun starts a fleet, creates hooksPerRun webhooks for eventType,
+// each to expect every one of eventsPerRun events, and starts sending them.
+func startRun(t *testing.T, name string, cfg fleet.Config, prefix string) *run {
+	t.Helper()
+	r := startFleet(t, name, cfg, prefix)
+	specs := make([]hookSpec, hooksPerRun)
+	for i := range specs {
+		specs[i] = hookSpec{name: strconv.Itoa(i), body: map[string]any{"event_types": []string{eventType}}}
+	}
+	r.createHooks(specs)
+	for i := range r.want {
+		r.want[i] = eventsPerRun
+	}
+	return r
+}
+
+// createHooks creates the webhooks through the API and waits until every
+// webhook index has applied them.
+func (r *run) createHooks(specs []hookSpec) {
+	r.t.Helper()
+	w := fleet.WatchIndexes(r.t, r.f.NC)
+	for _, spec := range specs {
+		path := "/" + r.prefix + "/" + r.name + "/" + spec.name
+		body := map[string]any{"name": r.name + "-" + spec.name, "url": r.f.ReceiverURL + path}
+		for k, v := range spec.body {
+			body[k] = v
+		}
+		var created struct {
+			ID string `json:"id"`
+		}
+		code, answer, err := call(r.f, http.MethodPost, "/api/v1/webhooks", body)
+		if err != nil || code != http.StatusCreated || json.Unmarshal(answer, &created) != nil || created.ID == "" {
+			r.t.Fatalf("create webhook %s: %d %s %v", spec.name, code, answer, err)
+		}
+		r.hookIDs = append(r.hookIDs, created.ID)
+		r.paths = append(r.paths, path)
+		r.want = append(r.want, 0)
+	}
+	w.Settle()
+}
+
+// send starts eventsPerRun events of eventType flowing.
+func (r *run) send() *ingest { return r.sendEvents(r.name, eventsPerRun, nil) }
+
+// sendEvents starts n events flowing, ids prefix-<n>, shaped by shape
+// (nil: eventType, no labels).
+func (r *run) sendEvents(prefix string, n int, shape func(seq int) (string, map[string]string)) *ingest {
+	in := startIngest(r.f, prefix, n, ingestRate, ingestConns, shape)
+	r.ins = append(r.ins, in)
+	r.t.Cleanup(func() { _ = in.wait() })
+	return in
 }
 
 // expected is the number of deliveries the run must see.
-func (r *run) expected() int { return eventsPerRun * len(r.paths) }
+func (r *run) expected() int {
+	n := 0
+	for _, w := range r.want {
+		n += w
+	}
+	return n
+}
 
 // arrived is the number of distinct deliveries the receiver got at the
-// run's webhooks, and their duplicates.
+// run's webhooks (at most what each must get), and their duplicates.
 func (r *run) arrived() (distinct, duplicates int, byPath map[string]receiver.Counts, err error) {
 	byPath, err = r.f.PathCounts()
-	for _, p := range r.paths {
-		distinct += byPath[p].Distinct
+	for i, p := range r.paths {
+		distinct += min(byPath[p].Distinct, r.want[i])
 		duplicates += byPath[p].Duplicates
 	}
 	return distinct, duplicates, byPath, err
@@ -166,13 +226,19 @@ func printSummary() {
 // equal the receiver's counts; it prints and records the figures.
 func (r *run) verify(c checks, note string) figures {
 	r.t.Helper()
-	if err := r.in.wait(); err != nil {
-		r.t.Errorf("ingest: %v", err)
+	g := figures{scenario: r.name, deliveries: r.expected(), note: note}
+	var retried, dupes int64
+	for _, in := range r.ins {
+		if err := in.wait(); err != nil {
+			r.t.Errorf("ingest: %v", err)
+		}
+		g.events += int(in.accepted.Load())
+		retried += in.retried.Load()
+		dupes += in.dupes.Load()
 	}
-	g := figures{scenario: r.name, events: int(r.in.accepted.Load()), deliveries: r.expected(), note: note}
-	if n := r.in.retried.Load(); n > 0 {
+	if retried > 0 {
 		g.note = strings.TrimPrefix(g.note+"; ", "; ") + fmt.Sprintf("%d events sent again, %d of them answered as duplicates",
-			n, r.in.dupes.Load())
+			retried, dupes)
 	}
 
 	// Every delivery arrives (at least once).
@@ -193,9 +259,9 @@ func (r *run) verify(c checks, note string) figures {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	for _, p := range r.paths {
-		if n := byPath[p].Distinct; n > eventsPerRun {
-			r.t.Errorf("%s: %d distinct deliveries, more than the %d events", p, n, eventsPerRun)
+	for i, p := range r.paths {
+		if n := byPath[p].Distinct; n > r.want[i] {
+			r.t.Errorf("UNEXPECTED: %s got %d distinct deliveries, %d more than its events", p, n, n-r.want[i])
 		}
 		if byPath[p].NoID > 0 {
 			r.t.Errorf("%s: %d requests without a webhook-id", p, byPath[p].NoID)
@@ -204,6 +270,11 @@ func (r *run) verify(c checks, note string) figures {
 	for _, name := range r.started {
 		if p := r.f.Hermod(name); p.Exited() {
 			r.t.Errorf("CRASH: %s exited:\n%s", name, p.Tail(3000))
+		}
+	}
+	for key, want := range r.wantByType {
+		if got := byPath[key].Distinct; got != want {
+			r.t.Errorf("%s: %d distinct deliveries, want %d", key, got, want)
 		}
 	}
 	if g.duplicates > 0 && !c.duplicatesAllowed {
