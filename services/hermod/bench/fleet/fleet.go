@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -40,13 +41,14 @@ const (
 	RoleRouter    = "router"
 	RoleDeliverer = "deliverer"
 	RoleHermod    = "hermod"
+	RoleAgent     = "agent"
 	RoleReceiver  = "receiver"
 	RolePublisher = "publisher"
 )
 
 // HermodBinary is the binary of each Hermod role.
 var HermodBinary = map[string]string{RoleAPI: "hermod-api", RoleRouter: "hermod-router",
-	RoleDeliverer: "hermod-deliverer", RoleHermod: "hermod"}
+	RoleDeliverer: "hermod-deliverer", RoleHermod: "hermod", RoleAgent: "hermod-agent"}
 
 // EncryptionKey is HERMOD_ENCRYPTION_KEY of every fleet.
 const EncryptionKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -64,6 +66,11 @@ type Config struct {
 	// SlowDelay is how long the receiver's /slow/ answers take; 0:
 	// $HERMOD_BENCH_SLOW_DELAY, else 2 s.
 	SlowDelay time.Duration
+	// AuthCallout runs nats-server with deploy/compose/nats.conf (its
+	// accounts and the auth callout that enforces each agent's grant),
+	// the services as its user hermod, hermod-api as the callout with a
+	// system-account connection: what agents (StartAgent) need, as deployed.
+	AuthCallout bool
 }
 
 // Fleet is one run of the processes. Hermod processes are known by name:
@@ -85,9 +92,13 @@ type Fleet struct {
 	JS          jetstream.JetStream
 	HC          *http.Client
 	natsPort    int
-	env         map[string]string // the environment every Hermod process shares (roleEnv adds)
-	hermod      map[string]*Proc  // by name
-	addr        map[string]string // each Hermod process's API or ops address, by name
+	natsArgs    []string                     // nats-server's options beyond port and store
+	natsEnv     map[string]string            // nats-server's environment (nats.conf's variables)
+	natsAuth    string                       // "user:password@" of the services' connections, or ""
+	procEnv     map[string]map[string]string // more environment of one Hermod process, by name
+	env         map[string]string            // the environment every Hermod process shares (roleEnv adds)
+	hermod      map[string]*Proc             // by name
+	addr        map[string]string            // each Hermod process's API or ops address, by name
 }
 
 // Start starts a fleet: nats-server, redis-server (AOF, fsync every
@@ -99,8 +110,18 @@ func Start(tb testing.TB, bins Binaries, cfg Config) *Fleet {
 		tb.Fatalf("unknown layout %q (%s, %s)", cfg.Layout, LayoutServices, LayoutAllInOne)
 	}
 	f := &Fleet{TB: tb, Bins: bins, Layout: cfg.Layout, Dir: tb.TempDir(), LogDir: logDir(tb), hermod: map[string]*Proc{},
-		addr: map[string]string{}, HC: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}}
+		addr: map[string]string{}, procEnv: map[string]map[string]string{},
+		HC: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}}
 	tb.Cleanup(f.HC.CloseIdleConnections)
+	port, err := hermodtest.FreePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.natsPort, f.NATSURL = port, "nats://127.0.0.1:"+strconv.Itoa(port)
+	var calloutEnv map[string]string
+	if cfg.AuthCallout {
+		calloutEnv = f.authCallout()
+	}
 	f.StartNATS()
 	f.Redis = hermodtest.StartRedisWith(tb, "--appendfsync", "everysec")
 	slow := cfg.SlowDelay
@@ -109,7 +130,7 @@ func Start(tb testing.TB, bins Binaries, cfg Config) *Fleet {
 	}
 	f.startReceiver(slow)
 	f.env = merge(map[string]string{
-		"HERMOD_NATS_URL": f.NATSURL, "HERMOD_REDIS_URL": f.Redis.URL(),
+		"HERMOD_NATS_URL": f.servicesURL(), "HERMOD_REDIS_URL": f.Redis.URL(),
 		"HERMOD_LOG_LEVEL": EnvOr("HERMOD_BENCH_LOG_LEVEL", "info"), "HERMOD_SHUTDOWN_TIMEOUT": "10s",
 	}, cfg.Env)
 	names := []string{RoleAPI, RoleRouter, RoleDeliverer}
@@ -120,6 +141,9 @@ func Start(tb testing.TB, bins Binaries, cfg Config) *Fleet {
 	if cfg.Layout == LayoutAllInOne {
 		names, api = []string{RoleHermod}, RoleHermod
 	}
+	if cfg.AuthCallout {
+		f.procEnv[api] = calloutEnv
+	}
 	for _, name := range names {
 		f.StartHermod(name)
 	}
@@ -127,21 +151,13 @@ func Start(tb testing.TB, bins Binaries, cfg Config) *Fleet {
 	return f
 }
 
-// StartNATS starts nats-server, or starts it again after it stopped, on
-// the same port and store.
+// StartNATS starts nats-server again after it stopped, on the same port
+// and store.
 func (f *Fleet) StartNATS() {
 	f.TB.Helper()
-	if f.natsPort == 0 {
-		port, err := hermodtest.FreePort()
-		if err != nil {
-			f.TB.Fatal(err)
-		}
-		f.natsPort = port
-		f.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(port)
-	}
 	dir := filepath.Join(f.Dir, "jetstream")
-	f.NATS = StartProc(f.TB, RoleNATS, f.Bins.NATSServer,
-		[]string{"-a", "127.0.0.1", "-p", strconv.Itoa(f.natsPort), "-js", "-sd", dir, "--server_name", "fleet"}, nil, f.LogDir)
+	f.NATS = StartProc(f.TB, RoleNATS, f.Bins.NATSServer, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(f.natsPort),
+		"-js", "-sd", dir, "--server_name", "fleet"}, f.natsArgs...), f.natsEnv, f.LogDir)
 	hermodtest.CheckFor(f.TB, 60*time.Second, 20*time.Millisecond, func() error {
 		if f.NATS.Exited() {
 			f.TB.Fatalf("nats-server exited at start:\n%s", f.NATS.Tail(2000))
@@ -153,7 +169,7 @@ func (f *Fleet) StartNATS() {
 			_, err := f.JS.AccountInfo(context.Background())
 			return err
 		}
-		nc, err := nats.Connect(f.NATSURL, nats.Name("fleet"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		nc, err := nats.Connect(f.servicesURL(), nats.Name("fleet"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 		if err != nil {
 			return fmt.Errorf("nats-server not ready: %w", err)
 		}
@@ -206,7 +222,7 @@ func (f *Fleet) StartHermod(name string) {
 		addr = "127.0.0.1:" + strconv.Itoa(port)
 		f.addr[name] = addr
 	}
-	env := merge(f.env, f.roleEnv(role))
+	env := merge(f.env, f.roleEnv(role), f.procEnv[name])
 	if role == RoleAPI || role == RoleHermod {
 		env["HERMOD_API_ADDR"] = addr
 	} else {
@@ -214,6 +230,58 @@ func (f *Fleet) StartHermod(name string) {
 	}
 	f.hermod[name] = StartProc(f.TB, name, filepath.Join(f.Bins.Bin, HermodBinary[role]), nil, env, f.LogDir)
 	f.WaitReady(f.hermod[name], "http://"+addr+"/readyz")
+}
+
+// authCallout prepares nats-server to run with deploy/compose/nats.conf:
+// passwords for its users hermod and sys, and a callout key made by
+// `hermod-api callout-key`. It returns hermod-api's callout environment.
+func (f *Fleet) authCallout() map[string]string {
+	f.TB.Helper()
+	root, err := hermodtest.RepoRoot()
+	if err != nil {
+		f.TB.Fatal(err)
+	}
+	out, err := exec.Command(filepath.Join(f.Bins.Bin, HermodBinary[RoleAPI]), "callout-key").Output()
+	if err != nil {
+		f.TB.Fatalf("hermod-api callout-key: %v", err)
+	}
+	keys := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(k, "#") {
+			keys[k] = v
+		}
+	}
+	if keys["HERMOD_AUTH_CALLOUT_SEED"] == "" || keys["NATS_CALLOUT_ISSUER"] == "" {
+		f.TB.Fatalf("hermod-api callout-key printed %q", out)
+	}
+	const hermodPW, sysPW = "fleet-hermod-pw", "fleet-system-pw"
+	f.natsArgs = []string{"-c", filepath.Join(root, "deploy", "compose", "nats.conf")}
+	f.natsEnv = map[string]string{"NATS_HERMOD_PASSWORD": hermodPW, "NATS_SYSTEM_PASSWORD": sysPW,
+		"NATS_CALLOUT_ISSUER": keys["NATS_CALLOUT_ISSUER"]}
+	f.natsAuth = "hermod:" + hermodPW + "@"
+	return map[string]string{"HERMOD_AUTH_CALLOUT_SEED": keys["HERMOD_AUTH_CALLOUT_SEED"],
+		"HERMOD_NATS_SYSTEM_URL": "nats://sys:" + sysPW + "@127.0.0.1:" + strconv.Itoa(f.natsPort)}
+}
+
+// servicesURL is the NATS URL of Hermod's services and the fleet's own
+// connection (with the services' user under AuthCallout); agents connect
+// to NATSURL with their own credentials.
+func (f *Fleet) servicesURL() string {
+	return "nats://" + f.natsAuth + strings.TrimPrefix(f.NATSURL, "nats://")
+}
+
+// StartAgent starts hermod-agent as the Hermod process name (a name of
+// role agent: "agent", "agent-2"...) with the agent id and token that
+// POST /api/v1/agents returned, and waits until it is ready. The fleet
+// needs AuthCallout. After Kill or Stop, StartHermod(name) starts it again
+// with the same credentials.
+func (f *Fleet) StartAgent(name, id, token string) {
+	f.TB.Helper()
+	if RoleOf(name) != RoleAgent {
+		f.TB.Fatalf("agent name %q: want agent or agent-N", name)
+	}
+	f.procEnv[name] = map[string]string{"HERMOD_AGENT_ID": id, "HERMOD_AGENT_TOKEN": token, "HERMOD_NATS_URL": f.NATSURL}
+	f.StartHermod(name)
 }
 
 // roleEnv is what only some Hermod processes need (docs/configuration.md):
