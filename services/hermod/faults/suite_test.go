@@ -243,18 +243,23 @@ func (r *run) verify(c checks, note string) figures {
 
 	// Every delivery arrives (at least once).
 	deadline := time.Now().Add(3 * time.Minute)
-	var byPath map[string]receiver.Counts
 	for {
-		distinct, dups, bp, err := r.arrived()
+		distinct, _, bp, err := r.arrived()
 		if err == nil {
-			byPath, g.duplicates, g.lost = bp, dups, r.expected()-distinct
+			g.lost = r.expected() - distinct
 			if distinct >= r.expected() {
 				g.recovery = time.Since(r.faultAt)
 				break
 			}
 		}
 		if time.Now().After(deadline) {
-			r.t.Errorf("LOSS: %d of %d deliveries never arrived (%v)", g.lost, r.expected(), err)
+			var short []string
+			for i, p := range r.paths {
+				if n := bp[p].Distinct; n < r.want[i] {
+					short = append(short, fmt.Sprintf("%s %d of %d", p, n, r.want[i]))
+				}
+			}
+			r.t.Errorf("LOSS: %d of %d deliveries never arrived: %s (%v)", g.lost, r.expected(), strings.Join(short, ", "), err)
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
