@@ -73,3 +73,19 @@ func TestKillAPIDuringIngest(t *testing.T) {
 		t.Errorf("no event had to be sent again: the kill met no ingest")
 	}
 }
+
+// TestKillAllInOne kills the all-in-one bin/hermod (API, router, recorder,
+// deliverer in one process, here against the fleet's nats-server and
+// redis-server) with SIGKILL while deliveries flow, and starts it again:
+// everything it held comes back after the router's ack wait and the
+// lease; repeats come only from the attempts it had not acknowledged.
+func TestKillAllInOne(t *testing.T) {
+	r := startRun(t, "kill-all-in-one", fleet.Config{Layout: fleet.LayoutAllInOne}, receiver.Fast)
+	r.send()
+	r.awaitShare(0.25)
+	r.fault("kill -9 the all-in-one, then start it again", func() {
+		r.f.Hermod(fleet.RoleHermod).Kill()
+		r.f.StartHermod(fleet.RoleHermod)
+	})
+	r.verify(checks{duplicatesAllowed: true}, "")
+}
