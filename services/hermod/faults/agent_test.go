@@ -55,10 +55,7 @@ func TestKillAgent(t *testing.T) {
 	}
 	r.send()
 	r.awaitShare(0.25)
-	r.fault("kill -9 the agent, then start it again", func() {
-		r.f.Hermod(fleet.RoleAgent).Kill()
-		r.f.StartHermod(fleet.RoleAgent)
-	})
+	r.killRestart(fleet.RoleAgent)
 	r.verify(checks{duplicatesAllowed: true}, "")
 	r.deliveredBy(0, "agent:faults-1")
 }

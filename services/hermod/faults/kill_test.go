@@ -28,10 +28,7 @@ func TestKillDeliverer(t *testing.T) {
 		}
 		return err
 	})
-	r.fault("kill -9 deliverer-2, then start it again", func() {
-		r.f.Hermod("deliverer-2").Kill()
-		r.f.StartHermod("deliverer-2")
-	})
+	r.killRestart("deliverer-2")
 	r.verify(checks{duplicatesAllowed: true}, "")
 }
 
@@ -44,10 +41,7 @@ func TestKillRouter(t *testing.T) {
 	r := startRun(t, "kill-router", fleet.Config{Layout: fleet.LayoutServices}, receiver.Fast)
 	r.send()
 	r.awaitShare(0.25)
-	r.fault("kill -9 the router, then start it again", func() {
-		r.f.Hermod(fleet.RoleRouter).Kill()
-		r.f.StartHermod(fleet.RoleRouter)
-	})
+	r.killRestart(fleet.RoleRouter)
 	r.verify(checks{}, "")
 }
 
@@ -64,10 +58,7 @@ func TestKillAPIDuringIngest(t *testing.T) {
 		return nil
 	})
 	accepted := in.accepted.Load()
-	r.fault("kill -9 the API during ingest, then start it again", func() {
-		r.f.Hermod(fleet.RoleAPI).Kill()
-		r.f.StartHermod(fleet.RoleAPI)
-	})
+	r.killRestart(fleet.RoleAPI)
 	r.verify(checks{}, fmt.Sprintf("%d events accepted before the kill", accepted))
 	if in.retried.Load() == 0 {
 		t.Errorf("no event had to be sent again: the kill met no ingest")
@@ -83,9 +74,6 @@ func TestKillAllInOne(t *testing.T) {
 	r := startRun(t, "kill-all-in-one", fleet.Config{Layout: fleet.LayoutAllInOne}, receiver.Fast)
 	r.send()
 	r.awaitShare(0.25)
-	r.fault("kill -9 the all-in-one, then start it again", func() {
-		r.f.Hermod(fleet.RoleHermod).Kill()
-		r.f.StartHermod(fleet.RoleHermod)
-	})
+	r.killRestart(fleet.RoleHermod)
 	r.verify(checks{duplicatesAllowed: true}, "")
 }

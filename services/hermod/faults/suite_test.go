@@ -175,6 +175,16 @@ func (r *run) fault(what string, do func()) {
 	do()
 }
 
+// killRestart is the fault of killing the Hermod process name with
+// SIGKILL and starting it again.
+func (r *run) killRestart(name string) {
+	r.t.Helper()
+	r.fault("kill -9 "+name+", then start it again", func() {
+		r.f.Hermod(name).Kill()
+		r.f.StartHermod(name)
+	})
+}
+
 // checks says what a scenario tolerates.
 type checks struct {
 	// duplicatesAllowed: the fault may cause second attempts (a process
