@@ -415,8 +415,12 @@ func AgentConsumerName(labels []string) string { return "agent_" + LabelSetHash(
 func AgentConsumerConfig(labels []string, ttl time.Duration) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{Durable: AgentConsumerName(labels), AckPolicy: jetstream.AckExplicitPolicy,
 		FilterSubject: AgentPrefix + LabelSetHash(labels) + ".>", AckWait: ttl, MaxAckPending: 20000, MaxDeliver: 10,
-		Description: "agent deliveries for " + strings.Join(labels, ",")}
+		Description: AgentConsumerDescription + strings.Join(labels, ",")}
 }
+
+// AgentConsumerDescription + the label set, comma-separated, describes a
+// label set's consumer: the control plane reads the set back from it.
+const AgentConsumerDescription = "agent deliveries for "
 
 // AgentOutcomeSubject is where agent id publishes its outcomes.
 func AgentOutcomeSubject(id string) string { return AgentResultsPrefix + id + ".out" }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/shared/agentauth"
@@ -51,6 +52,7 @@ type Options struct {
 type Server struct {
 	st   Store
 	nc   *nats.Conn
+	js   jetstream.JetStream // nil without nc: no moved webhooks are looked for
 	log  zerolog.Logger
 	opts Options
 	snap webhookSnapshot
@@ -61,7 +63,11 @@ func New(st Store, nc *nats.Conn, log zerolog.Logger, opts Options) *Server {
 	if opts.KickTimeout <= 0 {
 		opts.KickTimeout = 10 * time.Second
 	}
-	return &Server{st: st, nc: nc, log: log, opts: opts}
+	s := &Server{st: st, nc: nc, log: log, opts: opts}
+	if nc != nil {
+		s.js, _ = jetstream.New(nc) // fails only on invalid options
+	}
+	return s
 }
 
 // Serve answers agents' hello and heartbeat requests until ctx ends: it
@@ -111,7 +117,7 @@ func (s *Server) answer(ctx context.Context, m *nats.Msg) streams.AgentConfig {
 	if err := s.st.AgentSeen(ctx, id, req.Version, req.InFlight, now); err != nil {
 		s.log.Warn().Err(err).Str("agent_id", id).Msg("agent heartbeat not recorded")
 	}
-	covered, consumers, err := s.coveredWebhooks(ctx, a)
+	covered, moved, consumers, err := s.coveredWebhooks(ctx, a)
 	if err != nil {
 		out.Error = "unavailable"
 		return out
@@ -131,30 +137,97 @@ func (s *Server) answer(ctx context.Context, m *nats.Msg) streams.AgentConfig {
 		aw.Format, aw.FormatOptions = string(w.Format), w.FormatOptions
 		out.Webhooks = append(out.Webhooks, aw)
 	}
+	// A moved webhook: only what routes its waiting deliveries away (no
+	// url, headers or secret; it is no longer the agent's to deliver).
+	for _, w := range moved {
+		out.Webhooks = append(out.Webhooks, streams.AgentWebhook{ID: w.ID, TargetLabels: w.TargetLabels, MaxRetries: w.MaxRetries,
+			TimeoutSeconds: w.TimeoutSeconds, Enabled: w.Enabled, UpdatedAt: w.UpdatedAt.UnixMilli()})
+	}
 	return out
 }
 
 // coveredWebhooks are the webhooks whose target labels the agent's grant
-// covers, and their label sets' consumers (sorted).
-func (s *Server) coveredWebhooks(ctx context.Context, a *store.Agent) ([]*webhooks.Webhook, []string, error) {
+// covers, the moved webhooks (below), and the label sets' consumers the
+// agent takes (sorted).
+//
+// A webhook whose target labels changed while deliveries waited on its old
+// label set's subject has moved: only an agent taking that set can read
+// them (a work-queue stream has one consumer per subject), and it must
+// send them through the scheduler to whoever delivers the webhook now.
+// So an agent whose grant covers the old set takes it (even when no
+// webhook targets it any more) and is told the moved webhook's target
+// labels, without its url or secrets, and may park its deliveries.
+func (s *Server) coveredWebhooks(ctx context.Context, a *store.Agent) (covered, moved []*webhooks.Webhook, consumers []string, err error) {
 	all, err := s.allWebhooks(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	var out []*webhooks.Webhook
 	set := map[string]bool{}
 	for _, w := range all {
 		if webhooks.Covers(a.Labels, w.TargetLabels) {
-			out = append(out, w)
+			covered = append(covered, w)
 			set[streams.AgentConsumerName(w.TargetLabels)] = true
 		}
 	}
-	consumers := make([]string, 0, len(set))
+	moved = s.movedWebhooks(ctx, a, all, set)
+	consumers = make([]string, 0, len(set))
 	for c := range set {
 		consumers = append(consumers, c)
 	}
 	sort.Strings(consumers)
-	return out, consumers, nil
+	return covered, moved, consumers, nil
+}
+
+// movedWebhooks finds the webhooks with deliveries waiting on a label set's
+// subject that is no longer theirs, where the agent's grant covers that set
+// (taken: the sets the agent takes, to which such a set is added). When
+// JetStream cannot be asked, it logs and finds none: the agent is told at
+// a later heartbeat.
+func (s *Server) movedWebhooks(ctx context.Context, a *store.Agent, all []*webhooks.Webhook, taken map[string]bool) []*webhooks.Webhook {
+	if s.js == nil || len(a.Labels) == 0 {
+		return nil
+	}
+	stream, err := s.js.Stream(ctx, streams.DeliveriesStream)
+	var info *jetstream.StreamInfo
+	if err == nil {
+		info, err = stream.Info(ctx, jetstream.WithSubjectFilter(streams.AgentPrefix+">"))
+	}
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			s.log.Warn().Err(err).Str("agent_id", a.ID).Msg("cannot look for moved webhooks' waiting deliveries")
+		}
+		return nil
+	}
+	byID := make(map[string]*webhooks.Webhook, len(all))
+	for _, w := range all {
+		byID[w.ID] = w
+	}
+	var moved []*webhooks.Webhook
+	seen := map[string]bool{}
+	for subject := range info.State.Subjects {
+		hash, id, ok := strings.Cut(strings.TrimPrefix(subject, streams.AgentPrefix), ".")
+		w := byID[id]
+		if !ok || w == nil || seen[id] || streams.IsReadySubject(subject, id, w.TargetLabels) ||
+			webhooks.Covers(a.Labels, w.TargetLabels) {
+			continue // not moved, or the agent has it in full
+		}
+		cons := "agent_" + hash
+		if !taken[cons] {
+			c, err := stream.Consumer(ctx, cons)
+			if err != nil {
+				continue // no such consumer: no agent could take the set
+			}
+			labels, found := strings.CutPrefix(c.CachedInfo().Config.Description, streams.AgentConsumerDescription)
+			if !found || !webhooks.Covers(a.Labels, strings.Split(labels, ",")) {
+				continue
+			}
+			taken[cons] = true
+		}
+		seen[id] = true
+		moved = append(moved, w)
+	}
+	sort.Slice(moved, func(i, j int) bool { return moved[i].ID < moved[j].ID })
+	return moved
 }
 
 // Authorize implements agentauth.Grants: the agent's token must match its
@@ -170,12 +243,12 @@ func (s *Server) Authorize(ctx context.Context, agentID, token string) (agentaut
 	if !a.TokenMatches(token) {
 		return agentauth.Grant{}, false, nil
 	}
-	covered, consumers, err := s.coveredWebhooks(ctx, a)
+	covered, moved, consumers, err := s.coveredWebhooks(ctx, a)
 	if err != nil {
 		return agentauth.Grant{}, false, err
 	}
 	g := agentauth.Grant{AgentID: a.ID, Consumers: consumers}
-	for _, w := range covered {
+	for _, w := range append(covered, moved...) {
 		g.WebhookIDs = append(g.WebhookIDs, w.ID)
 	}
 	return g, true, nil

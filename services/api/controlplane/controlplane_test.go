@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/hermodhq/hermod/shared/agentauth"
@@ -268,5 +270,86 @@ func TestControlPlaneAnswersAuthorizesAndKicks(t *testing.T) {
 	})
 	if id := <-kicked; id != "eu-1" {
 		t.Fatalf("kicked %q, want eu-1", id)
+	}
+}
+
+// A webhook whose target labels changed while its deliveries waited on its
+// old label set's subject has moved: an agent whose grant covers the old
+// set (still targeted by another of its webhooks, or by none) is told to
+// take that set and is given the moved webhook's target labels, without
+// url or secret, and the permission to park its deliveries, so that it
+// sends them on instead of taking the webhook for deleted. An agent whose
+// grant does not cover the old set is told nothing of it.
+func TestAgentIsToldOfMovedWebhooks(t *testing.T) {
+	ns := hermodtest.NATS(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := streams.EnsureStreams(ctx, js, streams.Settings{Subjects: []string{"alert.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	st := testStore(t)
+	prod, prodEU := []string{"env:production"}, []string{"env:production", "region:eu"}
+	covered := testWebhook("00000000-0000-4000-8000-000000000001", "http://10.0.0.1/prod", prod...)
+	toBroker := testWebhook("00000000-0000-4000-8000-000000000002", "http://10.0.0.1/moved")                   // was prodEU, a set nobody targets now
+	toStaging := testWebhook("00000000-0000-4000-8000-000000000003", "http://10.0.0.1/staging", "env:staging") // was prod
+	for _, w := range []*webhooks.Webhook{covered, toBroker, toStaging} {
+		if err := st.PutWebhook(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, labels := range [][]string{prod, prodEU} {
+		if _, err := js.CreateOrUpdateConsumer(ctx, streams.DeliveriesStream, streams.AgentConsumerConfig(labels, 30*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range []struct {
+		labels []string
+		id     string
+	}{{prodEU, toBroker.ID}, {prod, toStaging.ID}, {prod, covered.ID}} {
+		if _, err := js.Publish(ctx, streams.AgentSubject(m.labels, m.id), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putAgent(t, st, "eu-1", "test-agent-token-0123456789", prodEU...)
+	putAgent(t, st, "us-1", "test-agent-token-9876543210", "env:staging", "region:us")
+	cp := New(st, nc, zerolog.Nop(), Options{AcquireTTL: 30 * time.Second})
+	ask := func(id, token string) streams.AgentConfig {
+		req, _ := json.Marshal(streams.AgentRequest{Token: token})
+		return cp.answer(ctx, &nats.Msg{Subject: streams.AgentControlPrefix + id + ".hello", Data: req})
+	}
+
+	eu := ask("eu-1", "test-agent-token-0123456789")
+	wantConsumers := []string{streams.AgentConsumerName(prod), streams.AgentConsumerName(prodEU)}
+	slices.Sort(wantConsumers)
+	if eu.Error != "" || !slices.Equal(eu.Consumers, wantConsumers) || len(eu.Webhooks) != 3 {
+		t.Fatalf("eu-1's answer: consumers %v (want %v), %d webhooks (want 3), error %q", eu.Consumers, wantConsumers, len(eu.Webhooks), eu.Error)
+	}
+	for _, w := range eu.Webhooks[1:] { // the covered webhook first, then the moved ones by id
+		if w.ID != toBroker.ID && w.ID != toStaging.ID || w.URL != "" || w.Secret != "" || !w.Enabled {
+			t.Errorf("moved webhook as told: %+v, want its id, labels and state only", w)
+		}
+	}
+	if eu.Webhooks[0].ID != covered.ID || eu.Webhooks[0].Secret != testSecret {
+		t.Errorf("covered webhook as told: %+v", eu.Webhooks[0])
+	}
+	g, ok, err := cp.Authorize(ctx, "eu-1", "test-agent-token-0123456789")
+	if err != nil || !ok || !slices.Equal(g.Consumers, wantConsumers) || len(g.WebhookIDs) != 3 {
+		t.Fatalf("Authorize: %+v %v %v", g, ok, err)
+	}
+
+	// us-1 covers toStaging's new set, not the old ones: it has toStaging
+	// in full, and nothing moved.
+	us := ask("us-1", "test-agent-token-9876543210")
+	if us.Error != "" || !slices.Equal(us.Consumers, []string{streams.AgentConsumerName([]string{"env:staging"})}) ||
+		len(us.Webhooks) != 1 || us.Webhooks[0].ID != toStaging.ID || us.Webhooks[0].URL == "" {
+		t.Fatalf("us-1 (covering neither old set) was told %+v", us)
 	}
 }

@@ -21,9 +21,15 @@ const (
 const maxBody = 1 << 20
 
 // Handler answers deliveries and serves the tally: GET /counts (Counts by
-// prefix, cheap enough to poll) and GET /stats (Stats by prefix).
+// prefix, cheap enough to poll), GET /stats (Stats by prefix) and, with
+// Paths, GET /paths (Counts by whole path: one webhook's deliveries when
+// each webhook has its own URL; and by path and event type, under
+// "<path>?type=<event_type>").
 type Handler struct {
 	Tally *Tally
+	// Paths, when set, tallies the same requests by their whole path, and
+	// by path and event type.
+	Paths *Tally
 	// SlowDelay is how long /slow/... waits before answering.
 	SlowDelay time.Duration
 }
@@ -31,7 +37,8 @@ type Handler struct {
 // event is the part of a delivered event the receiver reads: the send
 // time the publisher put into its data.
 type event struct {
-	Data struct {
+	EventType string `json:"event_type"`
+	Data      struct {
 		SentNS int64 `json:"sent_ns"`
 	} `json:"data"`
 }
@@ -44,6 +51,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/stats":
 		writeJSON(w, h.Tally.Stats())
+		return
+	case "/paths":
+		if h.Paths == nil {
+			http.NotFound(w, r)
+			return
+		}
+		writeJSON(w, h.Paths.Counts())
 		return
 	}
 	prefix, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
@@ -59,6 +73,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var ev event
 	_ = json.Unmarshal(body, &ev) // no send time: counted as such, no latency
 	h.Tally.Record(prefix, r.Header.Get("webhook-id"), arrived, ev.Data.SentNS)
+	if h.Paths != nil {
+		h.Paths.Record(r.URL.Path, r.Header.Get("webhook-id"), arrived, ev.Data.SentNS)
+		h.Paths.Record(r.URL.Path+"?type="+ev.EventType, r.Header.Get("webhook-id"), arrived, ev.Data.SentNS)
+	}
 	switch prefix {
 	case Slow:
 		t := time.NewTimer(h.SlowDelay)

@@ -2,7 +2,8 @@
 // (docs/benchmarks.md): /fast/... answers 200 at once, /slow/... 200 after
 // -slow, /fail/... 500; GET /counts and GET /stats report, per prefix, the
 // requests, distinct webhook-ids, duplicates and latency (arrival minus
-// the event's data.sent_ns). On SIGINT or SIGTERM it prints the stats as
+// the event's data.sent_ns); GET /paths the counts per whole path, and per
+// path and event type. On SIGINT or SIGTERM it prints the stats as
 // JSON on stdout and exits.
 package main
 
@@ -39,7 +40,7 @@ func run(addr string, slow time.Duration, secret string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	tally := receiver.NewTally()
-	var h http.Handler = &receiver.Handler{Tally: tally, SlowDelay: slow}
+	var h http.Handler = &receiver.Handler{Tally: tally, Paths: receiver.NewTally(), SlowDelay: slow}
 	if secret != "" {
 		if h, err = receiver.NewChecked(h, secret); err != nil {
 			return fmt.Errorf("-secret: %w", err)
