@@ -29,6 +29,7 @@ import (
 	"github.com/rs/zerolog"
 
 	allinone "github.com/hermodhq/hermod/services/hermod"
+	"github.com/hermodhq/hermod/services/hermod/bench/fleet"
 	"github.com/hermodhq/hermod/shared/envconfig"
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/store"
@@ -102,7 +103,7 @@ func startWith(b *testing.B, rd *hermodtest.Redis) *env {
 	cfg.DataDir = b.TempDir()
 	cfg.APIAddr = "127.0.0.1:" + strconv.Itoa(port)
 	cfg.NATSListen = "127.0.0.1:" + strconv.Itoa(natsPort)
-	cfg.AdminKeys = []string{adminKey}
+	cfg.AdminKeys = []string{fleet.AdminKey}
 	cfg.Concurrency = 128
 	if v := os.Getenv("HERMOD_DELIVERY_CONCURRENCY"); v != "" {
 		cfg.Concurrency, _ = strconv.Atoi(v)
@@ -158,7 +159,7 @@ func (e *env) createWebhooks(n int, url string, eventType string) {
 	for i := range urls {
 		urls[i] = url + "/h/" + strconv.Itoa(i)
 	}
-	createWebhooks(e.b, e.hc, e.base, urls, eventType)
+	fleet.CreateWebhooks(e.b, e.hc, e.base, urls, eventType)
 }
 
 func (e *env) publish(id, eventType string) {
@@ -321,9 +322,9 @@ func BenchmarkInProcessFanOut10000(b *testing.B) {
 		e := start(b)
 		const hooks = 10000
 		s := newSink(b, hooks)
-		indexes := watchIndexes(b, e.nc)
+		indexes := fleet.WatchIndexes(b, e.nc)
 		e.createWebhooks(hooks, s.url, "alert.triggered")
-		indexes.settle()
+		indexes.Settle()
 		stop := profile(b, "fanout")
 		begin := time.Now()
 		e.publish("fanout-1", "alert.triggered")

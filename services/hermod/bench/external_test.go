@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hermodhq/hermod/services/hermod/bench/fleet"
 )
 
 // sizes of the external benchmark's scenarios, each adjustable by an
@@ -36,7 +38,7 @@ func readSizes(b *testing.B) sizes {
 		fanOutHooks:      envInt(b, "HERMOD_BENCH_FANOUT_HOOKS", 10000),
 		isolationRate:    envInt(b, "HERMOD_BENCH_ISOLATION_RATE", 100),
 		isolationSeconds: envInt(b, "HERMOD_BENCH_ISOLATION_SECONDS", 10),
-		slowDelay:        envDuration(b, "HERMOD_BENCH_SLOW_DELAY", 2*time.Second),
+		slowDelay:        fleet.EnvDuration(b, "HERMOD_BENCH_SLOW_DELAY", 2*time.Second),
 	}
 }
 
@@ -48,18 +50,18 @@ func readSizes(b *testing.B) sizes {
 // "services,all-in-one") picks the layouts; -bench 'External/services/1-'
 // picks scenarios.
 func BenchmarkExternal(b *testing.B) {
-	bins := findBinaries(b, b.TempDir())
+	bins := fleet.FindBinaries(b, b.TempDir())
 	s := readSizes(b)
 	machine := describeMachine(bins)
 	var rows []result
-	for _, layout := range strings.Split(envOr("HERMOD_BENCH_LAYOUTS", layoutServices+","+layoutAllInOne), ",") {
-		if layout != layoutServices && layout != layoutAllInOne {
+	for _, layout := range strings.Split(fleet.EnvOr("HERMOD_BENCH_LAYOUTS", fleet.LayoutServices+","+fleet.LayoutAllInOne), ",") {
+		if layout != fleet.LayoutServices && layout != fleet.LayoutAllInOne {
 			b.Fatalf("HERMOD_BENCH_LAYOUTS: unknown layout %q (services, all-in-one)", layout)
 		}
 		for _, sc := range scenarios {
 			b.Run(layout+"/"+sc.name, func(b *testing.B) {
 				for range b.N {
-					f := startFleet(b, bins, layout)
+					f := &external{Fleet: fleet.Start(b, bins, fleet.Config{Layout: layout}), b: b}
 					r := sc.run(f, s)
 					r.layout, r.scenario = layout, sc.title(s)
 					rows = append(rows, r)
@@ -72,6 +74,12 @@ func BenchmarkExternal(b *testing.B) {
 	printTables(machine, rows)
 }
 
+// external is one scenario's fleet as the benchmark drives it.
+type external struct {
+	*fleet.Fleet
+	b *testing.B
+}
+
 func envInt(b *testing.B, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {
@@ -82,16 +90,4 @@ func envInt(b *testing.B, name string, def int) int {
 		b.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
-}
-
-func envDuration(b testing.TB, name string, def time.Duration) time.Duration {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		b.Fatalf("%s=%q: want a duration such as 2s", name, v)
-	}
-	return d
 }

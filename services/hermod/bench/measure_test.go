@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hermodhq/hermod/services/hermod/bench/fleet"
 	"github.com/hermodhq/hermod/services/hermod/bench/receiver"
 	"github.com/hermodhq/hermod/shared/streams"
 )
@@ -12,7 +13,7 @@ import (
 // window is one scenario's measured window: the CPU every process used and
 // the requests the receiver got between open and close.
 type window struct {
-	f        *fleet
+	f        *external
 	cpu0     map[string]time.Duration
 	parked0  map[string]float64
 	requests int // requests the receiver had got when the window opened
@@ -23,12 +24,12 @@ type window struct {
 }
 
 // openWindow starts measuring.
-func (f *fleet) openWindow() *window {
-	c, err := f.counts()
+func (f *external) openWindow() *window {
+	c, err := f.Counts()
 	if err != nil {
 		f.b.Fatal(err)
 	}
-	return &window{f: f, cpu0: f.cpu(), parked0: f.parked(), requests: totalRequests(c)}
+	return &window{f: f, cpu0: f.CPU(), parked0: f.parked(), requests: totalRequests(c)}
 }
 
 // measured is what a closed window saw.
@@ -50,7 +51,7 @@ func (w *window) close(want map[string]int, timeout time.Duration) measured {
 	var m measured
 	deadline := time.Now().Add(timeout)
 	for {
-		c, err := f.counts()
+		c, err := f.Counts()
 		if err != nil {
 			f.b.Fatal(err)
 		}
@@ -64,16 +65,16 @@ func (w *window) close(want map[string]int, timeout time.Duration) measured {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := f.awaitEmpty(streams.ResultsStream, 60*time.Second); err != nil {
+	if err := f.AwaitEmpty(streams.ResultsStream, 60*time.Second); err != nil {
 		m.notes = append(m.notes, "recorder still busy at the end of the window ("+err.Error()+")")
 	}
-	cpu1 := f.cpu()
+	cpu1 := f.CPU()
 	m.cpu = map[string]time.Duration{}
 	for role, d := range cpu1 {
 		m.cpu[role] = d - w.cpu0[role] // a process started in the window started from 0
 	}
 	if w.published {
-		m.cpu[rolePublisher] = w.publisherCPU
+		m.cpu[fleet.RolePublisher] = w.publisherCPU
 	}
 	m.parked = map[string]int{}
 	for reason, n := range f.parked() {
@@ -81,7 +82,7 @@ func (w *window) close(want map[string]int, timeout time.Duration) measured {
 			m.parked[reason] = d
 		}
 	}
-	m.stats = f.stats()
+	m.stats = f.Stats()
 	m.requests = totalRequests(countsOf(m.stats)) - w.requests
 	return m
 }
@@ -96,27 +97,6 @@ func shortOf(c map[string]receiver.Counts, want map[string]int) string {
 		}
 	}
 	return strings.Join(short, ", ")
-}
-
-// awaitEmpty waits until stream holds no message (a work-queue stream is
-// empty once its consumer acknowledged everything).
-func (f *fleet) awaitEmpty(stream string, timeout time.Duration) error {
-	return f.awaitMsgs(stream, 0, timeout)
-}
-
-// awaitMsgs waits until stream holds exactly n messages.
-func (f *fleet) awaitMsgs(stream string, n uint64, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		got, err := f.streamMsgs(stream)
-		if err == nil && got == n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s holds %d messages, not %d, after %s (%v)", stream, got, n, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func totalRequests(c map[string]receiver.Counts) int {

@@ -13,12 +13,12 @@ import (
 const parkedMetric = "hermod_deliveries_parked_total"
 
 // parked sums parkedMetric by reason over the running Hermod processes.
-func (f *fleet) parked() map[string]float64 {
+func (f *external) parked() map[string]float64 {
 	out := map[string]float64{}
-	for role := range f.hermod {
-		resp, err := f.hc.Get("http://" + f.addr[role] + "/metrics")
+	for _, name := range f.HermodNames() {
+		resp, err := f.HC.Get("http://" + f.Addr(name) + "/metrics")
 		if err != nil {
-			f.b.Fatalf("metrics of %s: %v", role, err)
+			f.b.Fatalf("metrics of %s: %v", name, err)
 		}
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {

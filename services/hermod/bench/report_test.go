@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hermodhq/hermod/services/hermod/bench/fleet"
 	"github.com/hermodhq/hermod/services/hermod/bench/publisher"
 	"github.com/hermodhq/hermod/services/hermod/bench/receiver"
 )
@@ -52,7 +53,7 @@ func (r result) cpuPerDelivery(role string) (float64, bool) {
 }
 
 // serverRoles are Hermod, NATS and Redis: the server side users run.
-var serverRoles = []string{roleNATS, roleRedis, roleAPI, roleRouter, roleDeliverer, roleHermod}
+var serverRoles = []string{fleet.RoleNATS, fleet.RoleRedis, fleet.RoleAPI, fleet.RoleRouter, fleet.RoleDeliverer, fleet.RoleHermod}
 
 func (r result) serverCPUPerDelivery() float64 {
 	sum := 0.0
@@ -91,9 +92,9 @@ func (r result) report(b *testing.B) {
 }
 
 // describeMachine says what the figures are measured on, at the start.
-func describeMachine(bins binaries) []string {
-	_, tick := clockTick()
-	redisVersion := version("redis-server", "--version")
+func describeMachine(bins fleet.Binaries) []string {
+	_, tick := fleet.ClockTick()
+	redisVersion := fleet.Version("redis-server", "--version")
 	for _, f := range strings.Fields(redisVersion) {
 		if v, ok := strings.CutPrefix(f, "v="); ok {
 			redisVersion = "redis-server " + v
@@ -103,7 +104,7 @@ func describeMachine(bins binaries) []string {
 		fmt.Sprintf("- Date: %s, commit %s", time.Now().UTC().Format("2006-01-02 15:04 MST"),
 			strings.TrimSpace(run("git", "describe", "--always", "--dirty"))),
 		fmt.Sprintf("- Machine: nproc %s, %s, %s", strings.TrimSpace(run("nproc")), cpuModel(), memTotal()),
-		fmt.Sprintf("- %s, %s, %s, %s", runtime.Version(), strings.Replace(version(bins.natsServer, "--version"), ":", "", 1),
+		fmt.Sprintf("- %s, %s, %s, %s", runtime.Version(), strings.Replace(fleet.Version(bins.NATSServer, "--version"), ":", "", 1),
 			redisVersion, tick),
 		"- Load average at the start: " + loadAverage(),
 	}
@@ -131,12 +132,12 @@ func printTables(machine []string, rows []result) {
 	fmt.Println()
 	fmt.Println("CPU per delivery, ms (process CPU in the measured window / requests the receiver got):")
 	fmt.Println()
-	cols := []string{roleNATS, roleRedis, roleAPI, roleRouter, roleDeliverer, roleHermod}
+	cols := []string{fleet.RoleNATS, fleet.RoleRedis, fleet.RoleAPI, fleet.RoleRouter, fleet.RoleDeliverer, fleet.RoleHermod}
 	fmt.Println("| layout | scenario | " + strings.Join(cols, " | ") + " | server sum | receiver | publisher |")
 	fmt.Println("|---|---|" + strings.Repeat("---|", len(cols)+3))
 	for _, r := range rows {
 		cells := []string{r.layout, r.scenario}
-		for _, role := range append(cols, "sum", roleReceiver, rolePublisher) {
+		for _, role := range append(cols, "sum", fleet.RoleReceiver, fleet.RolePublisher) {
 			v, ok := r.cpuPerDelivery(role)
 			if role == "sum" {
 				v, ok = r.serverCPUPerDelivery(), true

@@ -2,9 +2,9 @@ package bench
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
+	"github.com/hermodhq/hermod/services/hermod/bench/fleet"
 	"github.com/hermodhq/hermod/services/hermod/bench/publisher"
 	"github.com/hermodhq/hermod/services/hermod/bench/receiver"
 	"github.com/hermodhq/hermod/shared/streams"
@@ -17,7 +17,7 @@ const eventType = "deployment.applied"
 type scenario struct {
 	name  string               // sub-benchmark name
 	title func(s sizes) string // its label in the tables
-	run   func(f *fleet, s sizes) result
+	run   func(f *external, s sizes) result
 }
 
 var scenarios = []scenario{
@@ -47,42 +47,31 @@ var scenarios = []scenario{
 	}, isolation(true)},
 }
 
-// hookURLs are n webhook URLs at the receiver's prefix for scenario.
-func (f *fleet) hookURLs(prefix, scenario string, n int) []string {
-	urls := make([]string, n)
-	for i := range urls {
-		urls[i] = f.recvURL + "/" + prefix + "/" + scenario + "/" + strconv.Itoa(i)
-	}
-	return urls
-}
-
-// createHooks creates a webhook per url through the API and waits until
-// every webhook index (router, deliverer, API) has applied them.
-func (f *fleet) createHooks(urls []string) {
+// createHooks creates a webhook per url for eventType through the API and
+// waits until every webhook index (router, deliverer, API) has applied them.
+func (f *external) createHooks(urls []string) {
 	f.b.Helper()
-	w := watchIndexes(f.b, f.nc)
-	createWebhooks(f.b, f.hc, f.apiURL, urls, eventType)
-	w.settle()
+	f.CreateHooks(urls, eventType)
 }
 
 // arrivalTimeout is how long n deliveries may take (200/s at the least).
 func arrivalTimeout(n int) time.Duration { return time.Minute + time.Duration(n)*5*time.Millisecond }
 
-func oneEndpoint(f *fleet, s sizes) result {
-	f.createHooks(f.hookURLs(receiver.Fast, "one", 1))
+func oneEndpoint(f *external, s sizes) result {
+	f.createHooks(f.HookURLs(receiver.Fast, "one", 1))
 	w := f.openWindow()
 	pub := f.publish(load{mode: publisher.ModeHTTP, events: s.oneEvents, conns: s.httpConns, idPrefix: "one-"}, w)
 	m := w.close(map[string]int{receiver.Fast: pub.Accepted}, arrivalTimeout(s.oneEvents))
 	return newResult(s.oneEvents, receiver.Fast, m, &pub)
 }
 
-func tenEndpoints(mode string) func(f *fleet, s sizes) result {
-	return func(f *fleet, s sizes) result {
+func tenEndpoints(mode string) func(f *external, s sizes) result {
+	return func(f *external, s sizes) result {
 		events := s.tenHTTPEvents
 		if mode == publisher.ModeJetStream {
 			events = s.tenJSEvents
 		}
-		f.createHooks(f.hookURLs(receiver.Fast, "ten-"+mode, 10))
+		f.createHooks(f.HookURLs(receiver.Fast, "ten-"+mode, 10))
 		w := f.openWindow()
 		pub := f.publish(load{mode: mode, events: events, conns: s.httpConns, idPrefix: "ten-" + mode + "-"}, w)
 		m := w.close(map[string]int{receiver.Fast: pub.Accepted * 10}, arrivalTimeout(events*10))
@@ -97,49 +86,49 @@ func tenEndpoints(mode string) func(f *fleet, s sizes) result {
 // ingest while the router fans out, nothing delivering: its rate is HTTP
 // ingest alone); the all-in-one's API is down too, so there the events go
 // straight to JetStream.
-func backlogDrain(f *fleet, s sizes) result {
-	f.createHooks(f.hookURLs(receiver.Fast, "backlog", 1))
-	role := f.deliveringRole()
-	f.stopHermod(role)
+func backlogDrain(f *external, s sizes) result {
+	f.createHooks(f.HookURLs(receiver.Fast, "backlog", 1))
+	role := f.DeliveringRole()
+	f.StopHermod(role)
 	mode := publisher.ModeHTTP
-	if f.layout == layoutAllInOne {
+	if f.Layout == fleet.LayoutAllInOne {
 		mode = publisher.ModeJetStream
 	}
 	pub := f.publish(load{mode: mode, events: s.backlog, conns: s.httpConns, idPrefix: "backlog-"}, nil)
 	queued := streams.DeliveriesStream
-	if f.layout == layoutAllInOne {
+	if f.Layout == fleet.LayoutAllInOne {
 		queued = streams.EventsStream
 	}
-	if err := f.awaitMsgs(queued, uint64(pub.Accepted), arrivalTimeout(s.backlog)); err != nil {
+	if err := f.AwaitMsgs(queued, uint64(pub.Accepted), arrivalTimeout(s.backlog)); err != nil {
 		f.b.Fatalf("backlog not queued: %v", err)
 	}
 	// The recorder has written every "enqueued" result before the drain.
-	if err := f.awaitEmpty(streams.ResultsStream, arrivalTimeout(s.backlog)); err != nil {
+	if err := f.AwaitEmpty(streams.ResultsStream, arrivalTimeout(s.backlog)); err != nil {
 		f.b.Fatalf("backlog not recorded: %v", err)
 	}
 	w := f.openWindow()
-	f.startHermod(role)
+	f.StartHermod(role)
 	m := w.close(map[string]int{receiver.Fast: pub.Accepted}, arrivalTimeout(s.backlog))
 	r := newResult(s.backlog, receiver.Fast, m, &pub)
 	r.notes = append(r.notes, fmt.Sprintf("queued in %s while %s was stopped, then drained from its start (its start-up CPU counts); "+
 		"latency includes the time queued; ingest is the queueing's publish rate (%s), outside the window",
-		queued, hermodBinary[role], mode))
+		queued, fleet.HermodBinary[role], mode))
 	return r
 }
 
-func steady(f *fleet, s sizes) result {
+func steady(f *external, s sizes) result {
 	rate := max(s.steadyRate/10, 1)
 	events := rate * s.steadySeconds
-	f.createHooks(f.hookURLs(receiver.Fast, "steady", 10))
+	f.createHooks(f.HookURLs(receiver.Fast, "steady", 10))
 	w := f.openWindow()
 	pub := f.publish(load{mode: publisher.ModeHTTP, events: events, rate: float64(rate), conns: s.httpConns, idPrefix: "steady-"}, w)
 	m := w.close(map[string]int{receiver.Fast: pub.Accepted * 10}, arrivalTimeout(events*10))
 	return newResult(events*10, receiver.Fast, m, &pub)
 }
 
-func fanOut(f *fleet, s sizes) result {
+func fanOut(f *external, s sizes) result {
 	began := time.Now()
-	f.createHooks(f.hookURLs(receiver.Fast, "fanout", s.fanOutHooks))
+	f.createHooks(f.HookURLs(receiver.Fast, "fanout", s.fanOutHooks))
 	created := time.Since(began)
 	w := f.openWindow()
 	pub := f.publish(load{mode: publisher.ModeHTTP, events: 1, conns: 1, idPrefix: "fanout-"}, w)
@@ -154,12 +143,12 @@ func fanOut(f *fleet, s sizes) result {
 // isolation sends at a paced rate to five healthy webhooks, with or
 // without a slow and a failing webhook for the same events; the healthy
 // ones' latency is compared between the two.
-func isolation(withBad bool) func(f *fleet, s sizes) result {
-	return func(f *fleet, s sizes) result {
-		urls := f.hookURLs(receiver.Fast, "isolation", 5)
+func isolation(withBad bool) func(f *external, s sizes) result {
+	return func(f *external, s sizes) result {
+		urls := f.HookURLs(receiver.Fast, "isolation", 5)
 		if withBad {
-			urls = append(urls, f.hookURLs(receiver.Slow, "isolation", 1)...)
-			urls = append(urls, f.hookURLs(receiver.Fail, "isolation", 1)...)
+			urls = append(urls, f.HookURLs(receiver.Slow, "isolation", 1)...)
+			urls = append(urls, f.HookURLs(receiver.Fail, "isolation", 1)...)
 		}
 		f.createHooks(urls)
 		events := s.isolationRate * s.isolationSeconds

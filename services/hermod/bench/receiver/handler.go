@@ -21,9 +21,13 @@ const (
 const maxBody = 1 << 20
 
 // Handler answers deliveries and serves the tally: GET /counts (Counts by
-// prefix, cheap enough to poll) and GET /stats (Stats by prefix).
+// prefix, cheap enough to poll), GET /stats (Stats by prefix) and, with
+// Paths, GET /paths (Counts by whole path: one webhook's deliveries when
+// each webhook has its own URL).
 type Handler struct {
 	Tally *Tally
+	// Paths, when set, tallies the same requests by their whole path.
+	Paths *Tally
 	// SlowDelay is how long /slow/... waits before answering.
 	SlowDelay time.Duration
 }
@@ -45,6 +49,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/stats":
 		writeJSON(w, h.Tally.Stats())
 		return
+	case "/paths":
+		if h.Paths == nil {
+			http.NotFound(w, r)
+			return
+		}
+		writeJSON(w, h.Paths.Counts())
+		return
 	}
 	prefix, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	if prefix != Fast && prefix != Slow && prefix != Fail {
@@ -59,6 +70,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var ev event
 	_ = json.Unmarshal(body, &ev) // no send time: counted as such, no latency
 	h.Tally.Record(prefix, r.Header.Get("webhook-id"), arrived, ev.Data.SentNS)
+	if h.Paths != nil {
+		h.Paths.Record(r.URL.Path, r.Header.Get("webhook-id"), arrived, ev.Data.SentNS)
+	}
 	switch prefix {
 	case Slow:
 		t := time.NewTimer(h.SlowDelay)

@@ -11,7 +11,7 @@ import (
 )
 
 func TestHandlerAnswersByPrefixAndReports(t *testing.T) {
-	h := &Handler{Tally: NewTally(), SlowDelay: 50 * time.Millisecond}
+	h := &Handler{Tally: NewTally(), Paths: NewTally(), SlowDelay: 50 * time.Millisecond}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	sent := time.Now().UnixNano()
@@ -59,6 +59,18 @@ func TestHandlerAnswersByPrefixAndReports(t *testing.T) {
 	}
 	if len(stats) != 3 {
 		t.Errorf("prefixes %v", stats)
+	}
+	resp2, err := http.Get(srv.URL + "/paths")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	var paths map[string]Counts
+	if err := json.NewDecoder(resp2.Body).Decode(&paths); err != nil {
+		t.Fatal(err)
+	}
+	if p := paths["/fail/a/1"]; p.Requests != 2 || p.Distinct != 1 || len(paths) != 3 {
+		t.Errorf("paths %+v", paths)
 	}
 	srv.CloseClientConnections()
 	http.DefaultClient.CloseIdleConnections()

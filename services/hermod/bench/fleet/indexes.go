@@ -1,4 +1,4 @@
-package bench
+package fleet
 
 import (
 	"fmt"
@@ -13,9 +13,9 @@ import (
 	"github.com/hermodhq/hermod/shared/streams"
 )
 
-// indexWatch follows the presence announcements of the pipeline's webhook
+// IndexWatch follows the presence announcements of the pipeline's webhook
 // indexes, to find out when all of them have applied a bulk of changes.
-type indexWatch struct {
+type IndexWatch struct {
 	tb    testing.TB
 	nc    *nats.Conn
 	since time.Time
@@ -24,11 +24,11 @@ type indexWatch struct {
 	ids   map[string]bool
 }
 
-// watchIndexes starts counting the indexes: each announces itself when
+// WatchIndexes starts counting the indexes: each announces itself when
 // probed and then every index.AliveInterval.
-func watchIndexes(tb testing.TB, nc *nats.Conn) *indexWatch {
+func WatchIndexes(tb testing.TB, nc *nats.Conn) *IndexWatch {
 	tb.Helper()
-	w := &indexWatch{tb: tb, nc: nc, since: time.Now(), ids: map[string]bool{}}
+	w := &IndexWatch{tb: tb, nc: nc, since: time.Now(), ids: map[string]bool{}}
 	sub, err := nc.Subscribe(index.AliveSubject, func(m *nats.Msg) {
 		w.mu.Lock()
 		w.ids[string(m.Data)] = true
@@ -44,12 +44,12 @@ func watchIndexes(tb testing.TB, nc *nats.Conn) *indexWatch {
 	return w
 }
 
-// settle waits until every index has applied every change made so far. An
+// Settle waits until every index has applied every change made so far. An
 // index takes change notices in order and confirms one only once it has
 // applied it and every notice before it, so a notice of our own (for no
 // webhook) confirmed by each index proves it. Only after one
 // index.AliveInterval has every index announced itself at least once.
-func (w *indexWatch) settle() {
+func (w *IndexWatch) Settle() {
 	w.tb.Helper()
 	defer func() { _ = w.sub.Unsubscribe() }()
 	hermodtest.CheckFor(w.tb, time.Minute, 50*time.Millisecond, func() error {
@@ -68,7 +68,7 @@ func (w *indexWatch) settle() {
 			return err
 		}
 		defer func() { _ = replies.Unsubscribe() }()
-		if err := w.nc.PublishRequest(streams.ChangesSubject, inbox, []byte("bench-settle")); err != nil {
+		if err := w.nc.PublishRequest(streams.ChangesSubject, inbox, []byte("fleet-settle")); err != nil {
 			return err
 		}
 		for got := 0; got < want; got++ {
