@@ -2,8 +2,9 @@
 // (docs/benchmarks.md): /fast/... answers 200 at once, /slow/... 200 after
 // -slow, /fail/... 500; GET /counts and GET /stats report, per prefix, the
 // requests, distinct webhook-ids, duplicates and latency (arrival minus
-// the event's data.sent_ns); GET /paths the counts per whole path. On SIGINT or SIGTERM it prints the stats as
-// JSON on stdout and exits.
+// the event's data.sent_ns); GET /paths the counts per whole path; GET
+// /inflight the requests open per prefix, now and at most. On SIGINT or
+// SIGTERM it prints the stats as JSON on stdout and exits.
 package main
 
 import (
@@ -38,7 +39,8 @@ func run(addr string, slow time.Duration) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	tally := receiver.NewTally()
-	srv := &http.Server{Handler: &receiver.Handler{Tally: tally, Paths: receiver.NewTally(), SlowDelay: slow}, ReadHeaderTimeout: 10 * time.Second}
+	h := &receiver.Handler{Tally: tally, Paths: receiver.NewTally(), Inflight: receiver.NewInflight(), SlowDelay: slow}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintln(os.Stderr, "bench-receiver listening on", l.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
