@@ -213,12 +213,7 @@ func TestAttemptEstimateCountsStuckSlots(t *testing.T) {
 			t.Fatal("slot refused")
 		}
 	}
-	hermodtest.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
-		if d := iso.AttemptEstimate("w1"); d < 50*time.Millisecond {
-			return fmt.Errorf("estimate %s with every slot stuck, want the time stuck", d)
-		}
-		return nil
-	})
+	waitStuck(t, iso, "w1", 50*time.Millisecond)
 	if l := iso.Latency("w1"); l != 0 {
 		t.Fatalf("average %s before any attempt ended", l)
 	}
@@ -238,12 +233,7 @@ func TestWorkerParksForTheTimeSlotsAreStuck(t *testing.T) {
 	if !iso.Acquire("w1", 0) {
 		t.Fatal("first slot refused")
 	}
-	hermodtest.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
-		if d := iso.AttemptEstimate("w1"); d < 300*time.Millisecond {
-			return fmt.Errorf("slots stuck for %s, waiting for 300ms", d)
-		}
-		return nil
-	})
+	waitStuck(t, iso, "w1", 300*time.Millisecond)
 	w := b.worker(WorkerOptions{Isolation: iso})
 	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
 	wantJournal(t, b, "publish hermod.delay.w1", "puback hermod.delay.w1", "ack")
@@ -253,4 +243,16 @@ func TestWorkerParksForTheTimeSlotsAreStuck(t *testing.T) {
 		t.Errorf("parked until %s, want 300ms to %s after %s", due, MaxSaturatedWait, t0)
 	}
 	iso.Release("w1")
+}
+
+// waitStuck polls until webhook id's attempt estimate, every slot taken
+// and none ended, has grown to at least d.
+func waitStuck(t *testing.T, is *Isolation, id string, d time.Duration) {
+	t.Helper()
+	hermodtest.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if got := is.AttemptEstimate(id); got < d {
+			return fmt.Errorf("estimate %s for %s with every slot stuck, waiting for %s", got, id, d)
+		}
+		return nil
+	})
 }

@@ -42,15 +42,8 @@ func TestHandlerAnswersByPrefixAndReports(t *testing.T) {
 		t.Errorf("unknown prefix: %d", code)
 	}
 
-	resp, err := http.Get(srv.URL + "/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var stats map[string]Stats
-	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
-		t.Fatal(err)
-	}
+	getJSON(t, srv.URL+"/stats", &stats)
 	if f := stats[Fast]; f.Distinct != 1 || f.Duplicates != 0 || f.NoSendTime != 0 || f.MaxMS <= 0 {
 		t.Errorf("fast stats %+v", f)
 	}
@@ -60,18 +53,24 @@ func TestHandlerAnswersByPrefixAndReports(t *testing.T) {
 	if len(stats) != 3 {
 		t.Errorf("prefixes %v", stats)
 	}
-	resp2, err := http.Get(srv.URL + "/paths")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp2.Body.Close()
 	var paths map[string]Counts
-	if err := json.NewDecoder(resp2.Body).Decode(&paths); err != nil {
-		t.Fatal(err)
-	}
+	getJSON(t, srv.URL+"/paths", &paths)
 	if p := paths["/fail/a/1"]; p.Requests != 2 || p.Distinct != 1 || len(paths) != 3 {
 		t.Errorf("paths %+v", paths)
 	}
 	srv.CloseClientConnections()
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// getJSON decodes the answer of GET url into v.
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
 }

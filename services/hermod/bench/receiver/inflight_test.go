@@ -1,7 +1,6 @@
 package receiver
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -18,15 +17,8 @@ func TestHandlerCountsRequestsOpenAtOnce(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	inflight := func() map[string]Concurrency {
-		resp, err := http.Get(srv.URL + "/inflight")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
 		var c map[string]Concurrency
-		if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
-			t.Fatal(err)
-		}
+		getJSON(t, srv.URL+"/inflight", &c)
 		return c
 	}
 	if code := postStatus(t, srv.URL+"/fail/b/1"); code != 500 {
