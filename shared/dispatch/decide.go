@@ -180,8 +180,10 @@ type Facts struct {
 	// Isolation, Ready only.
 	BreakerOpenUntil time.Time // zero or past: closed
 	Saturated        bool      // the webhook's in-flight limit is reached in this process
-	// SlotLatency: Saturated, the webhook's average attempt duration here
-	// (0: none ended yet); a slot is not expected back sooner.
+	// SlotLatency: Saturated, the webhook's expected attempt duration here
+	// (Isolation.AttemptEstimate: its average, or how long no slot came
+	// free when that is longer; 0: none known); a slot is not expected
+	// back sooner.
 	SlotLatency time.Duration
 	// RenderErr: Ready, the webhook's format could not render the event
 	// (found when the attempt was about to be made). RendererDown: the

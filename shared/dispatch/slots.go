@@ -112,6 +112,23 @@ func (is *Isolation) Latency(id string) time.Duration {
 	return st.latency
 }
 
+// AttemptEstimate is how long an attempt to webhook id is expected to take
+// here, for parking a delivery that found every slot taken: its moving-average
+// attempt duration, or, while every slot is taken and none has come free for
+// longer than that, that time (the attempts in flight have lasted at least
+// as long). An endpoint that just turned slow has no average until its first
+// attempts end (up to its timeout); without this its deliveries would cycle
+// through the delay subject every SaturatedWait until then.
+func (is *Isolation) AttemptEstimate(id string) time.Duration {
+	st := is.state(id)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.inflight < is.opts.Inflight || st.freed.IsZero() {
+		return st.latency
+	}
+	return max(st.latency, time.Since(st.freed))
+}
+
 // observe adds an attempt's duration to the moving average (weight 1/8).
 func (st *webhookState) observe(took time.Duration) {
 	took = max(took, time.Microsecond) // 0 means "none yet"

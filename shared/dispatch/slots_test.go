@@ -202,3 +202,57 @@ func TestWorkerBoundsItsWaiters(t *testing.T) {
 		t.Errorf("attempted %d times, want d-wait once", n)
 	}
 }
+
+// An endpoint that just turned slow has no average attempt yet: the time
+// its slots have all been stuck stands in for it, and the average again
+// once a slot is free.
+func TestAttemptEstimateCountsStuckSlots(t *testing.T) {
+	iso := NewIsolation(IsolationOptions{Inflight: 2})
+	for range 2 {
+		if !iso.Acquire("w1", 0) {
+			t.Fatal("slot refused")
+		}
+	}
+	waitStuck(t, iso, "w1", 50*time.Millisecond)
+	if l := iso.Latency("w1"); l != 0 {
+		t.Fatalf("average %s before any attempt ended", l)
+	}
+	iso.Record("w1", delivery.Success, 3*time.Millisecond, t0)
+	iso.Release("w1")
+	if d := iso.AttemptEstimate("w1"); d != 3*time.Millisecond {
+		t.Errorf("estimate %s with a slot free, want the average 3ms", d)
+	}
+}
+
+// A delivery to a webhook whose slots have been stuck longer than
+// Rules.SaturatedWait, before any of its attempts ended, is parked for the
+// time they have been stuck, not cycled back every SaturatedWait.
+func TestWorkerParksForTheTimeSlotsAreStuck(t *testing.T) {
+	b := newBundle(t)
+	iso := NewIsolation(IsolationOptions{Inflight: 1})
+	if !iso.Acquire("w1", 0) {
+		t.Fatal("first slot refused")
+	}
+	waitStuck(t, iso, "w1", 300*time.Millisecond)
+	w := b.worker(WorkerOptions{Isolation: iso})
+	w.Handle(pulled(b.msg(streams.DeliverSubject("w1"), streams.Meta{}), t0))
+	wantJournal(t, b, "publish hermod.delay.w1", "puback hermod.delay.w1", "ack")
+	meta, _ := streams.ParseMeta(b.pub.On(t, streams.DelaySubject("w1")).Header)
+	due := time.UnixMilli(meta.Due)
+	if due.Before(t0.Add(300*time.Millisecond)) || due.After(t0.Add(MaxSaturatedWait)) {
+		t.Errorf("parked until %s, want 300ms to %s after %s", due, MaxSaturatedWait, t0)
+	}
+	iso.Release("w1")
+}
+
+// waitStuck polls until webhook id's attempt estimate, every slot taken
+// and none ended, has grown to at least d.
+func waitStuck(t *testing.T, is *Isolation, id string, d time.Duration) {
+	t.Helper()
+	hermodtest.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if got := is.AttemptEstimate(id); got < d {
+			return fmt.Errorf("estimate %s for %s with every slot stuck, waiting for %s", got, id, d)
+		}
+		return nil
+	})
+}

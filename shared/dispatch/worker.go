@@ -153,7 +153,7 @@ func (w *Worker) Handle(p streams.Pulled) {
 		// Every slot is taken and none came free in time (slots.go).
 		now := w.deps.Now()
 		t.f.Waited += now.Sub(t.f.Now)
-		t.f.Now, t.f.Saturated, t.f.SlotLatency = now, true, w.iso.Latency(t.hook.ID)
+		t.f.Now, t.f.Saturated, t.f.SlotLatency = now, true, w.iso.AttemptEstimate(t.hook.ID)
 		dec = Decide(t.f)
 	}
 	if dec.RenewLease {

@@ -13,17 +13,18 @@ import (
 // sizes of the external benchmark's scenarios, each adjustable by an
 // environment variable (docs/benchmarks.md).
 type sizes struct {
-	oneEvents        int // HERMOD_BENCH_ONE_EVENTS
-	httpConns        int // HERMOD_BENCH_HTTP_CONNS
-	tenHTTPEvents    int // HERMOD_BENCH_TEN_HTTP_EVENTS
-	tenJSEvents      int // HERMOD_BENCH_TEN_JS_EVENTS
-	backlog          int // HERMOD_BENCH_BACKLOG
-	steadyRate       int // HERMOD_BENCH_STEADY_RATE, deliveries/s
-	steadySeconds    int // HERMOD_BENCH_STEADY_SECONDS
-	fanOutHooks      int // HERMOD_BENCH_FANOUT_HOOKS
-	isolationRate    int // HERMOD_BENCH_ISOLATION_RATE, events/s
-	isolationSeconds int // HERMOD_BENCH_ISOLATION_SECONDS
-	slowDelay        time.Duration
+	oneEvents        int           // HERMOD_BENCH_ONE_EVENTS
+	httpConns        int           // HERMOD_BENCH_HTTP_CONNS
+	tenHTTPEvents    int           // HERMOD_BENCH_TEN_HTTP_EVENTS
+	tenJSEvents      int           // HERMOD_BENCH_TEN_JS_EVENTS
+	backlog          int           // HERMOD_BENCH_BACKLOG
+	steadyRate       int           // HERMOD_BENCH_STEADY_RATE, deliveries/s
+	steadySeconds    int           // HERMOD_BENCH_STEADY_SECONDS
+	fanOutHooks      int           // HERMOD_BENCH_FANOUT_HOOKS
+	isolationHooks   int           // HERMOD_BENCH_ISOLATION_HOOKS, healthy webhooks
+	isolationRate    int           // HERMOD_BENCH_ISOLATION_RATE, deliveries/s to the healthy webhooks
+	isolationSeconds int           // HERMOD_BENCH_ISOLATION_SECONDS
+	slowDelay        time.Duration // HERMOD_BENCH_SLOW_DELAY, the slow webhook's answer
 }
 
 func readSizes(b *testing.B) sizes {
@@ -36,9 +37,10 @@ func readSizes(b *testing.B) sizes {
 		steadyRate:       envInt(b, "HERMOD_BENCH_STEADY_RATE", 1000),
 		steadySeconds:    envInt(b, "HERMOD_BENCH_STEADY_SECONDS", 10),
 		fanOutHooks:      envInt(b, "HERMOD_BENCH_FANOUT_HOOKS", 10000),
-		isolationRate:    envInt(b, "HERMOD_BENCH_ISOLATION_RATE", 100),
-		isolationSeconds: envInt(b, "HERMOD_BENCH_ISOLATION_SECONDS", 10),
-		slowDelay:        fleet.EnvDuration(b, "HERMOD_BENCH_SLOW_DELAY", 2*time.Second),
+		isolationHooks:   envInt(b, "HERMOD_BENCH_ISOLATION_HOOKS", 100),
+		isolationRate:    envInt(b, "HERMOD_BENCH_ISOLATION_RATE", 1000),
+		isolationSeconds: envInt(b, "HERMOD_BENCH_ISOLATION_SECONDS", 20),
+		slowDelay:        fleet.EnvDuration(b, "HERMOD_BENCH_SLOW_DELAY", 20*time.Second),
 	}
 }
 
@@ -61,7 +63,7 @@ func BenchmarkExternal(b *testing.B) {
 		for _, sc := range scenarios {
 			b.Run(layout+"/"+sc.name, func(b *testing.B) {
 				for range b.N {
-					f := &external{Fleet: fleet.Start(b, bins, fleet.Config{Layout: layout}), b: b}
+					f := &external{Fleet: fleet.Start(b, bins, fleet.Config{Layout: layout, SlowDelay: s.slowDelay, Env: isolationEnv}), b: b}
 					r := sc.run(f, s)
 					r.layout, r.scenario = layout, sc.title(s)
 					rows = append(rows, r)

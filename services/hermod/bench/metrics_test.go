@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -16,22 +17,41 @@ const parkedMetric = "hermod_deliveries_parked_total"
 func (f *external) parked() map[string]float64 {
 	out := map[string]float64{}
 	for _, name := range f.HermodNames() {
-		resp, err := f.HC.Get("http://" + f.Addr(name) + "/metrics")
+		series, err := f.scrape(name)
 		if err != nil {
-			f.b.Fatalf("metrics of %s: %v", name, err)
+			f.b.Fatal(err)
 		}
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			rest, ok := strings.CutPrefix(sc.Text(), parkedMetric+`{reason="`)
-			if !ok {
-				continue
-			}
-			reason, value, ok := strings.Cut(rest, `"} `)
-			if v, err := strconv.ParseFloat(value, 64); ok && err == nil {
-				out[reason] += v
+		for s, v := range series {
+			if rest, ok := strings.CutPrefix(s, parkedMetric+`{reason="`); ok {
+				out[strings.TrimSuffix(rest, `"}`)] += v
 			}
 		}
-		_ = resp.Body.Close()
 	}
 	return out
+}
+
+// scrape reads the /metrics of the Hermod process name: each sample's
+// value by its series, as printed (name{labels}).
+func (f *external) scrape(name string) (map[string]float64, error) {
+	resp, err := f.HC.Get("http://" + f.Addr(name) + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("metrics of %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if strings.HasPrefix(line, "#") || i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("metrics of %s: %w", name, err)
+	}
+	return out, nil
 }

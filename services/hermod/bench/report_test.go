@@ -28,6 +28,7 @@ type result struct {
 	cpu              map[string]time.Duration // by role, in the window
 	parked           map[string]int           // by reason, in the window
 	notes            []string
+	isolation        *isolationSeen // the isolation scenarios' further figures
 }
 
 // newResult builds the row of the deliveries checked at prefix (the
@@ -150,6 +151,7 @@ func printTables(machine []string, rows []result) {
 		}
 		fmt.Println("| " + strings.Join(cells, " | ") + " |")
 	}
+	printIsolation(rows)
 	fmt.Println()
 	for _, r := range rows {
 		if len(r.notes) > 0 {

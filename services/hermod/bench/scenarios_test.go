@@ -39,10 +39,11 @@ var scenarios = []scenario{
 	{"5-fan-out", func(s sizes) string {
 		return fmt.Sprintf("5. 1 event → %d webhooks", s.fanOutHooks)
 	}, fanOut},
-	{"6a-isolation-alone", func(s sizes) string {
-		return fmt.Sprintf("6a. %d events/s × 5 healthy webhooks, alone", s.isolationRate)
+	{isolationAlone, func(s sizes) string {
+		return fmt.Sprintf("6a. steady %d deliveries/s (%d events/s × %d healthy webhooks) for %d s, alone",
+			s.isolationRate, isolationEvents(s), s.isolationHooks, s.isolationSeconds)
 	}, isolation(false)},
-	{"6b-isolation-beside-slow-and-failing", func(s sizes) string {
+	{isolationBeside, func(s sizes) string {
 		return fmt.Sprintf("6b. the same beside a slow (%s) and a failing (500) webhook", s.slowDelay)
 	}, isolation(true)},
 }
@@ -138,32 +139,4 @@ func fanOut(f *external, s sizes) result {
 	r.notes = append(r.notes, fmt.Sprintf("all arrived %.2f s after the send (max); %d webhooks created through the API in %.1f s",
 		r.got.MaxMS/1000, s.fanOutHooks, created.Seconds()))
 	return r
-}
-
-// isolation sends at a paced rate to five healthy webhooks, with or
-// without a slow and a failing webhook for the same events; the healthy
-// ones' latency is compared between the two.
-func isolation(withBad bool) func(f *external, s sizes) result {
-	return func(f *external, s sizes) result {
-		urls := f.HookURLs(receiver.Fast, "isolation", 5)
-		if withBad {
-			urls = append(urls, f.HookURLs(receiver.Slow, "isolation", 1)...)
-			urls = append(urls, f.HookURLs(receiver.Fail, "isolation", 1)...)
-		}
-		f.createHooks(urls)
-		events := s.isolationRate * s.isolationSeconds
-		w := f.openWindow()
-		pub := f.publish(load{mode: publisher.ModeHTTP, events: events, rate: float64(s.isolationRate), conns: s.httpConns,
-			idPrefix: "isolation-"}, w)
-		m := w.close(map[string]int{receiver.Fast: pub.Accepted * 5}, arrivalTimeout(events*5))
-		r := newResult(events*5, receiver.Fast, m, &pub)
-		if withBad {
-			sl, fl := m.stats[receiver.Slow], m.stats[receiver.Fail]
-			r.notes = append(r.notes, fmt.Sprintf("slow webhook: %d of its %d deliveries arrived meanwhile (%d duplicates); "+
-				"failing webhook: %d attempts at %d of its %d deliveries (the rest wait for backoff or its open breaker)",
-				sl.Distinct, events, sl.Duplicates, fl.Requests, fl.Distinct, events))
-			r.otherDuplicates = sl.Duplicates
-		}
-		return r
-	}
 }

@@ -395,6 +395,14 @@ func (f *Fleet) PathCounts() (map[string]receiver.Counts, error) {
 	return c, f.GetJSON(f.ReceiverURL+"/paths", &c)
 }
 
+// Inflight asks the receiver how many requests each path prefix has open
+// now, and had at most since it started: with one webhook per prefix, the
+// most attempts Hermod had in flight to that webhook.
+func (f *Fleet) Inflight() (map[string]receiver.Concurrency, error) {
+	var c map[string]receiver.Concurrency
+	return c, f.GetJSON(f.ReceiverURL+"/inflight", &c)
+}
+
 // Stats is Counts with the latencies.
 func (f *Fleet) Stats() map[string]receiver.Stats {
 	var s map[string]receiver.Stats

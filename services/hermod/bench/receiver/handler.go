@@ -21,15 +21,18 @@ const (
 const maxBody = 1 << 20
 
 // Handler answers deliveries and serves the tally: GET /counts (Counts by
-// prefix, cheap enough to poll), GET /stats (Stats by prefix) and, with
+// prefix, cheap enough to poll), GET /stats (Stats by prefix), with
 // Paths, GET /paths (Counts by whole path: one webhook's deliveries when
 // each webhook has its own URL; and by path and event type, under
-// "<path>?type=<event_type>").
+// "<path>?type=<event_type>") and, with Inflight, GET /inflight
+// (Concurrency by prefix: requests open now and at most).
 type Handler struct {
 	Tally *Tally
 	// Paths, when set, tallies the same requests by their whole path, and
 	// by path and event type.
 	Paths *Tally
+	// Inflight, when set, counts the requests open at once by prefix.
+	Inflight *Inflight
 	// SlowDelay is how long /slow/... waits before answering.
 	SlowDelay time.Duration
 }
@@ -59,11 +62,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, h.Paths.Counts())
 		return
+	case "/inflight":
+		if h.Inflight == nil {
+			http.NotFound(w, r)
+			return
+		}
+		writeJSON(w, h.Inflight.Counts())
+		return
 	}
 	prefix, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	if prefix != Fast && prefix != Slow && prefix != Fail {
 		http.NotFound(w, r)
 		return
+	}
+	if h.Inflight != nil {
+		defer h.Inflight.Enter(prefix)()
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	if err != nil {

@@ -65,6 +65,7 @@ func TestHandlerAnswersByPrefixAndReports(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 }
 
+// getJSON decodes the answer of GET url into v.
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
 	resp, err := http.Get(url)

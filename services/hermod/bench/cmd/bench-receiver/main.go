@@ -3,8 +3,9 @@
 // -slow, /fail/... 500; GET /counts and GET /stats report, per prefix, the
 // requests, distinct webhook-ids, duplicates and latency (arrival minus
 // the event's data.sent_ns); GET /paths the counts per whole path, and per
-// path and event type. On SIGINT or SIGTERM it prints the stats as
-// JSON on stdout and exits.
+// path and event type; GET /inflight the requests open per prefix, now and
+// at most; with -secret, GET /checks what the signature check saw. On
+// SIGINT or SIGTERM it prints the stats as JSON on stdout and exits.
 package main
 
 import (
@@ -40,7 +41,7 @@ func run(addr string, slow time.Duration, secret string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	tally := receiver.NewTally()
-	var h http.Handler = &receiver.Handler{Tally: tally, Paths: receiver.NewTally(), SlowDelay: slow}
+	var h http.Handler = &receiver.Handler{Tally: tally, Paths: receiver.NewTally(), Inflight: receiver.NewInflight(), SlowDelay: slow}
 	if secret != "" {
 		if h, err = receiver.NewChecked(h, secret); err != nil {
 			return fmt.Errorf("-secret: %w", err)
