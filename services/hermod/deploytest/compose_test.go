@@ -34,6 +34,7 @@ type stack struct {
 	dir     string // deploy/compose
 	project string
 	envFile string
+	files   []string // compose files, in order
 	env     []string // the compose command's own environment (the agent's credentials)
 	api     string   // http://127.0.0.1:port
 	nats    string   // nats://hermod:password@127.0.0.1:port
@@ -59,9 +60,10 @@ func freePort(t *testing.T) string {
 }
 
 // up writes the stack's .env as a user would (keys generated, the callout
-// key from hermod-api's own command) and starts it with three deliverers,
-// waiting until every container is healthy.
-func up(t *testing.T, secret string) *stack {
+// key from hermod-api's own command) and starts it from compose.yaml, the
+// given override files and compose.ci.yaml (then ciFiles) with three
+// deliverers, waiting until every container is healthy.
+func up(t *testing.T, secret string, files, ciFiles []string) *stack {
 	root, err := hermodtest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +97,9 @@ func up(t *testing.T, secret string) *stack {
 			env = append(env, line)
 		}
 	}
+	for _, f := range append(append(append([]string{"compose.yaml"}, files...), "compose.ci.yaml"), ciFiles...) {
+		s.files = append(s.files, "--file", filepath.Join(s.dir, f))
+	}
 	s.envFile = filepath.Join(t.TempDir(), ".env")
 	if err := os.WriteFile(s.envFile, []byte(strings.Join(env, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -116,9 +121,8 @@ func up(t *testing.T, secret string) *stack {
 
 // compose runs docker compose on the stack's project.
 func (s *stack) compose(args ...string) (string, error) {
-	base := []string{"compose", "--project-name", s.project, "--project-directory", s.dir,
-		"--file", filepath.Join(s.dir, "compose.yaml"), "--file", filepath.Join(s.dir, "compose.ci.yaml"),
-		"--env-file", s.envFile}
+	base := append([]string{"compose", "--project-name", s.project, "--project-directory", s.dir}, s.files...)
+	base = append(base, "--env-file", s.envFile)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "docker", append(base, args...)...)
@@ -220,7 +224,7 @@ func TestComposeUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := up(t, secret)
+	s := up(t, secret, nil, nil)
 
 	const perHook = 150
 	for _, name := range []string{"alpha", "beta"} {
