@@ -2,18 +2,25 @@ package dispatch
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hermodhq/hermod/shared/metrics"
 )
 
 // Isolation keeps one webhook from hurting the others, per process: a
-// limit of attempts in flight per webhook (slots.go), and a failure breaker
+// limit of attempts in flight per webhook (slots.go), a limit of the
+// attempts to slow webhooks together (slowlane.go), and a failure breaker
 // (breaker.go).
 type Isolation struct {
 	opts   IsolationOptions
 	states sync.Map          // webhook id -> *webhookState
 	m      *metrics.Delivery // the waits for a slot (set by NewWorker; nil: none)
+	now    func() time.Time
+	// The slow lane: its size (set by NewWorker; 0: none) and the units
+	// held.
+	slowCap  int32
+	slowHeld atomic.Int32
 }
 
 // IsolationOptions are the per-webhook limits of one process (the
@@ -42,6 +49,8 @@ type webhookState struct {
 	waiters  []chan struct{} // FIFO; a released slot is handed to the first
 	latency  time.Duration   // moving average of attempt durations (0: none yet)
 	freed    time.Time       // when a slot last came free (or every slot was first taken)
+	progress time.Time       // when an attempt last ended, or the first of those in flight began
+	lane     int             // units of the slow lane its attempts hold
 	// The breaker (breaker.go).
 	failures  int
 	openUntil time.Time
@@ -59,7 +68,7 @@ func NewIsolation(o IsolationOptions) *Isolation {
 	if o.Cooldown <= 0 {
 		o.Cooldown = 30 * time.Second
 	}
-	return &Isolation{opts: o}
+	return &Isolation{opts: o, now: time.Now}
 }
 
 func (is *Isolation) state(id string) *webhookState {

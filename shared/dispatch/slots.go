@@ -24,17 +24,25 @@ import "time"
 // false when none was had. Every true is followed by one Release.
 func (is *Isolation) Acquire(id string, wait time.Duration) bool {
 	st := is.state(id)
+	now := is.now()
 	st.mu.Lock()
 	if st.inflight < is.opts.Inflight {
+		if !is.takeLane(st, now) {
+			st.mu.Unlock()
+			return false // a slow webhook, and the slow lane is full
+		}
+		if st.inflight == 0 {
+			st.progress = now
+		}
 		st.inflight++
 		if st.inflight == is.opts.Inflight {
-			st.freed = time.Now() // every slot taken from now
+			st.freed = now // every slot taken from now
 		}
 		st.mu.Unlock()
 		return true
 	}
 	wait = min(wait, is.opts.SlotWait)
-	if wait <= 0 || len(st.waiters) >= is.opts.Inflight || !st.soon(len(st.waiters)+1, is.opts.Inflight, wait, time.Now()) {
+	if wait <= 0 || len(st.waiters) >= is.opts.Inflight || !st.soon(len(st.waiters)+1, is.opts.Inflight, wait, now) {
 		st.mu.Unlock()
 		return false
 	}
@@ -68,12 +76,13 @@ func (st *webhookState) await(ch chan struct{}, wait time.Duration) bool {
 }
 
 // Release gives back a slot taken by Acquire: to the first delivery in
-// line, if one waits.
+// line, if one waits (with the slow lane's unit, if it held one).
 func (is *Isolation) Release(id string) {
 	st := is.state(id)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.freed = time.Now()
+	st.freed = is.now()
+	st.progress = st.freed
 	if len(st.waiters) > 0 {
 		ch := st.waiters[0]
 		n := copy(st.waiters, st.waiters[1:])
@@ -83,6 +92,7 @@ func (is *Isolation) Release(id string) {
 		return
 	}
 	st.inflight--
+	is.leaveLane(st)
 }
 
 // Waiting is how many deliveries wait for one of webhook id's slots.
@@ -124,9 +134,18 @@ func (is *Isolation) AttemptEstimate(id string) time.Duration {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.inflight < is.opts.Inflight || st.freed.IsZero() {
-		return st.latency
+		return max(st.latency, st.stuck(is.now()))
 	}
-	return max(st.latency, time.Since(st.freed))
+	return max(st.latency, is.now().Sub(st.freed))
+}
+
+// stuck is how long attempts have been running with none ending, when
+// that marks the webhook slow (0 otherwise; st.mu held).
+func (st *webhookState) stuck(now time.Time) time.Duration {
+	if st.inflight > 0 && now.Sub(st.progress) >= SlowAttempt {
+		return now.Sub(st.progress)
+	}
+	return 0
 }
 
 // observe adds an attempt's duration to the moving average (weight 1/8).

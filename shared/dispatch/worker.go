@@ -59,6 +59,7 @@ func NewWorker(deps Deps, send Sender, opts WorkerOptions) *Worker {
 		opts.Isolation = NewIsolation(IsolationOptions{SlotWait: DefaultSlotWait})
 	}
 	opts.Isolation.m = deps.Metrics
+	opts.Isolation.setWorkers(opts.Concurrency)
 	return &Worker{deps: deps.withDefaults(), send: send, iso: opts.Isolation, conc: opts.Concurrency,
 		refused: opts.Refused, settle: make(chan settlement, 4*opts.Concurrency), batch: defaultBatchLimits}
 }

@@ -43,6 +43,8 @@ type Delivery struct {
 	BreakerOpen     *prometheus.GaugeVec // by webhook_id, 1 while open
 	SlotWaiting     prometheus.Gauge
 	SlotWaits       *prometheus.CounterVec // by result
+	SlowLane        prometheus.Gauge
+	SlowLaneFulls   prometheus.Counter
 }
 
 // NewDelivery creates the delivery metrics and registers them on r.
@@ -66,9 +68,13 @@ func NewDelivery(r prometheus.Registerer) *Delivery {
 			Help: "Deliveries waiting in this process for one of their webhook's in-flight slots."}),
 		SlotWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_delivery_slot_waits_total",
 			Help: "Waits for a webhook's in-flight slot, by result (acquired, or parked when none came free in time)."}, []string{"result"}),
+		SlowLane: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hermod_slow_lane_attempts",
+			Help: "Attempts running to slow webhooks (their attempts take a second or more), which together may hold half of the workers."}),
+		SlowLaneFulls: prometheus.NewCounter(prometheus.CounterOpts{Name: "hermod_slow_lane_full_total",
+			Help: "Deliveries of slow webhooks parked because attempts to slow webhooks held half of the workers."}),
 	}
 	r.MustRegister(m.Attempts, m.AttemptDuration, m.EndToEnd, m.DeadLetters, m.Parked, m.InFlight, m.BreakerOpen,
-		m.SlotWaiting, m.SlotWaits)
+		m.SlotWaiting, m.SlotWaits, m.SlowLane, m.SlowLaneFulls)
 	return m
 }
 
@@ -134,6 +140,20 @@ func (m *Delivery) WaitedForSlot(acquired bool) {
 		result = "acquired"
 	}
 	m.SlotWaits.WithLabelValues(result).Inc()
+}
+
+// SlowLaneHeld sets how many attempts to slow webhooks run.
+func (m *Delivery) SlowLaneHeld(n int32) {
+	if m != nil {
+		m.SlowLane.Set(float64(n))
+	}
+}
+
+// SlowLaneFull counts a slow webhook's delivery refused a worker.
+func (m *Delivery) SlowLaneFull() {
+	if m != nil {
+		m.SlowLaneFulls.Inc()
+	}
 }
 
 // Breaker sets webhook id's breaker gauge.

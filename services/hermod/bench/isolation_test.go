@@ -12,16 +12,29 @@ import (
 )
 
 // The isolation scenarios: the same steady load on many healthy webhooks,
-// alone (6a) and beside a slow and an always-failing webhook that get
-// every event too (6b). The healthy ones' latency is compared between the
+// alone (6a), beside a slow and an always-failing webhook that get every
+// event too (6b), and beside two slow webhooks (6c). The healthy ones' latency is compared between the
 // two, and the share the bad ones took of the deliverer is shown: the
 // most attempts the receiver had open at once for each, against the
 // webhook's in-flight slots and the deliverer's workers.
 
-// Sub-benchmark names of the two runs.
+// Sub-benchmark names of the runs.
 const (
-	isolationAlone  = "6a-isolation-alone"
-	isolationBeside = "6b-isolation-beside-slow-and-failing"
+	isolationAlone   = "6a-isolation-alone"
+	isolationBeside  = "6b-isolation-beside-slow-and-failing"
+	isolationTwoSlow = "6c-isolation-beside-two-slow"
+)
+
+// What beside the healthy webhooks: nothing (6a), a slow and a failing
+// webhook (6b), two slow webhooks (6c: together they may hold the slow
+// lane, half the workers, where their slots alone would let them hold
+// every worker).
+type besideKind int
+
+const (
+	besideNothing besideKind = iota
+	besideSlowAndFailing
+	besideTwoSlow
 )
 
 // isolationTarget is the most the healthy webhooks' p99 beside the bad
@@ -55,7 +68,7 @@ func isolationEvents(s sizes) int { return max(s.isolationRate/s.isolationHooks,
 // isolationSeen is what an isolation run saw beside the healthy
 // webhooks' deliveries.
 type isolationSeen struct {
-	withBad          bool
+	kind             besideKind
 	events           int             // events accepted: each a delivery to every webhook
 	slow, failing    receiver.Counts // what reached the bad webhooks
 	slowMax, failMax int             // most requests the receiver had open at once for each
@@ -69,18 +82,22 @@ type gauges struct {
 	waitingMax  int // hermod_deliveries_waiting_for_slot
 	breakerOpen int // samples in which the failing webhook's breaker was open
 	breakerEnd  bool
+	slowLaneMax int // hermod_slow_lane_attempts
 }
 
-func isolation(withBad bool) func(f *external, s sizes) result {
+func isolation(kind besideKind) func(f *external, s sizes) result {
 	return func(f *external, s sizes) result {
 		urls := f.HookURLs(receiver.Fast, "isolation", s.isolationHooks)
-		if withBad {
+		switch kind {
+		case besideSlowAndFailing:
 			urls = append(urls, f.HookURLs(receiver.Slow, "isolation", 1)...)
 			urls = append(urls, f.HookURLs(receiver.Fail, "isolation", 1)...)
+		case besideTwoSlow:
+			urls = append(urls, f.HookURLs(receiver.Slow, "isolation", 2)...)
 		}
 		ids := f.CreateHooks(urls, eventType)
 		failingID := ""
-		if withBad {
+		if kind == besideSlowAndFailing {
 			failingID = ids[len(ids)-1]
 		}
 		rate := isolationEvents(s)
@@ -99,11 +116,11 @@ func isolation(withBad bool) func(f *external, s sizes) result {
 		if err != nil {
 			f.b.Fatal(err)
 		}
-		seen := &isolationSeen{withBad: withBad, events: pub.Accepted, slow: m.stats[receiver.Slow].Counts,
+		seen := &isolationSeen{kind: kind, events: pub.Accepted, slow: m.stats[receiver.Slow].Counts,
 			failing: m.stats[receiver.Fail].Counts, slowMax: open[receiver.Slow].Max, failMax: open[receiver.Fail].Max, deliverer: g}
 		r := newResult(events*s.isolationHooks, receiver.Fast, m, &pub)
 		r.isolation = seen
-		if withBad {
+		if kind != besideNothing {
 			r.otherDuplicates = seen.slow.Duplicates
 			f.b.ReportMetric(float64(seen.slowMax), "slow_max_at_once")
 			f.b.ReportMetric(float64(seen.failMax), "failing_max_at_once")
@@ -133,6 +150,7 @@ func (f *external) sampleGauges(name, failingID string) func() (gauges, error) {
 		g.samples++
 		g.inFlightMax = max(g.inFlightMax, int(series["hermod_deliveries_in_flight"]))
 		g.waitingMax = max(g.waitingMax, int(series["hermod_deliveries_waiting_for_slot"]))
+		g.slowLaneMax = max(g.slowLaneMax, int(series["hermod_slow_lane_attempts"]))
 		g.breakerEnd = failingID != "" && series[breaker] == 1
 		if g.breakerEnd {
 			g.breakerOpen++
@@ -164,7 +182,7 @@ func (f *external) sampleGauges(name, failingID string) func() (gauges, error) {
 // the healthy webhooks' latency alone and beside the bad ones, their
 // ratio against isolationTarget, and the share the bad ones took.
 func printIsolation(rows []result) {
-	type pair struct{ alone, beside *result }
+	type pair struct{ alone, beside, twoSlow *result }
 	var layouts []string
 	pairs := map[string]*pair{}
 	for i := range rows {
@@ -178,9 +196,12 @@ func printIsolation(rows []result) {
 			pairs[r.layout] = p
 			layouts = append(layouts, r.layout)
 		}
-		if r.isolation.withBad {
+		switch r.isolation.kind {
+		case besideSlowAndFailing:
 			p.beside = r
-		} else {
+		case besideTwoSlow:
+			p.twoSlow = r
+		default:
 			p.alone = r
 		}
 	}
@@ -218,6 +239,25 @@ func printIsolation(rows []result) {
 				return fmt.Sprintf("%d / %d", r.isolation.deliverer.inFlightMax, deliveryWorkers)
 			}),
 			pairText(a, b, func(r *result) string { return strconv.Itoa(r.isolation.deliverer.waitingMax) }))
+		fmt.Println("| " + strings.Join(cells, " | ") + " |")
+	}
+	fmt.Printf("\nIsolation (6a against 6c): the healthy webhooks beside two slow webhooks; attempts to slow webhooks "+
+		"together hold at most half the workers (the slow lane, %d of %d):\n\n", deliveryWorkers/2, deliveryWorkers)
+	fmt.Println("| layout | healthy p50 ms alone → beside | healthy p99 ms alone → beside | p99 ratio (target ≤ 1.5×) | " +
+		"slow: most at once (both) | slow: attempts (deliveries of both) | slow lane: most held / capacity | deliverer: most in flight / workers |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, layout := range layouts {
+		a, c := pairs[layout].alone, pairs[layout].twoSlow
+		cells := []string{layout, pairText(a, c, func(r *result) string { return fmt.Sprintf("%.1f", r.got.P50MS) }),
+			pairText(a, c, func(r *result) string { return fmt.Sprintf("%.1f", r.got.P99MS) }), ratioText(a, c)}
+		if c == nil {
+			cells = append(cells, "—", "—", "—", "—")
+		} else {
+			s := c.isolation
+			cells = append(cells, strconv.Itoa(s.slowMax), fmt.Sprintf("%d (%d of %d)", s.slow.Requests, s.slow.Distinct, 2*s.events),
+				fmt.Sprintf("%d / %d", s.deliverer.slowLaneMax, deliveryWorkers/2),
+				fmt.Sprintf("%d / %d", s.deliverer.inFlightMax, deliveryWorkers))
+		}
 		fmt.Println("| " + strings.Join(cells, " | ") + " |")
 	}
 }

@@ -42,10 +42,13 @@ var scenarios = []scenario{
 	{isolationAlone, func(s sizes) string {
 		return fmt.Sprintf("6a. steady %d deliveries/s (%d events/s × %d healthy webhooks) for %d s, alone",
 			s.isolationRate, isolationEvents(s), s.isolationHooks, s.isolationSeconds)
-	}, isolation(false)},
+	}, isolation(besideNothing)},
 	{isolationBeside, func(s sizes) string {
 		return fmt.Sprintf("6b. the same beside a slow (%s) and a failing (500) webhook", s.slowDelay)
-	}, isolation(true)},
+	}, isolation(besideSlowAndFailing)},
+	{isolationTwoSlow, func(s sizes) string {
+		return fmt.Sprintf("6c. the same beside two slow (%s) webhooks", s.slowDelay)
+	}, isolation(besideTwoSlow)},
 }
 
 // createHooks creates a webhook per url for eventType through the API and
