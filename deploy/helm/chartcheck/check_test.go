@@ -33,7 +33,7 @@ func TestCheckAcceptsGood(t *testing.T) {
 // TestDecodeRefuses feeds documents the API server would refuse or
 // silently misread, and expects strict decoding to fail on each.
 func TestDecodeRefuses(t *testing.T) {
-	cases := []struct{ name, old, new, want string }{
+	breakFixture(t, []fixtureChange{
 		{"unknown field", "  replicas: 2\n", "  replicas: 2\n  replica: 2\n", `unknown field "spec.replica"`},
 		{"misplaced field", "        runAsNonRoot: true\n", "        runAsNonRoot: true\n        readOnlyRootFilesystem: true\n", `unknown field "spec.template.spec.securityContext.readOnlyRootFilesystem"`},
 		{"duplicate key", "  replicas: 2\n", "  replicas: 2\n  replicas: 3\n", `"replicas" already set`},
@@ -41,22 +41,18 @@ func TestDecodeRefuses(t *testing.T) {
 		{"unknown kind", "kind: PodDisruptionBudget", "kind: PodDisruptionBudgets", `unexpected kind "policy/v1/PodDisruptionBudgets"`},
 		{"old apiVersion", "apiVersion: policy/v1", "apiVersion: policy/v1beta1", `unexpected kind "policy/v1beta1/PodDisruptionBudget"`},
 		{"no name", "  name: t-worker\nspec:\n  maxUnavailable", "  labels: {}\nspec:\n  maxUnavailable", "without metadata.name"},
-	}
-	good := readGood(t)
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			src := replaceOnce(t, good, tc.old, tc.new)
-			_, err := Decode([]byte(src))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Decode error %v, want one containing %q", err, tc.want)
-			}
-		})
-	}
+	}, func(t *testing.T, src string) string {
+		_, err := Decode([]byte(src))
+		if err == nil {
+			return ""
+		}
+		return err.Error()
+	})
 }
 
 // TestCheckReports breaks one promise at a time and expects it reported.
 func TestCheckReports(t *testing.T) {
-	cases := []struct{ name, old, new, want string }{
+	breakFixture(t, []fixtureChange{
 		{"privilege escalation", "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", "allowPrivilegeEscalation is not false"},
 		{"writable root", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "readOnlyRootFilesystem is not true"},
 		{"capabilities kept", "drop: [ALL]", "drop: [NET_RAW]", "do not drop ALL"},
@@ -78,20 +74,13 @@ func TestCheckReports(t *testing.T) {
 		{"service port", "targetPort: http}", "targetPort: metrics}", "targetPort metrics is not a port"},
 		{"service selector", "  selector: {app: worker}\n  ports:", "  selector: {app: nothing}\n  ports:", "selects the pods of 0 Deployments"},
 		{"own selector", "    matchLabels: {app: worker}\n  template:", "    matchLabels: {app: other}\n  template:", "selector does not pick its own pods"},
-	}
-	good := readGood(t)
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			objs, err := Decode([]byte(replaceOnce(t, good, tc.old, tc.new)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := Check(objs, Options{})
-			if !strings.Contains(strings.Join(p, "\n"), tc.want) {
-				t.Fatalf("problems %q, want one containing %q", p, tc.want)
-			}
-		})
-	}
+	}, func(t *testing.T, src string) string {
+		objs, err := Decode([]byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(Check(objs, Options{}), "\n")
+	})
 }
 
 // TestCheckExistingSecret accepts a reference to the Secret made outside
@@ -107,6 +96,23 @@ func TestCheckExistingSecret(t *testing.T) {
 	}
 	if p := Check(objs, Options{ExistingSecret: "other"}); len(p) != 1 {
 		t.Fatalf("problems %q, want the one unresolved Secret", p)
+	}
+}
+
+// fixtureChange replaces old by new in the good fixture and expects want
+// in what the step reports of the result.
+type fixtureChange struct{ name, old, new, want string }
+
+// breakFixture runs each change as a subtest; report returns what the step
+// under test said of the changed fixture (an error, problems).
+func breakFixture(t *testing.T, changes []fixtureChange, report func(t *testing.T, src string) string) {
+	good := readGood(t)
+	for _, c := range changes {
+		t.Run(c.name, func(t *testing.T) {
+			if got := report(t, replaceOnce(t, good, c.old, c.new)); !strings.Contains(got, c.want) {
+				t.Fatalf("reported %q, want %q in it", got, c.want)
+			}
+		})
 	}
 }
 
