@@ -192,9 +192,9 @@ func TestChartValueSets(t *testing.T) {
 	}
 }
 
-// TestChartRequiresSecrets renders without what a component needs and
-// expects helm to refuse, naming the missing value.
-func TestChartRequiresSecrets(t *testing.T) {
+// TestChartRefuses renders without what a component needs, or with values
+// values.schema.json refuses, and expects helm to fail, naming the value.
+func TestChartRefuses(t *testing.T) {
 	cases := []struct {
 		name string
 		args []string
@@ -206,6 +206,11 @@ func TestChartRequiresSecrets(t *testing.T) {
 		{"agent without token", []string{"-f", examplesDir + "agent-remote.yaml"}, "secrets.agentToken"},
 		{"agent without id", []string{"-f", examplesDir + "agent-remote.yaml", "--set", "secrets.agentToken=t,agent.id="}, "agent.id"},
 		{"agent without NATS", []string{"-f", examplesDir + "agent-remote.yaml", "--set", "secrets.agentToken=t,agent.natsUrl="}, "agent.natsUrl"},
+		{"misspelt value", []string{"-f", secretsFile, "--set", "deliverer.replica=3"}, "/deliverer/replica"},
+		{"misplaced value", []string{"-f", secretsFile, "--set", "api.workers=3"}, "/api/workers"},
+		{"not a duration", []string{"-f", secretsFile, "--set", "config.retention=3days"}, "/config/retention"},
+		{"short encryption key", []string{"-f", secretsFile, "--set", "secrets.encryptionKey=abc"}, "/secrets/encryptionKey"},
+		{"not a variable name", []string{"-f", secretsFile, "--set", "api.env.lower=1"}, "/api/env"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
