@@ -58,7 +58,7 @@ test-compose: images compose-plugin
 	cd services/hermod && go test -tags compose -count=1 -v -timeout 20m ./deploytest/
 
 # helm for checking the chart, built once from its Go module into a cache
-# directory named for its version (about 3 minutes the first time).
+# directory named for its version (minutes the first time, then nothing).
 HELM_VERSION ?= v3.22.0
 HELM_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hermod/helm-$(HELM_VERSION)
 HELM = $(HELM_DIR)/helm
