@@ -1,6 +1,8 @@
 # Hermod: see README.md. Every target works from a clean clone with Go.
 SHELL := /bin/bash
-MODULES := shared services/api services/router services/deliverer services/agent services/hermod
+# deploy/helm/chartcheck has its own go.work (its Kubernetes dependencies stay
+# out of the services' builds); from its directory the go command uses it.
+MODULES := shared services/api services/router services/deliverer services/agent services/hermod deploy/helm/chartcheck
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/hermodhq/hermod/shared/version.Version=$(VERSION)
 GOFLAGS_TEST ?= -race -count=1 -timeout 25m
@@ -9,7 +11,7 @@ GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 GOBIN_DIR = $(or $(shell go env GOBIN),$(firstword $(subst :, ,$(shell go env GOPATH)))/bin)
 STATICCHECK ?= $(GOBIN_DIR)/staticcheck
 
-.PHONY: build run test test-faults test-short lint bench bench-external fuzz screenshots clean tools images test-compose compose-plugin
+.PHONY: build run test test-faults test-short lint bench bench-external fuzz screenshots clean tools images test-compose compose-plugin helm test-helm
 
 # A real Alertmanager for the end-to-end test of the alertmanager format
 # (built from its Go module; newer versions embed a UI bundle the module
@@ -55,6 +57,20 @@ compose-plugin:
 test-compose: images compose-plugin
 	cd services/hermod && go test -tags compose -count=1 -v -timeout 20m ./deploytest/
 
+# helm for checking the chart, built once from its Go module into a cache
+# directory named for its version (minutes the first time, then nothing).
+HELM_VERSION ?= v3.22.0
+HELM_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hermod/helm-$(HELM_VERSION)
+HELM = $(HELM_DIR)/helm
+
+helm:
+	@test -x '$(HELM)' || GOBIN='$(HELM_DIR)' go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+# The Helm chart (deploy/helm): helm lint and helm template for several value
+# sets, every object decoded strictly into the Kubernetes API types and checked.
+test-helm: helm
+	cd deploy/helm/chartcheck && HERMOD_HELM='$(HELM)' go test -race -count=1 -tags helm ./...
+
 # Every test of every module (the end-to-end tests build the binaries first).
 test: build tools
 	@GOFLAGS_TEST='$(GOFLAGS_TEST)' ./scripts/test.sh $(MODULES)
@@ -71,6 +87,7 @@ lint:
 	@set -e; for m in $(MODULES); do (cd $$m && go vet ./... && $(STATICCHECK) ./...); done
 	@cd services/hermod && go vet -tags faults ./faults/ && $(STATICCHECK) -tags faults ./faults/
 	@cd services/hermod && go vet -tags compose ./deploytest/ && $(STATICCHECK) -tags compose ./deploytest/
+	@cd deploy/helm/chartcheck && go vet -tags helm ./... && $(STATICCHECK) -tags helm ./...
 
 # The external benchmark: every part its own process on 127.0.0.1, both
 # layouts; prints markdown tables for docs/benchmarks.md.
