@@ -22,7 +22,7 @@ import (
 type Conns struct {
 	NC    *nats.Conn
 	JS    jetstream.JetStream
-	Redis *redis.Client
+	Redis redis.UniversalClient
 	Store *store.Store
 }
 
