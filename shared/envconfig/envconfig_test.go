@@ -270,6 +270,13 @@ func TestMaskURLTable(t *testing.T) {
 		{"", ""},
 		{"not a url", "not a url"},
 		{"user:pw@host", "user:pw@host"}, // no scheme: left alone (not a URL Hermod reads)
+		{"redis-sentinel://u:pw@s1:26379,s2:26379,s3:26379/0?master=m&sentinel_password=spw",
+			"redis-sentinel://u:****@s1:26379,s2:26379,s3:26379/0?master=m&sentinel_password=****"},
+		{"redis-sentinel://s1,s2/0?sentinel_username=a&sentinel_password=spw&master=m",
+			"redis-sentinel://s1,s2/0?sentinel_username=a&sentinel_password=****&master=m"},
+		{"redis-sentinel://:p,w@s1,s2?master=m", "redis-sentinel://:****@s1,s2?master=m"}, // a comma in the password
+		{"rediss-cluster://default:pw@c1:6379,c2:6379,c3:6379", "rediss-cluster://default:****@c1:6379,c2:6379,c3:6379"},
+		{"redis://:p/w@redis:6379/0", "redis://:****@redis:6379/0"},
 	} {
 		if got := envconfig.MaskURL(c.in); got != c.want {
 			t.Errorf("MaskURL(%q) = %q, want %q", c.in, got, c.want)

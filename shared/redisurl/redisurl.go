@@ -108,6 +108,9 @@ func Parse(raw string) (*Config, error) {
 			}
 			return nil, fmt.Errorf("%s", msg)
 		}
+		if _, port, err := net.SplitHostPort(o.Addr); err != nil || !goodPort(port) {
+			return nil, fmt.Errorf("%s URL: host %q has a bad port", scheme, u.Host)
+		}
 		return &Config{Kind: Single, single: o}, nil
 	case "redis-sentinel", "rediss-sentinel":
 		return parseSentinel(scheme, rest)
@@ -164,18 +167,26 @@ func parseMulti(scheme, rest, defaultPort string) (*multi, error) {
 		if host == "" {
 			return nil, fmt.Errorf("%s URL: host %q has no name", scheme, h)
 		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		if !goodPort(port) {
 			return nil, fmt.Errorf("%s URL: host %q has a bad port", scheme, h)
 		}
 		m.hosts = append(m.hosts, net.JoinHostPort(host, port))
 	}
 	u, err := url.Parse("x://h" + tail)
+	if err == nil {
+		m.query, err = url.ParseQuery(u.RawQuery)
+	}
 	if err != nil {
 		// url's errors quote the query, which may hold sentinel_password
 		return nil, fmt.Errorf("%s URL: malformed path or query (percent-encode special characters)", scheme)
 	}
-	m.path, m.query = u.Path, u.Query()
+	m.path = u.Path
 	return m, nil
+}
+
+func goodPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // common reads the query parameters both forms take and reports any left.
