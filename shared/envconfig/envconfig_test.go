@@ -309,6 +309,41 @@ func TestMaskURLTokenOnly(t *testing.T) {
 	}
 }
 
+// HERMOD_REDIS_URL is checked when it is read: a bad one is named with what
+// is wrong, a Sentinel or Cluster URL is printed with its passwords masked,
+// and neither shows a password.
+func TestRedisURLChecked(t *testing.T) {
+	base := map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:4222"}
+	for _, c := range []struct{ url, want string }{
+		{"redis-sentinel://:hunter2@s1,s2,s3/0", "master"},
+		{"redis-cluster://:hunter2@c1,c2/3", "only database 0"},
+		{"memcached://:hunter2@m1", "unknown scheme"},
+	} {
+		base["HERMOD_REDIS_URL"] = c.url
+		r := reader(base)
+		envconfig.ReadCommon(r, true)
+		err := r.Err()
+		if err == nil || !strings.Contains(err.Error(), "HERMOD_REDIS_URL: ") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want HERMOD_REDIS_URL named with %q", c.url, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: the error shows the password: %v", c.url, err)
+		}
+	}
+	for _, u := range []string{"redis-sentinel://app:hunter2@s1:26379,s2:26379,s3:26379/0?master=m&sentinel_password=hunter3",
+		"redis-cluster://:hunter2@c1:6379,c2:6379,c3:6379"} {
+		base["HERMOD_REDIS_URL"] = u
+		r := reader(base)
+		envconfig.ReadCommon(r, true)
+		if err := r.Err(); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+		if eff := r.Effective()["HERMOD_REDIS_URL"]; strings.Contains(eff, "hunter") || !strings.Contains(eff, "****") {
+			t.Errorf("printed as %q", eff)
+		}
+	}
+}
+
 func TestCommonValuesNamed(t *testing.T) {
 	for _, c := range []struct {
 		name, value string
