@@ -53,7 +53,9 @@ func Redis(ctx context.Context, url string, wait time.Duration) (redis.Universal
 	c := cfg.Client()
 	deadline := time.Now().Add(wait)
 	for {
-		err = c.Ping(ctx).Err()
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		err = c.Ping(pctx).Err()
+		cancel()
 		if err == nil {
 			return c, nil
 		}
