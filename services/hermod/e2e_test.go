@@ -591,8 +591,8 @@ func TestE2EConfigurationCheckedAndMasked(t *testing.T) {
 			"HERMOD_NATS_SYSTEM_URL": "http://sys:pw@127.0.0.1:1", "HERMOD_SESSION_TTL": "1s", "HERMOD_COOKIE_SECURE": "yes"},
 			[]string{"HERMOD_REDIS_URL", "HERMOD_ADMIN_KEYS", "HERMOD_ENCRYPTION_KEY", "HERMOD_ACQUIRE_TTL", "HERMOD_NATS_SYSTEM_URL",
 				"HERMOD_SESSION_TTL", "HERMOD_COOKIE_SECURE"}},
-		{"hermod-router", map[string]string{"HERMOD_REDIS_URL": "redis://127.0.0.1:1", "HERMOD_HISTORY_LIMIT": "0"},
-			[]string{"HERMOD_NATS_URL", "HERMOD_HISTORY_LIMIT"}},
+		{"hermod-router", map[string]string{"HERMOD_REDIS_URL": "redis-sentinel://:hunter2@127.0.0.1:1/0", "HERMOD_HISTORY_LIMIT": "0"},
+			[]string{"HERMOD_NATS_URL", "HERMOD_HISTORY_LIMIT", "HERMOD_REDIS_URL", "?master=<name>"}},
 		{"hermod-deliverer", map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:1", "HERMOD_REDIS_URL": "redis://127.0.0.1:1",
 			"HERMOD_ENCRYPTION_KEY": "abc", "HERMOD_DELIVERY_ALLOW_CIDRS": "10.0.0.1", "HERMOD_DELIVERY_CONCURRENCY": "0"},
 			[]string{"HERMOD_ENCRYPTION_KEY", "HERMOD_DELIVERY_ALLOW_CIDRS", "HERMOD_DELIVERY_CONCURRENCY"}},
@@ -614,6 +614,9 @@ func TestE2EConfigurationCheckedAndMasked(t *testing.T) {
 			if !strings.Contains(string(out), name) {
 				t.Errorf("%s does not name %s:\n%s", c.bin, name, out)
 			}
+		}
+		if strings.Contains(string(out), "hunter2") {
+			t.Errorf("%s shows a password:\n%s", c.bin, out)
 		}
 	}
 	// A valid configuration is printed with the secrets masked.

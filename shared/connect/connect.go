@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hermodhq/hermod/shared/redisurl"
 )
 
 // NATS connects to url, retrying the first connection for up to wait.
@@ -39,24 +41,27 @@ func JetStream(nc *nats.Conn) (jetstream.JetStream, error) {
 	return js, nil
 }
 
-// Redis parses a redis:// URL and pings the server (for up to wait).
-func Redis(ctx context.Context, url string, wait time.Duration) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
+// Redis opens a client for url (a single server, a Sentinel-managed
+// primary or a Redis Cluster: see package redisurl) and pings it (for up
+// to wait).
+func Redis(ctx context.Context, url string, wait time.Duration) (redis.UniversalClient, error) {
+	cfg, err := redisurl.Parse(url)
 	if err != nil {
 		return nil, fmt.Errorf("HERMOD_REDIS_URL: %w", err)
 	}
-	opt.PoolSize = max(opt.PoolSize, 32)
-	opt.MaxRetries = 2
-	c := redis.NewClient(opt)
+	cfg.Tune(32, 2)
+	c := cfg.Client()
 	deadline := time.Now().Add(wait)
 	for {
-		err = c.Ping(ctx).Err()
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		err = c.Ping(pctx).Err()
+		cancel()
 		if err == nil {
 			return c, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			_ = c.Close()
-			return nil, fmt.Errorf("redis at %s: %w", opt.Addr, err)
+			return nil, fmt.Errorf("redis (%s) at %s: %w", cfg.Kind, cfg.Where(), err)
 		}
 		select {
 		case <-ctx.Done():

@@ -3,6 +3,7 @@ package connect
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,7 +23,7 @@ import (
 type Conns struct {
 	NC    *nats.Conn
 	JS    jetstream.JetStream
-	Redis *redis.Client
+	Redis redis.UniversalClient
 	Store *store.Store
 }
 
@@ -50,6 +51,7 @@ func Open(ctx context.Context, name string, c envconfig.Common, box *encryption.
 	if err != nil {
 		return fail(err)
 	}
+	redisLogOnce.Do(func() { redis.SetLogger(redisLog{log}) })
 	rdb, err := Redis(ctx, c.RedisURL, 30*time.Second)
 	if err != nil {
 		return fail(err)
@@ -74,6 +76,17 @@ func Open(ctx context.Context, name string, c envconfig.Common, box *encryption.
 		return fail(err)
 	}
 	return &Conns{NC: nc, JS: js, Redis: rdb, Store: st}, nil
+}
+
+// redisLog writes go-redis's own messages (a Sentinel naming a new
+// primary, a dial that failed) to the process's log, as JSON like the rest.
+// go-redis has one logger per process: the first Open sets it.
+type redisLog struct{ log zerolog.Logger }
+
+var redisLogOnce sync.Once
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn().Str("component", "redis").Msg(fmt.Sprintf(format, v...))
 }
 
 // Close closes Redis and NATS.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/hermodhq/hermod/shared/delivery"
 	"github.com/hermodhq/hermod/shared/encryption"
+	"github.com/hermodhq/hermod/shared/redisurl"
 	"github.com/hermodhq/hermod/shared/streams"
 )
 
@@ -68,6 +69,11 @@ func ReadCommon(r *Reader, required bool) Common {
 		c.RedisURL = r.String("HERMOD_REDIS_URL", "")
 	}
 	r.seen["HERMOD_REDIS_URL"] = MaskURL(c.RedisURL)
+	if c.RedisURL != "" {
+		if _, err := redisurl.Parse(c.RedisURL); err != nil {
+			r.fail("HERMOD_REDIS_URL", "%v", err)
+		}
+	}
 	r.seen["HERMOD_NATS_URL"] = MaskURL(c.NATSURL)
 	c.LogLevel = r.String("HERMOD_LOG_LEVEL", "info")
 	switch c.LogLevel {

@@ -157,21 +157,57 @@ func Mask(v string) string {
 }
 
 // MaskURL hides the credentials of a URL (or a comma-separated list of
-// URLs): the password of user:password, or a token given alone.
+// URLs, or a URL listing hosts comma-separated such as a redis-sentinel://
+// one): the password of user:password, or a token given alone, and the
+// value of any query parameter whose name holds "password".
 func MaskURL(v string) string {
-	parts := strings.Split(v, ",")
-	for i, p := range parts {
-		scheme := strings.Index(p, "://")
-		at := strings.LastIndex(p, "@")
-		if scheme < 0 || at < scheme {
-			continue
+	var out, cur []string // cur: the parts of the URL being read
+	flush := func() {
+		if len(cur) > 0 {
+			out = append(out, maskOne(strings.Join(cur, ",")))
+			cur = nil
 		}
-		creds := p[scheme+3 : at]
+	}
+	for _, p := range strings.Split(v, ",") {
+		switch {
+		case strings.Contains(p, "://"):
+			flush()
+			cur = []string{p}
+		case len(cur) > 0: // a host (or part of a password) of the URL before
+			cur = append(cur, p)
+		default:
+			out = append(out, p)
+		}
+	}
+	flush()
+	return strings.Join(out, ",")
+}
+
+// maskOne masks one URL for MaskURL.
+func maskOne(u string) string {
+	scheme := strings.Index(u, "://")
+	rest := u[scheme+3:]
+	// The credentials end at the last @ before the query (a password may
+	// hold a / that was not percent-encoded); the hosts at the path.
+	beforeQuery, _, _ := strings.Cut(rest, "?")
+	at := strings.LastIndex(beforeQuery, "@")
+	end := at + 1 + strings.IndexAny(rest[at+1:]+"/", "/?")
+	authority, tail := rest[:end], rest[end:]
+	if at >= 0 {
 		masked := "****"
-		if user, _, ok := strings.Cut(creds, ":"); ok {
+		if user, _, ok := strings.Cut(authority[:at], ":"); ok {
 			masked = user + ":****"
 		}
-		parts[i] = p[:scheme+3] + masked + p[at:]
+		authority = masked + authority[at:]
 	}
-	return strings.Join(parts, ",")
+	if path, query, ok := strings.Cut(tail, "?"); ok {
+		params := strings.Split(query, "&")
+		for i, kv := range params {
+			if k, _, ok := strings.Cut(kv, "="); ok && strings.Contains(strings.ToLower(k), "password") {
+				params[i] = k + "=****"
+			}
+		}
+		tail = path + "?" + strings.Join(params, "&")
+	}
+	return u[:scheme+3] + authority + tail
 }

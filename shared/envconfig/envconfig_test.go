@@ -270,6 +270,13 @@ func TestMaskURLTable(t *testing.T) {
 		{"", ""},
 		{"not a url", "not a url"},
 		{"user:pw@host", "user:pw@host"}, // no scheme: left alone (not a URL Hermod reads)
+		{"redis-sentinel://u:pw@s1:26379,s2:26379,s3:26379/0?master=m&sentinel_password=spw",
+			"redis-sentinel://u:****@s1:26379,s2:26379,s3:26379/0?master=m&sentinel_password=****"},
+		{"redis-sentinel://s1,s2/0?sentinel_username=a&sentinel_password=spw&master=m",
+			"redis-sentinel://s1,s2/0?sentinel_username=a&sentinel_password=****&master=m"},
+		{"redis-sentinel://:p,w@s1,s2?master=m", "redis-sentinel://:****@s1,s2?master=m"}, // a comma in the password
+		{"rediss-cluster://default:pw@c1:6379,c2:6379,c3:6379", "rediss-cluster://default:****@c1:6379,c2:6379,c3:6379"},
+		{"redis://:p/w@redis:6379/0", "redis://:****@redis:6379/0"},
 	} {
 		if got := envconfig.MaskURL(c.in); got != c.want {
 			t.Errorf("MaskURL(%q) = %q, want %q", c.in, got, c.want)
@@ -299,6 +306,41 @@ func TestMaskURLTokenOnly(t *testing.T) {
 	if len(leaked) > 0 {
 		t.Errorf("regression: MaskURL prints a credential given without a colon: %s (effective HERMOD_NATS_URL = %q)",
 			strings.Join(leaked, "; "), eff["HERMOD_NATS_URL"])
+	}
+}
+
+// HERMOD_REDIS_URL is checked when it is read: a bad one is named with what
+// is wrong, a Sentinel or Cluster URL is printed with its passwords masked,
+// and neither shows a password.
+func TestRedisURLChecked(t *testing.T) {
+	base := map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:4222"}
+	for _, c := range []struct{ url, want string }{
+		{"redis-sentinel://:hunter2@s1,s2,s3/0", "master"},
+		{"redis-cluster://:hunter2@c1,c2/3", "only database 0"},
+		{"memcached://:hunter2@m1", "unknown scheme"},
+	} {
+		base["HERMOD_REDIS_URL"] = c.url
+		r := reader(base)
+		envconfig.ReadCommon(r, true)
+		err := r.Err()
+		if err == nil || !strings.Contains(err.Error(), "HERMOD_REDIS_URL: ") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want HERMOD_REDIS_URL named with %q", c.url, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: the error shows the password: %v", c.url, err)
+		}
+	}
+	for _, u := range []string{"redis-sentinel://app:hunter2@s1:26379,s2:26379,s3:26379/0?master=m&sentinel_password=hunter3",
+		"redis-cluster://:hunter2@c1:6379,c2:6379,c3:6379"} {
+		base["HERMOD_REDIS_URL"] = u
+		r := reader(base)
+		envconfig.ReadCommon(r, true)
+		if err := r.Err(); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+		if eff := r.Effective()["HERMOD_REDIS_URL"]; strings.Contains(eff, "hunter") || !strings.Contains(eff, "****") {
+			t.Errorf("printed as %q", eff)
+		}
 	}
 }
 

@@ -76,7 +76,9 @@ type Redis struct {
 	Dir  string
 	cmd  *exec.Cmd
 	port int
+	bus  int      // cluster bus port of a cluster node
 	args []string // more redis-server options
+	conf string   // a Sentinel's configuration file: run with --sentinel
 	mu   sync.Mutex
 }
 
@@ -145,6 +147,11 @@ func (r *Redis) Start() error {
 	cmd := exec.Command(bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.Dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "no", "--protected-mode", "no", "--daemonize", "no",
 		"--maxmemory", "1gb", "--maxmemory-policy", "noeviction")
+	if r.conf != "" {
+		// a Sentinel keeps its state in its configuration file, not in AOF
+		cmd = exec.Command(bin, r.conf, "--sentinel", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+			"--dir", r.Dir, "--protected-mode", "no", "--daemonize", "no")
+	}
 	cmd.Args = append(cmd.Args, r.args...)
 	cmd.Stdout, cmd.Stderr = nil, nil
 	cmd.SysProcAttr = ChildProcAttr()

@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hermodhq/hermod/shared/encryption"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/streams"
 	"github.com/hermodhq/hermod/shared/webhooks"
@@ -17,16 +18,17 @@ import (
 func TestStoreKeepsToOneSlotPerCall(t *testing.T) {
 	rd := hermodtest.StartRedisCluster(t)
 	rdb := rd.Client(t)
-	ctx := context.Background()
-	if err := rdb.Del(ctx, WebhookKey("a"), WebhookKey("b")).Err(); err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
+	if err := rdb.Del(context.Background(), WebhookKey("a"), WebhookKey("b")).Err(); err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
 		t.Fatalf("the cluster node took a command across slots: %v", err)
 	}
-	key, _ := encryption.ParseKey(strings.Repeat("ab", 32))
-	box, err := encryption.New(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(rdb, box)
+	exerciseStore(t, rdb)
+}
+
+// exerciseStore runs every operation of the store through rdb.
+func exerciseStore(t *testing.T, rdb redis.UniversalClient) {
+	t.Helper()
+	ctx := context.Background()
+	s := New(rdb, testBox(t))
 	must := func(what string, err error) {
 		t.Helper()
 		if err != nil {

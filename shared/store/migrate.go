@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -53,10 +54,32 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 // scanEach calls f with the keys matching pattern, a SCAN page at a time.
+// A SCAN covers one server, so on a Redis Cluster every primary is scanned
+// (f is called by one of them at a time).
 func (s *Store) scanEach(ctx context.Context, pattern string, f func(keys []string) error) error {
+	cc, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return scanNode(ctx, s.rdb, pattern, f)
+	}
+	var mu sync.Mutex
+	return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		return scanNode(ctx, node, pattern, func(keys []string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return f(keys)
+		})
+	})
+}
+
+// scanner is the one command scanNode needs.
+type scanner interface {
+	Scan(ctx context.Context, cursor uint64, match string, count int64) *redis.ScanCmd
+}
+
+func scanNode(ctx context.Context, rdb scanner, pattern string, f func(keys []string) error) error {
 	var cursor uint64
 	for {
-		keys, next, err := s.rdb.Scan(ctx, cursor, pattern, 1000).Result()
+		keys, next, err := rdb.Scan(ctx, cursor, pattern, 1000).Result()
 		if err != nil {
 			return fmt.Errorf("scan %s: %w", pattern, err)
 		}

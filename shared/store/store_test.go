@@ -24,12 +24,18 @@ var lim = Limits{Retention: time.Hour, HistoryLimit: 100, PayloadTTL: 2 * time.H
 func newStore(t *testing.T) (*Store, *hermodtest.Redis) {
 	t.Helper()
 	rd := hermodtest.StartRedis(t)
+	return New(rd.Client(t), testBox(t)), rd
+}
+
+// testBox is the encryption box of the tests.
+func testBox(t *testing.T) *encryption.Box {
+	t.Helper()
 	key, _ := encryption.ParseKey(strings.Repeat("ab", 32))
 	box, err := encryption.New(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(rd.Client(t), box), rd
+	return box
 }
 
 func outcome(did string, epoch, attempt int, status, attemptStatus streams.Status, code int) streams.Outcome {

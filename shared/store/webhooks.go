@@ -30,7 +30,7 @@ var ErrBadCursor = errors.New("malformed cursor")
 
 // Store is the Redis-backed system of record.
 type Store struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	box *encryption.Box
 	// scripts is true once the Lua scripts are loaded; a NOSCRIPT answer
 	// (Redis restarted) clears it so the next write loads them again.
@@ -39,12 +39,12 @@ type Store struct {
 
 // New wraps a Redis client. box may be nil for services that never see a
 // secret (they must not call the webhook methods).
-func New(rdb *redis.Client, box *encryption.Box) *Store {
+func New(rdb redis.UniversalClient, box *encryption.Box) *Store {
 	return &Store{rdb: rdb, box: box}
 }
 
 // Redis returns the client (for health checks).
-func (s *Store) Redis() *redis.Client { return s.rdb }
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 
 // CheckKey makes sure the encryption key opens the data already stored: on
 // first use it stores a sealed marker; later it must open. Without a key it
