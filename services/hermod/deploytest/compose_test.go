@@ -108,7 +108,7 @@ func up(t *testing.T, secret string, files, ciFiles []string) *stack {
 	s.nats = "nats://hermod:" + natsPassword + "@127.0.0.1:" + natsPort
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := s.compose("--profile", "agent", "logs", "--no-color", "--tail", "80")
+			out, _ := s.compose("--profile", "agent", "logs", "--no-color", "--tail", "40")
 			t.Logf("--- compose logs ---\n%s", out)
 		}
 		if out, err := s.compose("--profile", "agent", "down", "--volumes", "--remove-orphans", "--timeout", "20"); err != nil {
