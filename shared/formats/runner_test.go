@@ -241,17 +241,20 @@ func TestCancelledRenderKeepsItsRunner(t *testing.T) {
 	}
 }
 
-// Templates render side by side: with one runner busy, another renders.
+// Templates render side by side: with one runner of a pool busy, another
+// renders.
 func TestRunnersRenderSideBySide(t *testing.T) {
-	if runtime.GOMAXPROCS(0) < 2 {
-		t.Skip("one CPU: the pool has one runner")
-	}
 	body := envelope(t, "deployment.failed", map[string]any{"deployment_id": "d-1"})
-	busy := <-runners().idle // held by "another render" for the whole test
-	defer func() { runners().idle <- busy }()
-	out, err := mustCompile(t, Template, &Options{Template: `{id}`}).Render(context.Background(), body, now)
+	p := newRunnerPool(2)
+	busy := <-p.idle // held by "another render" for the whole test
+	src := `{id}`
+	out, err := p.render(context.Background(), templateKey(src), src, body)
 	if err != nil || string(out) != `{"id":"ev-1"}` {
 		t.Errorf("with one runner busy: %s (%v)", out, err)
+	}
+	p.idle <- busy
+	for range cap(p.idle) {
+		(<-p.idle).stop()
 	}
 }
 

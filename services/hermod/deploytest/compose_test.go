@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hermodhq/hermod/services/hermod/bench/fleet"
 	"github.com/hermodhq/hermod/services/hermod/bench/publisher"
 	"github.com/hermodhq/hermod/services/hermod/bench/receiver"
 	"github.com/hermodhq/hermod/shared/hermodtest"
@@ -181,17 +182,7 @@ func (s *stack) call(method, path string, body any, want int) map[string]any {
 	return out
 }
 
-func (s *stack) getJSON(url string, v any) error {
-	resp, err := s.hc.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %d", url, resp.StatusCode)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
+func (s *stack) getJSON(url string, v any) error { return fleet.GetJSON(s.hc, url, v) }
 
 // arrived waits until the receiver counted want distinct deliveries on
 // path, and returns what it saw there.

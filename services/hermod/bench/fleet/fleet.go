@@ -413,8 +413,11 @@ func (f *Fleet) Stats() map[string]receiver.Stats {
 }
 
 // GetJSON decodes the 200 answer of GET url into v.
-func (f *Fleet) GetJSON(url string, v any) error {
-	resp, err := f.HC.Get(url)
+func (f *Fleet) GetJSON(url string, v any) error { return GetJSON(f.HC, url, v) }
+
+// GetJSON decodes the 200 answer of GET url, asked with hc, into v.
+func GetJSON(hc *http.Client, url string, v any) error {
+	resp, err := hc.Get(url)
 	if err != nil {
 		return err
 	}
