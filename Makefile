@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 # deploy/helm/chartcheck has its own go.work (its Kubernetes dependencies stay
 # out of the services' builds); from its directory the go command uses it.
-MODULES := shared services/api services/router services/deliverer services/agent services/hermod deploy/helm/chartcheck
+MODULES := shared services/api services/router services/deliverer services/agent services/hermod services/hermodctl deploy/helm/chartcheck
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/hermodhq/hermod/shared/version.Version=$(VERSION)
 GOFLAGS_TEST ?= -race -count=1 -timeout 25m
@@ -25,6 +25,7 @@ build:
 	cd services/deliverer && go build -ldflags '$(LDFLAGS)' -o ../../bin/hermod-deliverer ./cmd/hermod-deliverer
 	cd services/agent && go build -ldflags '$(LDFLAGS)' -o ../../bin/hermod-agent ./cmd/hermod-agent
 	cd services/hermod && go build -ldflags '$(LDFLAGS)' -o ../../bin/hermod ./cmd/hermod
+	cd services/hermodctl && go build -ldflags '$(LDFLAGS)' -o ../../bin/hermodctl ./cmd/hermodctl
 
 run: build
 	./bin/hermod
