@@ -77,9 +77,15 @@ type Raw = json.RawMessage
 // do sends a request and returns the answer's body; a status of 300 or more
 // is an *Error. body, when not nil, is sent as JSON (a []byte as is).
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any) (Raw, error) {
+	// path holds escaped segments (seg): the URL keeps them escaped, so an
+	// id with a slash stays one segment.
 	u := *c.base
-	u.Path = c.base.Path + path
-	u.RawPath = ""
+	u.RawPath = c.base.EscapedPath() + path
+	p, err := url.PathUnescape(u.RawPath)
+	if err != nil {
+		return nil, fmt.Errorf("path %q: %w", path, err)
+	}
+	u.Path = p
 	if len(query) > 0 {
 		u.RawQuery = query.Encode()
 	}

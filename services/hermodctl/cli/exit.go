@@ -62,16 +62,13 @@ func exitCode(err error) int {
 	return ExitError
 }
 
-// message is what hermodctl prints for an error: the API's own message for
-// an API error.
+// message is what hermodctl prints for an error; an API error's message
+// is the envelope's, with its request id.
 func message(err error) string {
+	s := err.Error()
 	var ae *apiclient.Error
-	if errors.As(err, &ae) {
-		s := ae.Error()
-		if ae.RequestID != "" {
-			s += " [request " + ae.RequestID + "]"
-		}
-		return s
+	if errors.As(err, &ae) && ae.RequestID != "" {
+		s += " [request " + ae.RequestID + "]"
 	}
-	return err.Error()
+	return s
 }
