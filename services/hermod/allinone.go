@@ -459,13 +459,16 @@ Admin key %[3]s:
 
 The Webhooks page: open %[1]s/ in a browser and sign in with the admin key.
 
-Create a webhook (a receiver on 127.0.0.1:9000, e.g. "python3 -m http.server 9000" answers 501; any HTTP server works):
-  curl -s -X POST %[1]s/api/v1/webhooks -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
-    -d '{"name":"demo","url":"http://127.0.0.1:9000/hook","event_types":["deployment.*"]}'
+Receive deliveries: in a second terminal, in this directory, run a local
+receiver that creates a webhook pointing at itself and checks each
+delivery's signature with that webhook's secret:
+  export HERMODCTL_SERVER=%[1]s HERMODCTL_API_KEY=%[2]s
+  bin/hermodctl listen --create --events 'deployment.*'
 
-Send an event:
+Send an event (the receiver prints it, verified):
   curl -s -X POST %[1]s/api/v1/events -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
     -d '{"event_type":"deployment.applied","data":{"deployment_id":"d-1"}}'
+or, with the same exports: bin/hermodctl events send deployment.applied --data '{"deployment_id":"d-1"}'
 
 See the webhooks and their deliveries:
   curl -s %[1]s/api/v1/webhooks -H 'Authorization: Bearer %[2]s'

@@ -261,8 +261,11 @@ func copyWorkingTree(t *testing.T, root, dst string) {
 }
 
 // `make run` from a clean copy of the working tree (uncommitted changes
-// included, nothing ignored): it starts, prints the key and the curl lines,
-// the curl lines work, and after a restart the webhook is still there.
+// included, nothing ignored): it starts and prints the key, the receiver to
+// run and the curl lines; `bin/hermodctl listen --create` as the banner
+// gives it (on a free address) receives the event the banner's curl line
+// sends and shows it verified, as does the event of the banner's hermodctl
+// line; after a restart the webhook is still there.
 func TestMakeRunFromCleanClone(t *testing.T) {
 	root, err := hermodtest.RepoRoot()
 	if err != nil {
@@ -276,7 +279,6 @@ func TestMakeRunFromCleanClone(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "hermod")
 	copyWorkingTree(t, root, dir)
 	addr := freeAddr(t)
-	sink := hermodtest.NewSink(t)
 
 	run := func() (banner string, stop func()) {
 		cmd := exec.Command("make", "run")
@@ -351,25 +353,48 @@ func TestMakeRunFromCleanClone(t *testing.T) {
 	}
 	key := m[1]
 	cmds := curlCommands(banner)
-	if len(cmds) != 3 {
+	if len(cmds) != 2 {
 		stop()
-		t.Fatalf("want 3 curl commands in the banner, found %d:\n%s", len(cmds), banner)
+		t.Fatalf("want 2 curl commands in the banner, found %d:\n%s", len(cmds), banner)
 	}
-	cmds[0] = strings.ReplaceAll(cmds[0], "http://127.0.0.1:9000/hook", sink.URL+"/hook")
-	var outs []string
-	for _, c := range cmds {
-		out, err := exec.Command("bash", "-c", c).CombinedOutput()
-		if err != nil {
-			stop()
-			t.Fatalf("%s: %v\n%s", c, err, out)
+	exports := regexp.MustCompile(`(?m)^\s+export (HERMODCTL_SERVER=\S+ HERMODCTL_API_KEY=\S+)\s*$`).FindStringSubmatch(banner)
+	listenLine := regexp.MustCompile(`(?m)^\s+(bin/hermodctl listen .+?)\s*$`).FindStringSubmatch(banner)
+	sendLine := regexp.MustCompile(`(?m)with the same exports: (bin/hermodctl events send .+?)\s*$`).FindStringSubmatch(banner)
+	if exports == nil || listenLine == nil || sendLine == nil || !strings.Contains(exports[1], key) {
+		stop()
+		t.Fatalf("the banner lacks the exports, the listen line or the events send line:\n%s", banner)
+	}
+	// The receiver as the banner gives it, on a free address instead of 9000.
+	listenAddr := freeAddr(t)
+	listen := startCtl(t, dir, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, "bash", "-c",
+		"export "+exports[1]+"; exec "+listenLine[1]+" --addr "+listenAddr)
+	listen.waitReady(t)
+	created := regexp.MustCompile(`Created webhook (\S+)`).FindStringSubmatch(listen.stderr.String())
+	if created == nil {
+		stop()
+		t.Fatalf("listen --create created no webhook:\n%s", listen.stderr.String())
+	}
+	out, err := exec.Command("bash", "-c", cmds[0]).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"duplicate":false`) {
+		stop()
+		t.Fatalf("%s: %v\n%s", cmds[0], err, out)
+	}
+	send := exec.Command("bash", "-c", "export "+exports[1]+"; "+sendLine[1])
+	send.Dir = dir
+	send.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	if out, err := send.CombinedOutput(); err != nil || !strings.Contains(string(out), "duplicate:  false") {
+		stop()
+		t.Fatalf("%s: %v\n%s", sendLine[1], err, out)
+	}
+	verified := regexp.MustCompile(`(?m)^\S+  deployment\.applied  delivery=\S+ webhook=` + regexp.QuoteMeta(created[1]) + ` event=\S+  verified  -> 200$`)
+	hermodtest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+		s := listen.stdout.String()
+		if n := len(verified.FindAllString(s, -1)); n != 2 || strings.Count(s, `"deployment_id": "d-1"`) != 2 || strings.Contains(s, "NOT verified") {
+			return fmt.Errorf("listen shows %d verified deliveries, want 2 (and no other):\n%s", n, s)
 		}
-		outs = append(outs, string(out))
-	}
-	if !strings.Contains(outs[0], `"url_redacted"`) || !strings.Contains(outs[1], `"duplicate":false`) {
-		stop()
-		t.Fatalf("curl answers: %v", outs)
-	}
-	hermodtest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(sink, 1) })
+		return nil
+	})
+	listen.stop(t)
 	// The banner points at the Webhooks page, which answers with its sign-in form.
 	pm := regexp.MustCompile(`open (http://\S+/) in a browser`).FindStringSubmatch(banner)
 	if pm == nil {
@@ -394,11 +419,11 @@ func TestMakeRunFromCleanClone(t *testing.T) {
 	if !strings.Contains(banner2, key) {
 		t.Errorf("admin key changed after restart:\n%s", banner2)
 	}
-	out, err := exec.Command("bash", "-c", curlCommands(banner2)[2]).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), sink.URL) && !strings.Contains(string(out), strings.TrimPrefix(sink.URL, "http://")) {
+	out, err = exec.Command("bash", "-c", curlCommands(banner2)[1]).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), created[1]) || !strings.Contains(string(out), listenAddr) {
 		t.Errorf("webhook gone after restart: %v %s", err, out)
 	}
-	if !strings.Contains(string(out), `"total_delivered":1`) {
+	if !strings.Contains(string(out), `"total_delivered":2`) {
 		t.Errorf("statistics lost after restart: %s", out)
 	}
 }
