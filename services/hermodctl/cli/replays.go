@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -36,6 +37,15 @@ func (a *app) replay(r apiclient.Replay, raw []byte) error {
 		{"matched", strconv.FormatInt(r.Matched, 10)}, {"requeued", strconv.FormatInt(r.Requeued, 10)},
 		{"skipped", strconv.FormatInt(r.Skipped, 10)}, {"error", str(r.Error)},
 		{"created", when(r.CreatedAt)}, {"finished", whenPtr(r.FinishedAt)}})
+}
+
+// replayAPIErr explains the 404 of a server without the replay routes.
+func replayAPIErr(err error) error {
+	var ae *apiclient.Error
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && ae.Message == "route not found" {
+		return fmt.Errorf("%w: this server has no replay API (it is older than this hermodctl)", err)
+	}
+	return err
 }
 
 // replayOutcome is the error of a replay that ended other than done.
@@ -96,7 +106,7 @@ stops following, not the replay (see replays cancel).`,
 			}
 			r, raw, err := c.StartReplay(cmd.Context(), args[0], req)
 			if err != nil {
-				return err
+				return replayAPIErr(err)
 			}
 			if detach || (a.out().json() && !wait) {
 				return a.replay(r, raw)
@@ -104,7 +114,7 @@ stops following, not the replay (see replays cancel).`,
 			if !a.out().json() {
 				fmt.Fprintf(a.env.Stderr, "replay %s started\n", r.ID)
 			}
-			r, raw, err = a.follow(cmd.Context(), c, r, interval)
+			r, raw, err = a.follow(cmd.Context(), c, r, raw, interval)
 			if err != nil {
 				if errors.Is(err, context.Canceled) {
 					fmt.Fprintf(a.env.Stderr, "\nstopped following; replay %s goes on (hermodctl replays cancel %s stops it)\n", r.ID, r.ID)
@@ -132,9 +142,9 @@ type progress interface {
 	finish()
 }
 
-// follow polls a replay until it ends (or ctx does), showing progress on
-// stderr, and returns it as it ended.
-func (a *app) follow(ctx context.Context, c *apiclient.Client, r apiclient.Replay, interval time.Duration) (apiclient.Replay, []byte, error) {
+// follow polls a replay (r, answered as raw) until it ends (or ctx does),
+// showing progress on stderr, and returns it as it ended.
+func (a *app) follow(ctx context.Context, c *apiclient.Client, r apiclient.Replay, raw []byte, interval time.Duration) (apiclient.Replay, []byte, error) {
 	var pr progress = &lineProgress{w: a.env.Stderr}
 	if a.env.StderrTerminal {
 		pr = newBarProgress(a.env.Stderr)
@@ -144,6 +154,9 @@ func (a *app) follow(ctx context.Context, c *apiclient.Client, r apiclient.Repla
 	}
 	defer pr.finish()
 	pr.update(r)
+	if r.Finished() { // it ended before the start was answered
+		return r, raw, nil
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -152,11 +165,11 @@ func (a *app) follow(ctx context.Context, c *apiclient.Client, r apiclient.Repla
 			return r, nil, ctx.Err()
 		case <-t.C:
 		}
-		next, raw, err := c.GetReplay(ctx, r.ID)
+		next, nextRaw, err := c.GetReplay(ctx, r.ID)
 		if err != nil {
 			return r, nil, err
 		}
-		r = next
+		r, raw = next, nextRaw
 		pr.update(r)
 		if r.Finished() {
 			return r, raw, nil
@@ -235,7 +248,7 @@ func (a *app) replaysGet() *cobra.Command {
 			}
 			r, raw, err := c.GetReplay(cmd.Context(), args[0])
 			if err != nil {
-				return err
+				return replayAPIErr(err)
 			}
 			return a.replay(r, raw)
 		}),
@@ -261,7 +274,7 @@ func (a *app) replaysList() *cobra.Command {
 					return c.ListReplays(ctx, webhookID, o)
 				})
 			if err != nil {
-				return err
+				return replayAPIErr(err)
 			}
 			rows := make([][]string, 0, len(items))
 			for _, r := range items {
@@ -288,7 +301,7 @@ func (a *app) replaysCancel() *cobra.Command {
 			}
 			r, raw, err := c.CancelReplay(cmd.Context(), args[0])
 			if err != nil {
-				return err
+				return replayAPIErr(err)
 			}
 			return a.replay(r, raw)
 		}),

@@ -95,6 +95,13 @@ func TestReplayStartOutcomes(t *testing.T) {
 	if r.code != 0 || strings.TrimSpace(r.stdout) != replayJSON("done", 1, 1, 0, "") || r.stderr != "" {
 		t.Errorf("-o json --wait: %d %q %q", r.code, r.stdout, r.stderr)
 	}
+	// A replay that ended before the start was answered is not followed.
+	f, gets = replayServer(t, replayJSON("done", 0, 0, 0, ""))
+	f.answer("POST /api/v1/webhooks/w1/replay", 202, replayJSON("done", 0, 0, 0, ""))
+	r = f.run(t, "", nil, "replays", "start", "w1", "-o", "json", "--wait")
+	if r.code != 0 || gets.Load() != 0 || strings.TrimSpace(r.stdout) != replayJSON("done", 0, 0, 0, "") {
+		t.Errorf("ended at once: %d %d %q", r.code, gets.Load(), r.stdout)
+	}
 	// A terminal gets a progress bar.
 	f, _ = replayServer(t, replayJSON("running", 4, 2, 0, ""), replayJSON("done", 4, 4, 0, ""))
 	res := runWith(context.Background(), Env{Args: []string{"--server", f.srv.URL, "--api-key", "k", "replays", "start", "w1", "--interval", "100ms"},
@@ -145,7 +152,12 @@ func TestReplaysGetListCancel(t *testing.T) {
 		t.Errorf("cancel: %d %q", r.code, r.stdout)
 	}
 	f.answer("GET /api/v1/replays/r2", 404, `{"code":"not_found","message":"replay not found","details":{},"request_id":"R"}`)
-	if r := f.run(t, "", nil, "replays", "get", "r2"); r.code != ExitError || !strings.Contains(r.stderr, "replay not found") {
+	if r := f.run(t, "", nil, "replays", "get", "r2"); r.code != ExitError || r.stderr != "Error: replay not found (not_found, HTTP 404) [request R]\n" {
 		t.Errorf("404: %d %q", r.code, r.stderr)
+	}
+	// A server without the replay routes says so.
+	old := newFakeAPI(t)
+	if r := old.run(t, "", nil, "replays", "list"); r.code != ExitError || !strings.Contains(r.stderr, "this server has no replay API") {
+		t.Errorf("no replay API: %d %q", r.code, r.stderr)
 	}
 }

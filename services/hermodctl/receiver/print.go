@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Mode is how a Printer shows deliveries.
@@ -35,7 +36,7 @@ func (p Printer) Print(d Delivery) {
 		_, _ = fmt.Fprintf(p.W, "%s\n", b)
 		return
 	}
-	_, _ = io.WriteString(p.W, Summary(d)+"\n")
+	_, _ = io.WriteString(p.W, printable(Summary(d))+"\n")
 	if p.Mode == Quiet {
 		return
 	}
@@ -46,7 +47,7 @@ func (p Printer) Print(d Delivery) {
 			_, _ = fmt.Fprintf(p.W, "  %s\n", buf.Bytes())
 		}
 	case d.Text != "":
-		_, _ = fmt.Fprintf(p.W, "  %s\n", strings.ReplaceAll(d.Text, "\n", "\n  "))
+		_, _ = fmt.Fprintf(p.W, "  %s\n", strings.ReplaceAll(printable(d.Text), "\n", "\n  "))
 	}
 }
 
@@ -82,4 +83,15 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printable replaces control characters other than newline and tab, so
+// what a sender put in a body or a header cannot drive the terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
 }

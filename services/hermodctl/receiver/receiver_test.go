@@ -148,6 +148,11 @@ func TestPrinter(t *testing.T) {
 		t.Errorf("quiet: %q", b.String())
 	}
 	b.Reset()
+	Printer{W: &b, Mode: Full}.Print(Delivery{Method: "POST", Text: "a\x1b[2Jb\nc", Status: 200})
+	if strings.Contains(b.String(), "\x1b") || !strings.HasSuffix(b.String(), "  a?[2Jb\n  c\n") {
+		t.Errorf("a text body reached the terminal as it came: %q", b.String())
+	}
+	b.Reset()
 	Printer{W: &b, Mode: JSON}.Print(d)
 	var back Delivery
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil || back.DeliveryID != "d-1" || back.Verified || back.Reason != "bad signature" ||
