@@ -44,6 +44,7 @@ type Index struct {
 	opts Options
 
 	set      atomic.Pointer[matching.Set]
+	rebuild  sync.Mutex // one rebuild at a time, each from the last
 	mu       sync.Mutex
 	byID     map[string]*webhooks.Webhook
 	dirty    chan struct{}
@@ -250,14 +251,18 @@ func (ix *Index) apply(id string, w *webhooks.Webhook) {
 	}
 }
 
+// rebuildNow replaces the set; a filter expression is compiled only when
+// its webhook's expression changed since the last set.
 func (ix *Index) rebuildNow() {
+	ix.rebuild.Lock()
+	defer ix.rebuild.Unlock()
 	ix.mu.Lock()
 	ws := make([]*webhooks.Webhook, 0, len(ix.byID))
 	for _, w := range ix.byID {
 		ws = append(ws, w)
 	}
 	ix.mu.Unlock()
-	ix.set.Store(matching.Build(ws))
+	ix.set.Store(matching.Rebuild(ix.set.Load(), ws))
 }
 
 func (ix *Index) resync(ctx context.Context) error {
