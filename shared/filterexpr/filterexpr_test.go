@@ -74,11 +74,11 @@ func TestEvalAbsentLabelsAndData(t *testing.T) {
 	for _, raw := range []string{"", "null"} {
 		v := filterexpr.NewVars("", "deployment.applied", "", []byte(raw), nil)
 		for expr, want := range map[string]bool{
-			`size(labels) == 0`:                 true,
-			`!("env" in labels)`:                true,
-			`size(data) == 0`:                   true,
-			`!has(data.agent_id)`:               true,
-			`labels.?env.orValue("x") == "x"`:   true,
+			`size(labels) == 0`:                  true,
+			`!("env" in labels)`:                 true,
+			`size(data) == 0`:                    true,
+			`!has(data.agent_id)`:                true,
+			`labels.?env.orValue("x") == "x"`:    true,
 			`event_type == "deployment.applied"`: true,
 		} {
 			p, err := filterexpr.Compile(expr)
