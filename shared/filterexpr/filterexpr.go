@@ -105,9 +105,16 @@ func (e *EvalError) Unwrap() error { return e.Err }
 
 // Program is a compiled expression.
 type Program struct {
-	src string
-	prg cel.Program
+	src     string
+	prg     cel.Program
+	bounded bool
 }
+
+// Bounded reports whether the program's cost is bounded whatever the
+// event (so not tracked while it runs): its worst case, at most
+// MaxEstimatedCost, does not grow with the sizes of the event's lists,
+// maps and strings. Any other program stops at CostLimit.
+func (p *Program) Bounded() bool { return p.bounded }
 
 // Source is the expression the program was compiled from.
 func (p *Program) Source() string { return p.src }
@@ -161,7 +168,7 @@ func Compile(src string) (*Program, error) {
 	if t := ast.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
 		return nil, whole("must evaluate to a bool, not %s", t)
 	}
-	est, err := e.EstimateCost(ast, sizes{})
+	est, err := e.EstimateCost(ast, sizes(AssumedSize))
 	if err != nil {
 		return nil, whole("cost cannot be estimated: %v", err)
 	}
@@ -169,11 +176,25 @@ func Compile(src string) (*Program, error) {
 		return nil, whole("is too costly: its worst case is estimated at %d (at most %d, lists, maps and strings of the event taken as %d long); avoid nested macros over the event's lists",
 			est.Max, MaxEstimatedCost, AssumedSize)
 	}
-	prg, err := e.Program(ast, cel.CostLimit(CostLimit), cel.EvalOptions(cel.OptOptimize))
+	// An expression whose worst case does not grow with the event's sizes
+	// (no macro over the event's lists, no scan of its strings) is bounded
+	// by the estimate just checked; tracking its cost at every evaluation
+	// would more than double the time it takes. Any other is stopped at
+	// CostLimit.
+	huge, err := e.EstimateCost(ast, sizes(1<<40))
+	if err != nil {
+		return nil, whole("cost cannot be estimated: %v", err)
+	}
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	bounded := huge.Max == est.Max
+	if !bounded {
+		opts = append(opts, cel.CostLimit(CostLimit))
+	}
+	prg, err := e.Program(ast, opts...)
 	if err != nil {
 		return nil, whole("%v", err)
 	}
-	return &Program{src: src, prg: prg}, nil
+	return &Program{src: src, prg: prg, bounded: bounded}, nil
 }
 
 // fromIssues turns CEL's issues into an *Error with positions.
@@ -197,10 +218,10 @@ func fromIssues(iss *cel.Issues) *Error {
 
 // sizes gives the cost estimator a size for what it cannot know: the
 // event's lists, maps and strings.
-type sizes struct{}
+type sizes uint64
 
-func (sizes) EstimateSize(checker.AstNode) *checker.SizeEstimate {
-	return &checker.SizeEstimate{Min: 0, Max: AssumedSize}
+func (s sizes) EstimateSize(checker.AstNode) *checker.SizeEstimate {
+	return &checker.SizeEstimate{Min: 0, Max: uint64(s)}
 }
 
 func (sizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {

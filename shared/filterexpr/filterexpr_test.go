@@ -238,3 +238,27 @@ func FuzzCompile(f *testing.F) {
 		}
 	})
 }
+
+// An expression whose worst case does not depend on the event's sizes is
+// bounded when compiled; one that loops over the event's lists or scans
+// its strings is tracked at evaluation.
+func TestBounded(t *testing.T) {
+	for expr, want := range map[string]bool{
+		`data.severity in ["critical","high"] && labels.env == "prod"`: true,
+		`has(data.count) && data.count > 5`:                            true,
+		`data.?service.orValue("") == "svc-1"`:                         true,
+		`size(data.tags) > 2`:                                          true,
+		`data.tags.exists(t, t == "a")`:                                false,
+		`"x" in data.tags`:                                             false,
+		`data.message.contains("disk")`:                                false,
+		`labels.env == labels.team`:                                    false,
+	} {
+		p, err := filterexpr.Compile(expr)
+		if err != nil {
+			t.Fatalf("Compile(%q): %v", expr, err)
+		}
+		if p.Bounded() != want {
+			t.Errorf("Bounded(%q) = %v, want %v", expr, p.Bounded(), want)
+		}
+	}
+}
