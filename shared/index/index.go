@@ -34,6 +34,10 @@ type Source interface {
 type Options struct {
 	PollInterval   time.Duration // version poll (default 100ms)
 	ResyncInterval time.Duration // full resync (default 60s)
+	// LookupOnly is for an index that only looks webhooks up by id (the
+	// deliverer): its sets do not compile filter expressions, and must not
+	// be matched against.
+	LookupOnly bool
 }
 
 // Index is the live webhook set.
@@ -262,6 +266,10 @@ func (ix *Index) rebuildNow() {
 		ws = append(ws, w)
 	}
 	ix.mu.Unlock()
+	if ix.opts.LookupOnly {
+		ix.set.Store(matching.LookupOnly(ws))
+		return
+	}
 	ix.set.Store(matching.Rebuild(ix.set.Load(), ws))
 }
 

@@ -127,3 +127,11 @@ func TestDataDecodedOnlyWhenAnExpressionLooks(t *testing.T) {
 		t.Error("the event's variables were made though no expression was evaluated")
 	}
 }
+
+// A lookup-only set finds webhooks by id without compiling anything.
+func TestLookupOnly(t *testing.T) {
+	s := LookupOnly([]*webhooks.Webhook{filtered("a", "data.x == 1"), filtered("b", "")})
+	if w, ok := s.Get("a"); !ok || w.ID != "a" || s.Len() != 2 || len(s.progs) != 0 {
+		t.Errorf("Get(a) = %v, %v; Len %d; %d programs", w, ok, s.Len(), len(s.progs))
+	}
+}

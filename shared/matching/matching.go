@@ -153,6 +153,17 @@ type Set struct {
 // Build indexes ws, compiling every filter expression.
 func Build(ws []*webhooks.Webhook) *Set { return Rebuild(nil, ws) }
 
+// LookupOnly indexes ws for Get and Len alone, compiling nothing (the
+// deliverer looks webhooks up but never matches). Matching against it
+// treats every webhook with a filter expression as not matching.
+func LookupOnly(ws []*webhooks.Webhook) *Set {
+	s := &Set{byID: make(map[string]*webhooks.Webhook, len(ws))}
+	for _, w := range ws {
+		s.byID[w.ID] = w
+	}
+	return s
+}
+
 // Rebuild indexes ws, taking from prev (nil: none) the compiled filter
 // expression of each webhook whose expression did not change, so an
 // expression is compiled once per change of its webhook, never per event.
