@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/streams"
 )
 
 // Filter expressions end to end: a create and an update with an
@@ -85,15 +86,7 @@ func TestFilterExpressions(t *testing.T) {
 		if err := sinkGotExactly(all, 6); err != nil {
 			t.Error(err)
 		}
-		var got []string
-		for _, r := range some.Received() {
-			var env struct{ ID string }
-			if err := json.Unmarshal(r.Body, &env); err != nil {
-				t.Fatalf("delivery body: %v", err)
-			}
-			got = append(got, env.ID)
-		}
-		slices.Sort(got)
+		got := eventIDs(t, some)
 		slices.Sort(want)
 		if !slices.Equal(got, want) {
 			t.Errorf("the filtered webhook received %v, want exactly %v", got, want)
@@ -113,4 +106,56 @@ func TestFilterExpressions(t *testing.T) {
 		publish(map[string]any{"severity": "low"}, nil)
 		hermodtest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error { return sinkGot(some, 3) })
 	})
+}
+
+// eventIDs are the envelope ids of what a sink received, sorted.
+func eventIDs(t *testing.T, s *hermodtest.Sink) []string {
+	t.Helper()
+	var out []string
+	for _, r := range s.Received() {
+		var env struct{ ID string }
+		if err := json.Unmarshal(r.Body, &env); err != nil {
+			t.Fatalf("delivery body: %v", err)
+		}
+		out = append(out, env.ID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The separate binaries (api, router reading webhooks without the
+// encryption key, deliverer) and an agent: a broker webhook and an agent
+// webhook, each with an expression, receive exactly the events their
+// expressions select; the agent delivers what the router matched.
+func TestE2EFilterExpressionSeparateBinariesAndAgent(t *testing.T) {
+	t.Parallel()
+	ns := hermodtest.NATS(t)
+	rd := hermodtest.StartRedis(t)
+	env := map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(), "HERMOD_ENCRYPTION_KEY": testEncKey,
+		"HERMOD_DELIVERY_ALLOW_CIDRS": "127.0.0.0/8"}
+	p, _, _ := startFleet(t, env, nil, 1)
+	token := p.registerAgent("eu-1", "env:production")
+	broker, agent := hermodtest.NewSink(t), hermodtest.NewSink(t)
+	p.createWebhook(map[string]any{"name": "critical", "url": broker.URL, "event_types": []string{"alert.*"},
+		"filter": `data.severity == "critical"`})
+	p.createWebhook(map[string]any{"name": "the rest", "url": agent.URL, "event_types": []string{"alert.*"},
+		"target_labels": []string{"env:production"}, "filter": `has(data.severity) && data.severity != "critical"`})
+	startReady(t, "hermod-agent", map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_AGENT_ID": "eu-1", "HERMOD_AGENT_TOKEN": token})
+
+	critical := p.publish("alert.triggered", map[string]any{"severity": "critical"})
+	low := p.publish("alert.triggered", map[string]any{"severity": "low"})
+	p.publish("alert.triggered", map[string]any{"message": "no severity"})
+	p.waitIdle(20 * time.Second) // routed, and the broker's delivery made
+	hermodtest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if n := p.streamMsgs(streams.DeliveriesStream, streams.AgentPrefix+">"); n != 0 {
+			return fmt.Errorf("%d deliveries still wait for the agent", n)
+		}
+		return sinkGot(agent, 1)
+	})
+	if got := eventIDs(t, broker); !slices.Equal(got, []string{critical}) {
+		t.Errorf("the broker webhook received %v, want exactly [%s]", got, critical)
+	}
+	if got := eventIDs(t, agent); !slices.Equal(got, []string{low}) {
+		t.Errorf("the agent webhook received %v, want exactly [%s]", got, low)
+	}
 }
