@@ -954,6 +954,10 @@
     }
     const types = [...form.querySelectorAll('input[name=event_types]:checked')].map((c) => c.value);
     webhook.event_types = types.length ? types : ['*'];
+    // The answer's matches says whether the sample event passes the typed
+    // filter expression too.
+    const expr = form.elements.filter.value.trim();
+    if (expr) webhook.filter = expr;
     try {
       const r = await api('POST', '/webhooks/preview', { webhook });
       if (seq === previewSeq) previewOut.textContent = JSON.stringify(r.body, null, 2);
