@@ -11,7 +11,7 @@ GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 GOBIN_DIR = $(or $(shell go env GOBIN),$(firstword $(subst :, ,$(shell go env GOPATH)))/bin)
 STATICCHECK ?= $(GOBIN_DIR)/staticcheck
 
-.PHONY: build run test test-faults test-short lint bench bench-external fuzz screenshots clean tools images test-compose compose-plugin helm test-helm
+.PHONY: build run test test-faults test-short lint bench bench-external bench-filters fuzz screenshots clean tools images test-compose compose-plugin helm test-helm
 
 # A real Alertmanager for the end-to-end test of the alertmanager format
 # (built from its Go module; newer versions embed a UI bundle the module
@@ -94,11 +94,22 @@ lint:
 # layouts; prints markdown tables for docs/benchmarks.md.
 BENCH_EXTERNAL = cd services/hermod && go test -run '^$$' -bench '^BenchmarkExternal$$' -benchtime 1x -timeout 30m ./bench/
 
-# The in-process benchmarks, then the external one, then the control plane's.
+# The in-process benchmarks, then the external one, then the control
+# plane's, then matching with 10,000 filter expressions.
 bench: build tools
 	cd services/hermod && go test -run '^$$' -bench '^BenchmarkInProcess' -benchtime 1x -timeout 30m ./bench/
 	$(BENCH_EXTERNAL)
 	cd services/api && go test -run '^$$' -bench BenchmarkAgentHeartbeat -benchtime 200x ./controlplane
+	$(BENCH_FILTERS)
+
+# Matching with 10,000 webhooks that each carry a filter expression:
+# compiling them, then routing one event (docs/benchmarks.md).
+BENCH_FILTERS = cd shared && go test -run '^$$' -bench '^BenchmarkMatchFilterExpressions10000$$/compile' -benchtime 2x ./matching && \
+	go test -run '^$$' -bench '^BenchmarkMatchFilterExpressions10000$$/(every|spread|labels)' -benchtime 3s -benchmem ./matching
+
+# The filter expression benchmark alone.
+bench-filters:
+	$(BENCH_FILTERS)
 
 # The external benchmark alone.
 bench-external: build tools
@@ -109,6 +120,7 @@ FUZZ = go test -run '^$$' -fuzztime 30s -fuzzminimizetime 2s -fuzz
 fuzz:
 	cd shared && $(FUZZ) '^FuzzDecodeBody$$' ./webhooks
 	cd shared && $(FUZZ) '^FuzzApplyUpdate$$' ./webhooks
+	cd shared && $(FUZZ) '^FuzzCompile$$' ./filterexpr
 	cd shared && $(FUZZ) '^FuzzParseEnvelope$$' ./matching
 	cd shared && $(FUZZ) '^FuzzSetMatch$$' ./matching
 	cd shared && $(FUZZ) '^FuzzRender$$' ./formats

@@ -97,7 +97,11 @@ func fromFieldError(err error) (*APIError, bool) { return fieldErrorIn("", err) 
 func fieldErrorIn(prefix string, err error) (*APIError, bool) {
 	var fe *webhooks.FieldError
 	if errors.As(err, &fe) {
-		return invalidField(prefix+fe.Field, fe.Message), true
+		ae := invalidField(prefix+fe.Field, fe.Message)
+		if fe.Line > 0 {
+			ae.Details["line"], ae.Details["column"] = fe.Line, fe.Column
+		}
+		return ae, true
 	}
 	return nil, false
 }

@@ -18,11 +18,35 @@ import (
 )
 
 // Preview is what a webhook's format makes of an event, sent nowhere.
+// Matches says whether the router would send the webhook this event (its
+// event types, filters and filter expression), and FilterError why the
+// expression gave no answer for it.
 type Preview struct {
 	Format      formats.Name    `json:"format"`
 	ContentType string          `json:"content_type"`
 	Event       json.RawMessage `json:"event"`
 	Body        json.RawMessage `json:"body"`
+	Matches     bool            `json:"matches"`
+	FilterError *FilterError    `json:"filter_error"`
+}
+
+// FilterError is a filter expression that gave no answer for an event.
+type FilterError struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// previewMatches matches env against w alone, as the router would.
+func previewMatches(w *webhooks.Webhook, env []byte) (bool, *FilterError) {
+	_, ev, err := matching.ParseEnvelope(env)
+	if err != nil {
+		return false, nil
+	}
+	var fe *FilterError
+	ev.OnFilterError = func(_ *webhooks.Webhook, reason string, err error) {
+		fe = &FilterError{Reason: reason, Message: err.Error()}
+	}
+	return len(matching.Build([]*webhooks.Webhook{w}).Match(ev, nil)) == 1, fe
 }
 
 // previewRequest names the event to preview: a given one, or a sample of
@@ -129,7 +153,9 @@ func (s *Server) preview(c echo.Context, w *webhooks.Webhook, req previewRequest
 	for _, secret := range w.FormatSecrets() {
 		body = bytes.ReplaceAll(body, []byte(secret), []byte("<routing_key>"))
 	}
-	return c.JSON(http.StatusOK, Preview{Format: r.Name(), ContentType: "application/json", Event: env, Body: body})
+	matches, fe := previewMatches(w, env)
+	return c.JSON(http.StatusOK, Preview{Format: r.Name(), ContentType: "application/json", Event: env, Body: body,
+		Matches: matches, FilterError: fe})
 }
 
 // renderRefused is the 422 of a failed render, on the field to fix: the

@@ -233,3 +233,41 @@ func TestPreviewRenderErrorField(t *testing.T) {
 		})
 	}
 }
+
+// A preview says whether the router would send the webhook the event: its
+// event types, filters and filter expression, with why the expression gave
+// no answer when it did not.
+func TestPreviewSaysWhetherTheWebhookMatches(t *testing.T) {
+	h := startHostile(t)
+	expr := `data.severity == "critical" && labels.env == "prod"`
+	saved := "/api/v1/webhooks/" + h.createWebhook(t, map[string]any{"filter": expr}) + "/preview"
+	unsaved := `{"webhook":{"event_types":["alert.*"],"filter":` + string(mustJSON(t, expr)) + `},"event":%s}`
+	for _, c := range []struct {
+		event   string
+		matches bool
+		reason  string
+	}{
+		{`{"event_type":"alert.triggered","data":{"severity":"critical"},"labels":{"env":"prod"}}`, true, ""},
+		{`{"event_type":"alert.triggered","data":{"severity":"low"},"labels":{"env":"prod"}}`, false, ""},
+		{`{"event_type":"alert.triggered","data":{"severity":"critical"}}`, false, "missing_field"},
+		{`{"event_type":"deployment.applied","data":{"severity":"critical"},"labels":{"env":"prod"}}`, false, ""},
+	} {
+		for _, p := range []struct{ path, body string }{
+			{saved, `{"event":` + c.event + `}`},
+			{"/api/v1/webhooks/preview", fmt.Sprintf(unsaved, c.event)},
+		} {
+			got := h.answer(t, "POST", p.path, []byte(p.body))
+			reason := ""
+			if got.preview.FilterError != nil {
+				reason = got.preview.FilterError.Reason
+			}
+			if got.status != http.StatusOK || got.preview.Matches != c.matches || reason != c.reason {
+				t.Errorf("%s %s: %d matches %v, filter error %q; want matches %v, %q", p.path, c.event, got.status, got.preview.Matches, reason, c.matches, c.reason)
+			}
+		}
+	}
+	got := h.answer(t, "POST", "/api/v1/webhooks/preview", []byte(`{"webhook":{"filter":"data.x =="},"event_type":"alert.triggered"}`))
+	if got.status != http.StatusUnprocessableEntity || got.field != "webhook.filter" {
+		t.Errorf("a broken expression in the previewed webhook: %v, want 422 on webhook.filter", got)
+	}
+}

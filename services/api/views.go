@@ -14,21 +14,23 @@ import (
 // WebhookView is the webhook object of the API: never the url, auth header,
 // custom header values or secret.
 type WebhookView struct {
-	ID             string            `json:"id"`
-	Name           string            `json:"name"`
-	Description    string            `json:"description"`
-	URLRedacted    string            `json:"url_redacted"`
-	HasURL         bool              `json:"has_url"`
-	HasAuthHeader  bool              `json:"has_auth_header"`
-	HasHeaders     bool              `json:"has_headers"`
-	HeaderNames    []string          `json:"header_names"`
-	EventTypes     []string          `json:"event_types"`
-	TargetLabels   []string          `json:"target_labels"`
-	Filters        *webhooks.Filters `json:"filters"`
-	Enabled        bool              `json:"enabled"`
-	Status         string            `json:"status"`
-	MaxRetries     int               `json:"max_retries"`
-	TimeoutSeconds int               `json:"timeout_seconds"`
+	ID            string            `json:"id"`
+	Name          string            `json:"name"`
+	Description   string            `json:"description"`
+	URLRedacted   string            `json:"url_redacted"`
+	HasURL        bool              `json:"has_url"`
+	HasAuthHeader bool              `json:"has_auth_header"`
+	HasHeaders    bool              `json:"has_headers"`
+	HeaderNames   []string          `json:"header_names"`
+	EventTypes    []string          `json:"event_types"`
+	TargetLabels  []string          `json:"target_labels"`
+	Filters       *webhooks.Filters `json:"filters"`
+	// Filter is the CEL filter expression, null when none.
+	Filter         *string `json:"filter"`
+	Enabled        bool    `json:"enabled"`
+	Status         string  `json:"status"`
+	MaxRetries     int     `json:"max_retries"`
+	TimeoutSeconds int     `json:"timeout_seconds"`
 	// Format is the body's format; FormatOptions its options without the
 	// routing key, which shows only as HasRoutingKey.
 	Format         formats.Name     `json:"format"`
@@ -61,6 +63,10 @@ func webhookView(w *webhooks.Webhook, st store.WebhookStats) WebhookView {
 		CreatedAt: ts(w.CreatedAt), UpdatedAt: ts(w.UpdatedAt)}
 	if v.TargetLabels == nil {
 		v.TargetLabels = []string{}
+	}
+	if w.Filter != "" {
+		f := w.Filter
+		v.Filter = &f
 	}
 	if w.FormatOptions != nil {
 		o := w.FormatOptions.Redacted()

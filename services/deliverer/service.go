@@ -104,7 +104,8 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, _ io.Writer) erro
 	}
 	defer c.Close()
 	m := metrics.New("hermod-deliverer")
-	ix := index.New(c.Store, c.NC, log, index.Options{})
+	// The deliverer looks webhooks up by id and never matches events.
+	ix := index.New(c.Store, c.NC, log, index.Options{LookupOnly: true})
 	d, err := Build(c.JS, ix, cfg, log, m)
 	if err != nil {
 		return err

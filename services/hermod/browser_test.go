@@ -396,6 +396,30 @@ func TestBrowserWebhooksPage(t *testing.T) {
 			t.Fatalf("after Edit: %v", w)
 		}
 
+		// A filter expression that does not compile: the server's error,
+		// with its position, shows at the field, and nothing is saved; a
+		// valid one is saved and shown.
+		b.click("#detail-" + id + " .edit")
+		b.until(10*time.Second, "edit form", `!document.getElementById("webhook-form-section").hidden && document.getElementById("f-name").value === "Deploy notifications (prod)"`)
+		b.run("type a broken filter", chromedp.Click(chromedp.CSS("#advanced summary")),
+			chromedp.SendKeys(chromedp.CSS("#f-filter"), `data.deployment_id ==`))
+		b.click("#form-submit")
+		b.until(10*time.Second, "filter field error", `document.querySelector("#err-filter").textContent.includes("1:22")`)
+		if got := b.text(`document.querySelector("#f-filter").getAttribute("aria-invalid") + " " + document.querySelector("#err-filter").textContent`); !strings.HasPrefix(got, "true filter does not compile: 1:22: Syntax error") {
+			t.Fatalf("the filter field error: %q", got)
+		}
+		if w := p.must(200, "GET", "/api/v1/webhooks/"+id, nil); w["filter"] != nil {
+			t.Fatalf("a refused filter was saved: %v", w["filter"])
+		}
+		b.run("fix the filter", js(`document.getElementById("f-filter").value = ""`),
+			chromedp.SendKeys(chromedp.CSS("#f-filter"), `!has(data.skip)`))
+		b.click("#form-submit")
+		b.until(10*time.Second, "filter saved", `document.getElementById("webhook-form-section").hidden`)
+		if w := p.must(200, "GET", "/api/v1/webhooks/"+id, nil); w["filter"] != "!has(data.skip)" || w["name"] != "Deploy notifications (prod)" {
+			t.Fatalf("after saving the filter: %v", w)
+		}
+		b.until(10*time.Second, "filter shown", fmt.Sprintf(`document.querySelector("#detail-%s").textContent.includes("!has(data.skip)")`, id))
+
 		// Copy: to the clipboard, or (where the browser refuses) shown and selected for Ctrl+C.
 		b.click("#detail-" + id + " .copy")
 		b.until(10*time.Second, "copied", fmt.Sprintf(`/copied|selected/.test(document.querySelector("#detail-%s .result").textContent)`, id))

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -88,6 +89,40 @@ type Router struct {
 	// eventLimit is the largest event fanned out; recordLimit the largest
 	// enqueue record message (0: no limit). See limits.
 	eventLimit, recordLimit int
+	filterLog               filterLog
+}
+
+// filterLogInterval is the least time between two log lines about filter
+// expressions that gave no answer; those in between are only counted.
+const filterLogInterval = 10 * time.Second
+
+// filterLog limits the log lines about filter expression failures: a
+// hostile or careless expression fails on every event, and the metric
+// counts each failure already.
+type filterLog struct {
+	next       atomic.Int64 // unix nanoseconds before which nothing is logged
+	suppressed atomic.Int64 // failures not logged since the last line
+}
+
+// allow says whether a line may be logged at now, and how many failures
+// went unlogged before it.
+func (l *filterLog) allow(now time.Time) (bool, int64) {
+	n := l.next.Load()
+	if now.UnixNano() < n || !l.next.CompareAndSwap(n, now.Add(filterLogInterval).UnixNano()) {
+		l.suppressed.Add(1)
+		return false, 0
+	}
+	return true, l.suppressed.Swap(0)
+}
+
+// filterError hears of a filter expression that gave no answer for an
+// event: counted always, logged at most once per filterLogInterval.
+func (r *Router) filterError(w *webhooks.Webhook, reason string, err error) {
+	r.m.FilterError(reason)
+	if ok, skipped := r.filterLog.allow(time.Now()); ok {
+		r.log.Warn().Str("webhook_id", w.ID).Str("reason", reason).Str("error", err.Error()).Int64("unlogged_before", skipped).
+			Msg("filter expression gave no answer; the event does not match the webhook (counted in hermod_filter_errors_total)")
+	}
 }
 
 // New builds a router.
@@ -177,6 +212,7 @@ func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.
 		_ = msg.Term()
 		return buf
 	}
+	ev.OnFilterError = r.filterError
 	matched := r.ix.Set().Match(ev, buf)
 	enq, err := r.enqueue(ev, body, matched)
 	if err != nil {

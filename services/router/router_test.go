@@ -417,3 +417,59 @@ func TestSweepEvery(t *testing.T) {
 		}
 	}
 }
+
+// A webhook's filter expression decides with the other filters; one that
+// gives no answer (a missing field, a result that is not a bool) is no
+// match, counted by reason, and the event is still acked.
+func TestRouterFilterExpression(t *testing.T) {
+	withFilter := func(id, expr string) *webhooks.Webhook {
+		w := hook(id, true)
+		w.Filter = expr
+		return w
+	}
+	b := newBundle(t, hook("w-plain", true),
+		withFilter("w-prod", `data.deployment_id == "d-1" && labels.env == "prod"`),
+		withFilter("w-staging", `labels.env == "staging"`),
+		withFilter("w-missing", `data.severity == "high"`),
+		withFilter("w-notbool", `data.deployment_id`),
+		withFilter("w-has", `!has(data.severity) && event_type.endsWith(".applied")`))
+	b.r.m = metrics.NewRouting(prometheus.NewRegistry())
+	b.r.handle(b.event(`{"id":"ev-1","event_type":"deployment.applied","labels":{"env":"prod"},"data":{"deployment_id":"d-1"}}`, nil), nil)
+	var got []string
+	for _, m := range b.pub.Published() {
+		if id := m.Header.Get(streams.HdrWebhook); id != "" {
+			got = append(got, id)
+		}
+	}
+	slices.Sort(got)
+	if want := []string{"w-has", "w-plain", "w-prod"}; !slices.Equal(got, want) {
+		t.Errorf("delivered to %v, want %v", got, want)
+	}
+	if all := b.j.All(); all[len(all)-1] != "ack" {
+		t.Errorf("journal %v: the event was not acked", all)
+	}
+	for reason, want := range map[string]float64{"missing_field": 1, "not_bool": 1, "eval": 0, "cost_limit": 0, "compile": 0} {
+		if n := testutil.ToFloat64(b.r.m.FilterErrors.WithLabelValues(reason)); n != want {
+			t.Errorf("hermod_filter_errors_total{reason=%s} = %v, want %v", reason, n, want)
+		}
+	}
+}
+
+// The log about failing expressions lets one line through per interval
+// and tells how many it held back.
+func TestFilterLogIsRateLimited(t *testing.T) {
+	var l filterLog
+	now := time.Unix(1000, 0)
+	if ok, _ := l.allow(now); !ok {
+		t.Fatal("the first failure was not logged")
+	}
+	for range 5 {
+		if ok, _ := l.allow(now.Add(time.Second)); ok {
+			t.Fatal("a failure within the interval was logged")
+		}
+	}
+	ok, skipped := l.allow(now.Add(filterLogInterval))
+	if !ok || skipped != 5 {
+		t.Errorf("after the interval: allow = %v, %d held back; want true, 5", ok, skipped)
+	}
+}

@@ -34,6 +34,10 @@ type Source interface {
 type Options struct {
 	PollInterval   time.Duration // version poll (default 100ms)
 	ResyncInterval time.Duration // full resync (default 60s)
+	// LookupOnly is for an index that only looks webhooks up by id (the
+	// deliverer): its sets do not compile filter expressions, and must not
+	// be matched against.
+	LookupOnly bool
 }
 
 // Index is the live webhook set.
@@ -44,6 +48,7 @@ type Index struct {
 	opts Options
 
 	set      atomic.Pointer[matching.Set]
+	rebuild  sync.Mutex // one rebuild at a time, each from the last
 	mu       sync.Mutex
 	byID     map[string]*webhooks.Webhook
 	dirty    chan struct{}
@@ -250,14 +255,22 @@ func (ix *Index) apply(id string, w *webhooks.Webhook) {
 	}
 }
 
+// rebuildNow replaces the set; a filter expression is compiled only when
+// its webhook's expression changed since the last set.
 func (ix *Index) rebuildNow() {
+	ix.rebuild.Lock()
+	defer ix.rebuild.Unlock()
 	ix.mu.Lock()
 	ws := make([]*webhooks.Webhook, 0, len(ix.byID))
 	for _, w := range ix.byID {
 		ws = append(ws, w)
 	}
 	ix.mu.Unlock()
-	ix.set.Store(matching.Build(ws))
+	if ix.opts.LookupOnly {
+		ix.set.Store(matching.LookupOnly(ws))
+		return
+	}
+	ix.set.Store(matching.Rebuild(ix.set.Load(), ws))
 }
 
 func (ix *Index) resync(ctx context.Context) error {

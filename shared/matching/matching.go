@@ -1,6 +1,7 @@
 // Package matching decides which webhooks an event goes to: event type
-// patterns (exact, "family.*", "*") and the agent_id, stack_id and labels
-// filters. A Set answers in microseconds without any I/O.
+// patterns (exact, "family.*", "*"), the agent_id, stack_id and labels
+// filters, and the filter expression. A Set answers without any I/O; it
+// holds every filter expression compiled.
 package matching
 
 import (
@@ -8,16 +9,35 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hermodhq/hermod/shared/filterexpr"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
 // Event is what matching needs to know about an event.
 type Event struct {
-	ID      string
-	Type    string
-	AgentID *string
-	StackID *string
-	Labels  map[string]string
+	ID        string
+	Type      string
+	Timestamp string
+	AgentID   *string
+	StackID   *string
+	Labels    map[string]string
+	// Data is the envelope's data, decoded only when a filter expression
+	// of a candidate webhook looks at it.
+	Data json.RawMessage
+	// OnFilterError, when set, hears of every filter expression that gave
+	// no answer for this event (the webhook then does not match): reason
+	// is one of filterexpr's Reason constants.
+	OnFilterError func(w *webhooks.Webhook, reason string, err error)
+
+	vars *filterexpr.Vars
+}
+
+// exprVars is the event as filter expressions see it, made once per event.
+func (e *Event) exprVars() *filterexpr.Vars {
+	if e.vars == nil {
+		e.vars = filterexpr.NewVars(e.ID, e.Type, e.Timestamp, e.Data, e.Labels)
+	}
+	return e.vars
 }
 
 // Envelope is the event envelope as published.
@@ -38,7 +58,7 @@ func ParseEnvelope(body []byte) (*Envelope, *Event, error) {
 	if env.EventType == "" {
 		return nil, nil, fmt.Errorf("event envelope: event_type is missing")
 	}
-	ev := &Event{ID: env.ID, Type: env.EventType, Labels: env.Labels}
+	ev := &Event{ID: env.ID, Type: env.EventType, Timestamp: env.Timestamp, Labels: env.Labels, Data: env.Data}
 	if len(env.Labels) > 0 {
 		// A null label value is a missing label, not "": it never matches.
 		var nullable struct {
@@ -115,21 +135,46 @@ func FiltersMatch(f *webhooks.Filters, e *Event) bool {
 	return true
 }
 
-// Set is an immutable index of webhooks by event type pattern.
+// Set is an immutable index of webhooks by event type pattern, with the
+// compiled filter expressions.
 type Set struct {
 	exact  map[string][]*webhooks.Webhook
 	family map[string][]*webhooks.Webhook
 	all    []*webhooks.Webhook
 	byID   map[string]*webhooks.Webhook
+	// progs holds the compiled filter expression of each webhook that has
+	// one, by webhook id; broken the compile error of a stored expression
+	// that does not compile (saved by another version): such a webhook
+	// matches nothing.
+	progs  map[string]*filterexpr.Program
+	broken map[string]error
 }
 
-// Build indexes ws. Each webhook is placed so that it matches a type at most
-// once: "*" wins over a family, a family over its exact types.
-func Build(ws []*webhooks.Webhook) *Set {
-	s := &Set{exact: map[string][]*webhooks.Webhook{}, family: map[string][]*webhooks.Webhook{},
-		byID: make(map[string]*webhooks.Webhook, len(ws))}
+// Build indexes ws, compiling every filter expression.
+func Build(ws []*webhooks.Webhook) *Set { return Rebuild(nil, ws) }
+
+// LookupOnly indexes ws for Get and Len alone, compiling nothing (the
+// deliverer looks webhooks up but never matches). Matching against it
+// treats every webhook with a filter expression as not matching.
+func LookupOnly(ws []*webhooks.Webhook) *Set {
+	s := &Set{byID: make(map[string]*webhooks.Webhook, len(ws))}
 	for _, w := range ws {
 		s.byID[w.ID] = w
+	}
+	return s
+}
+
+// Rebuild indexes ws, taking from prev (nil: none) the compiled filter
+// expression of each webhook whose expression did not change, so an
+// expression is compiled once per change of its webhook, never per event.
+// Each webhook is placed so that it matches a type at most once: "*" wins
+// over a family, a family over its exact types.
+func Rebuild(prev *Set, ws []*webhooks.Webhook) *Set {
+	s := &Set{exact: map[string][]*webhooks.Webhook{}, family: map[string][]*webhooks.Webhook{},
+		byID: make(map[string]*webhooks.Webhook, len(ws)), progs: map[string]*filterexpr.Program{}}
+	for _, w := range ws {
+		s.byID[w.ID] = w
+		s.compile(prev, w)
 		star := false
 		fams := map[string]bool{}
 		for _, p := range w.EventTypes {
@@ -161,6 +206,62 @@ func Build(ws []*webhooks.Webhook) *Set {
 	return s
 }
 
+// compile keeps w's compiled filter expression, prev's when unchanged.
+func (s *Set) compile(prev *Set, w *webhooks.Webhook) {
+	if w.Filter == "" {
+		return
+	}
+	if prev != nil {
+		if p := prev.progs[w.ID]; p != nil && p.Source() == w.Filter {
+			s.progs[w.ID] = p
+			return
+		}
+	}
+	p, err := filterexpr.Compile(w.Filter)
+	if err != nil {
+		if s.broken == nil {
+			s.broken = map[string]error{}
+		}
+		s.broken[w.ID] = err
+		return
+	}
+	s.progs[w.ID] = p
+}
+
+// FilterMatches reports whether w's filter expression (if any) is true for
+// e. An expression that gives no answer (an error, a result that is not a
+// bool, the cost limit) is false, and told to e.OnFilterError.
+func (s *Set) FilterMatches(w *webhooks.Webhook, e *Event) bool {
+	if w.Filter == "" {
+		return true
+	}
+	p := s.progs[w.ID]
+	if p == nil || p.Source() != w.Filter {
+		err := s.broken[w.ID]
+		if err == nil {
+			err = fmt.Errorf("webhook %s is not in this set", w.ID)
+		}
+		s.report(e, w, filterexpr.ReasonCompile, err)
+		return false
+	}
+	ok, err := p.Eval(e.exprVars())
+	if err != nil {
+		reason := filterexpr.ReasonEval
+		if ee, isEval := err.(*filterexpr.EvalError); isEval {
+			reason = ee.Reason
+		}
+		s.report(e, w, reason, err)
+		return false
+	}
+	return ok
+}
+
+func (s *Set) report(e *Event, w *webhooks.Webhook, reason string, err error) {
+	if e.OnFilterError != nil {
+		e.OnFilterError(w, reason, err)
+	}
+}
+
 // Get returns the webhook with id, if indexed.
 func (s *Set) Get(id string) (*webhooks.Webhook, bool) {
 	w, ok := s.byID[id]
@@ -174,7 +275,7 @@ func (s *Set) Len() int { return len(s.byID) }
 func (s *Set) Match(e *Event, out []*webhooks.Webhook) []*webhooks.Webhook {
 	add := func(ws []*webhooks.Webhook) {
 		for _, w := range ws {
-			if FiltersMatch(w.Filters, e) {
+			if FiltersMatch(w.Filters, e) && s.FilterMatches(w, e) {
 				out = append(out, w)
 			}
 		}

@@ -175,6 +175,10 @@ type Routing struct {
 	// EventsRefused counts events the router terminated without a
 	// delivery, by reason: too_large, not_an_envelope, delivery_copy.
 	EventsRefused *prometheus.CounterVec
+	// FilterErrors counts filter expressions that gave no answer for an
+	// event (the webhook did not match it), by reason: missing_field,
+	// cost_limit, not_bool, eval, compile.
+	FilterErrors *prometheus.CounterVec
 }
 
 // NewRouting creates the router's metrics and registers them on r.
@@ -186,9 +190,25 @@ func NewRouting(r prometheus.Registerer) *Routing {
 			Help: "Deliveries enqueued by the router."}),
 		EventsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_events_refused_total",
 			Help: "Events the router refused (terminated without delivering), by reason."}, []string{"reason"}),
+		FilterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_filter_errors_total",
+			Help: "Evaluations of a webhook's filter expression that gave no answer (the event did not match the webhook), by reason."}, []string{"reason"}),
 	}
-	r.MustRegister(m.EventsRouted, m.DeliveriesQueued, m.EventsRefused)
+	for _, reason := range FilterErrorReasons {
+		m.FilterErrors.WithLabelValues(reason)
+	}
+	r.MustRegister(m.EventsRouted, m.DeliveriesQueued, m.EventsRefused, m.FilterErrors)
 	return m
+}
+
+// FilterErrorReasons are the reasons of hermod_filter_errors_total
+// (filterexpr's Reason constants), shown at 0 from the start.
+var FilterErrorReasons = []string{"missing_field", "cost_limit", "not_bool", "eval", "compile"}
+
+// FilterError counts one filter expression that gave no answer for reason.
+func (m *Routing) FilterError(reason string) {
+	if m != nil {
+		m.FilterErrors.WithLabelValues(reason).Inc()
+	}
 }
 
 // Refused counts one event refused for reason.

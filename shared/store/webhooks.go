@@ -89,6 +89,7 @@ type storedWebhook struct {
 	EventTypes     []string          `json:"event_types"`
 	TargetLabels   []string          `json:"target_labels,omitempty"`
 	Filters        *webhooks.Filters `json:"filters,omitempty"`
+	Filter         string            `json:"filter,omitempty"` // CEL expression
 	MaxRetries     int               `json:"max_retries"`
 	TimeoutSeconds int               `json:"timeout_seconds"`
 	Enabled        bool              `json:"enabled"`
@@ -103,7 +104,7 @@ func (s *Store) seal(w *webhooks.Webhook) ([]byte, error) {
 		return nil, errors.New("store has no encryption key")
 	}
 	sw := storedWebhook{ID: w.ID, Name: w.Name, Description: w.Description, EventTypes: w.EventTypes,
-		TargetLabels: w.TargetLabels, Filters: w.Filters, MaxRetries: w.MaxRetries, TimeoutSeconds: w.TimeoutSeconds,
+		TargetLabels: w.TargetLabels, Filters: w.Filters, Filter: w.Filter, MaxRetries: w.MaxRetries, TimeoutSeconds: w.TimeoutSeconds,
 		Enabled: w.Enabled, CreatedAt: w.CreatedAt.UnixMicro(), UpdatedAt: w.UpdatedAt.UnixMicro()}
 	var err error
 	if sw.URL, err = s.box.Seal(w.URL); err != nil {
@@ -151,7 +152,7 @@ func (s *Store) open(data []byte) (*webhooks.Webhook, error) {
 		return nil, fmt.Errorf("decode webhook: %w", err)
 	}
 	w := &webhooks.Webhook{ID: sw.ID, Name: sw.Name, Description: sw.Description, EventTypes: sw.EventTypes,
-		TargetLabels: sw.TargetLabels, Filters: sw.Filters, MaxRetries: sw.MaxRetries, TimeoutSeconds: sw.TimeoutSeconds,
+		TargetLabels: sw.TargetLabels, Filters: sw.Filters, Filter: sw.Filter, MaxRetries: sw.MaxRetries, TimeoutSeconds: sw.TimeoutSeconds,
 		Enabled: sw.Enabled, Format: sw.Format, CreatedAt: time.UnixMicro(sw.CreatedAt).UTC(), UpdatedAt: time.UnixMicro(sw.UpdatedAt).UTC()}
 	if s.box == nil {
 		w.URL = "" // sealed; not needed without the key

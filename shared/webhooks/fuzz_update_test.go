@@ -5,6 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/hermodhq/hermod/shared/filterexpr"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
@@ -29,6 +30,11 @@ func checkInvariants(t *testing.T, w *webhooks.Webhook) {
 	}
 	if strings.ContainsAny(w.AuthHeader, "\r\n\x00") || len(w.AuthHeader) > webhooks.MaxAuthHeaderLength {
 		t.Fatalf("auth header %q accepted", w.AuthHeader)
+	}
+	if w.Filter != "" {
+		if _, err := filterexpr.Compile(w.Filter); err != nil {
+			t.Fatalf("filter %q accepted but does not compile: %v", w.Filter, err)
+		}
 	}
 	if w.Headers != nil {
 		canon, err := webhooks.CanonicalHeaders("headers", w.Headers)
@@ -77,6 +83,11 @@ func FuzzApplyUpdate(f *testing.F) {
 		`{"headers":{"dd-api-key":"k","X-Scope":"a\tb"}}`,
 		`{"headers":{"Upgrade":"websocket"}}`,
 		`{"headers":null}`,
+		`{"filter":"data.severity in [\"critical\"] && labels.env == \"prod\""}`,
+		`{"filter":"data.severity =="}`,
+		`{"filter":null}`,
+		`{"filter":""}`,
+		`{"filter":1}`,
 		`{}}`,
 	} {
 		f.Add([]byte(seed))

@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hermodhq/hermod/shared/catalog"
+	"github.com/hermodhq/hermod/shared/filterexpr"
 	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/signing"
 )
@@ -68,8 +69,11 @@ type Webhook struct {
 	EventTypes          []string
 	TargetLabels        []string
 	Filters             *Filters
-	MaxRetries          int
-	TimeoutSeconds      int
+	// Filter is a CEL expression over the event envelope ("" when none);
+	// an event reaches the webhook only when it is true (shared/filterexpr).
+	Filter         string
+	MaxRetries     int
+	TimeoutSeconds int
 	// Format is the body's format ("" and "standard": the envelope) and
 	// FormatOptions its options (the PagerDuty routing key among them: a
 	// secret, sealed at rest).
@@ -144,9 +148,12 @@ func RedactURL(raw string) string {
 }
 
 // FieldError is a rule broken by one field; the API answers it with 422.
+// Line and Column (1-based) place the problem inside the field's value
+// when it has positions (a filter expression); 0 otherwise.
 type FieldError struct {
-	Field   string
-	Message string
+	Field        string
+	Message      string
+	Line, Column int
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
@@ -322,7 +329,7 @@ func ValidateURL(field, raw string) error {
 var allowedFields = map[string]bool{
 	"name": true, "description": true, "url": true, "event_types": true,
 	"auth_header": true, "headers": true, "secret": true, "target_labels": true, "filters": true,
-	"max_retries": true, "timeout_seconds": true, "enabled": true,
+	"filter": true, "max_retries": true, "timeout_seconds": true, "enabled": true,
 	"format": true, "format_options": true,
 }
 
@@ -389,7 +396,7 @@ func Apply(w *Webhook, raw map[string]json.RawMessage, create bool, cat *catalog
 	}
 	// Fields in a fixed order so the first error is deterministic.
 	order := []string{"name", "description", "url", "event_types", "auth_header", "headers", "secret",
-		"target_labels", "filters", "max_retries", "timeout_seconds", "enabled", "format", "format_options"}
+		"target_labels", "filters", "filter", "max_retries", "timeout_seconds", "enabled", "format", "format_options"}
 	before := w.Format
 	for _, f := range order {
 		r, ok := raw[f]
@@ -601,6 +608,16 @@ func applyField(w *Webhook, f string, r json.RawMessage, cat *catalog.Catalog) e
 			return nil
 		}
 		return applyFilters(w, r)
+	case "filter":
+		if null {
+			w.Filter = ""
+			return nil
+		}
+		var s string
+		if err := decodeField(f, r, &s, "a string (a CEL expression)"); err != nil {
+			return err
+		}
+		return applyFilter(w, s)
 	case "max_retries":
 		var n int
 		if null {
@@ -637,6 +654,26 @@ func applyField(w *Webhook, f string, r json.RawMessage, cat *catalog.Catalog) e
 		}
 		w.Enabled = b
 	}
+	return nil
+}
+
+// applyFilter sets w's filter expression after compiling it: "" (or only
+// spaces) clears it; an expression that does not compile is refused with
+// the position of its first problem.
+func applyFilter(w *Webhook, s string) error {
+	if strings.TrimSpace(s) == "" {
+		w.Filter = ""
+		return nil
+	}
+	if _, err := filterexpr.Compile(s); err != nil {
+		var ce *filterexpr.Error
+		if !errors.As(err, &ce) {
+			return fmt.Errorf("filter: %w", err)
+		}
+		first := ce.First()
+		return &FieldError{Field: "filter", Message: "does not compile: " + ce.Error(), Line: first.Line, Column: first.Column}
+	}
+	w.Filter = s
 	return nil
 }
 

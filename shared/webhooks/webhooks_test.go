@@ -852,3 +852,51 @@ func TestApplySeverityPatterns(t *testing.T) {
 		})
 	}
 }
+
+// filter: compiled when applied; a refusal names the field and the
+// position of the first problem; null, "" and spaces clear it; omitted it
+// stays.
+func TestApplyFilter(t *testing.T) {
+	create := `{"name":"n","url":"https://hooks.example.test/in","event_types":["*"],"filter":%s}`
+	w := withDefaults()
+	if err := applyJSON(w, fmt.Sprintf(create, `"data.severity in [\"critical\",\"high\"] && labels.env == \"prod\""`), true); err != nil {
+		t.Fatalf("valid filter refused: %v", err)
+	}
+	if w.Filter != `data.severity in ["critical","high"] && labels.env == "prod"` {
+		t.Errorf("filter = %q", w.Filter)
+	}
+	for _, c := range []struct {
+		body         string
+		line, column int
+		contains     string
+	}{
+		{`{"filter":"data.severity =="}`, 1, 17, "1:17: Syntax error"},
+		{`{"filter":"event_type == \"a\" &&\n  nope"}`, 2, 3, "2:3: undeclared reference to 'nope'"},
+		{`{"filter":"event_type"}`, 0, 0, "must evaluate to a bool"},
+		{`{"filter":1}`, 0, 0, "must be a string"},
+		{`{"filter":"` + strings.Repeat("a", 4097) + `"}`, 0, 0, "at most 4096 bytes"},
+	} {
+		before := w.Filter
+		err := applyJSON(w, c.body, false)
+		var fe *webhooks.FieldError
+		if !errors.As(err, &fe) || fe.Field != "filter" {
+			t.Errorf("%.60s: error %v, want a refusal of filter", c.body, err)
+			continue
+		}
+		if fe.Line != c.line || fe.Column != c.column || !strings.Contains(fe.Message, c.contains) {
+			t.Errorf("%.60s: %d:%d %q, want %d:%d and %q", c.body, fe.Line, fe.Column, fe.Message, c.line, c.column, c.contains)
+		}
+		if w.Filter != before {
+			t.Errorf("%.60s: a refused filter changed the webhook's", c.body)
+		}
+	}
+	if err := applyJSON(w, `{"name":"renamed"}`, false); err != nil || w.Filter == "" {
+		t.Errorf("an update without filter cleared it: %v", err)
+	}
+	for _, clear := range []string{`null`, `""`, `"  "`} {
+		w.Filter = "true"
+		if err := applyJSON(w, `{"filter":`+clear+`}`, false); err != nil || w.Filter != "" {
+			t.Errorf("filter %s: %v, filter %q; want cleared", clear, err, w.Filter)
+		}
+	}
+}

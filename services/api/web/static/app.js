@@ -411,6 +411,7 @@
       ['Event types', w.event_types.join(', ')],
       ['Delivery', deliveryMode(w)],
       ['Filters', w.filters ? JSON.stringify(w.filters) : 'none'],
+      ['Filter expression', w.filter ? h('code', { text: w.filter }) : 'none'],
       ['Max retries', String(w.max_retries)],
       ['Timeout', w.timeout_seconds + ' s'],
       ['Created', timeEl(w.created_at)],
@@ -804,7 +805,7 @@
     let input = base === 'filters' ? document.getElementById('f-filter-labels') : document.getElementById('f-' + base);
     if (base === 'format_options') input = formatOptionsInput(String(field));
     if (input) input.setAttribute('aria-invalid', 'true');
-    if (base === 'target_labels' || base === 'filters' || base === 'max_retries' || base === 'timeout_seconds' ||
+    if (base === 'target_labels' || base === 'filters' || base === 'filter' || base === 'max_retries' || base === 'timeout_seconds' ||
       base === 'auth_header' || base === 'description') document.getElementById('advanced').open = true;
     return input || slot;
   }
@@ -846,6 +847,7 @@
       form.elements.filter_agent_id.value = f.agent_id || '';
       form.elements.filter_stack_id.value = f.stack_id || '';
       form.elements.filter_labels.value = Object.entries(f.labels || {}).map(([k, v]) => k + '=' + v).join(', ');
+      form.elements.filter.value = w.filter || '';
       for (const cb of form.querySelectorAll('input[name=event_types]')) cb.checked = w.event_types.includes(cb.value);
       form.elements.format.value = w.format || 'standard';
       const o = Object.assign({}, w.format_options || {});
@@ -879,7 +881,7 @@
     const norm = {
       name: w.name, description: w.description || '', event_types: [...w.event_types].sort(),
       target_labels: w.target_labels && w.target_labels.length ? [...w.target_labels].sort() : null,
-      filters: w.filters || null, max_retries: w.max_retries, timeout_seconds: w.timeout_seconds,
+      filters: w.filters || null, filter: w.filter || null, max_retries: w.max_retries, timeout_seconds: w.timeout_seconds,
       format: w.format || 'standard', format_options: w.format_options || null,
     };
     const out = {};
@@ -952,6 +954,10 @@
     }
     const types = [...form.querySelectorAll('input[name=event_types]:checked')].map((c) => c.value);
     webhook.event_types = types.length ? types : ['*'];
+    // The answer's matches says whether the sample event passes the typed
+    // filter expression too.
+    const expr = form.elements.filter.value.trim();
+    if (expr) webhook.filter = expr;
     try {
       const r = await api('POST', '/webhooks/preview', { webhook });
       if (seq === previewSeq) previewOut.textContent = JSON.stringify(r.body, null, 2);
@@ -996,6 +1002,9 @@
     }
     if (Object.keys(filters).length) body.filters = filters;
     else if (editing) body.filters = null;
+    const expr = el.filter.value.trim();
+    if (expr) body.filter = expr;
+    else if (editing) body.filter = null;
     Object.assign(body, formatBody(editing));
     for (const k of ['max_retries', 'timeout_seconds']) {
       const v = el[k].value.trim();
