@@ -676,6 +676,8 @@ func checkCompose(name string, src []byte, f composeFacts, opt checkOptions) []s
 			}
 		}
 		switch {
+		case imageIs(s, "redis") && slices.Contains(s.Command, "--sentinel") || strings.Contains(strings.Join(s.Command, " "), " --sentinel"):
+			// A Sentinel keeps no data: only the servers' rules do not apply.
 		case imageIs(s, "redis"):
 			checkRedis(s, sadd)
 		case imageIs(s, "nats"):

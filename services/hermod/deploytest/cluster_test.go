@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -77,6 +78,95 @@ func (sm *sampler) stall(from, to time.Time) time.Duration {
 	return longest // a stall still open at to is counted in the next window
 }
 
+// watchAPI polls an API route that reads Redis (a webhook's deliveries)
+// until the returned function is called and the route answers 200 again
+// (or a minute passes). That function says the longest time the route did
+// not answer 200: from the start of the first request that failed to the
+// end of the next that succeeded, a slow success counting for its whole
+// time (a request held while the client finds the new primary is an
+// outage too), and the statuses of the failed answers.
+func (s *stack) watchAPI(webhookID string) func() (time.Duration, map[string]int) {
+	stop := make(chan struct{})
+	type report struct {
+		longest time.Duration
+		failed  map[string]int
+	}
+	done := make(chan report, 1)
+	go func() {
+		r := report{failed: map[string]int{}}
+		stopping := stop    // nil once asked to stop
+		var since time.Time // zero: answering
+		var giveUp <-chan time.Time
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopping:
+				stopping, giveUp = nil, time.After(time.Minute)
+			case <-giveUp:
+				if !since.IsZero() {
+					r.longest = max(r.longest, time.Since(since))
+				}
+				done <- r
+				return
+			case <-tick.C:
+			}
+			start := time.Now()
+			req, _ := http.NewRequest(http.MethodGet, s.api+"/api/v1/webhooks/"+webhookID+"/deliveries?limit=1", nil)
+			req.Header.Set("Authorization", "Bearer "+s.key)
+			ok := false
+			if resp, err := s.hc.Do(req); err != nil {
+				r.failed["error"]++
+			} else {
+				ok = resp.StatusCode == http.StatusOK
+				if !ok {
+					r.failed[strconv.Itoa(resp.StatusCode)]++
+				}
+				_ = resp.Body.Close()
+			}
+			switch {
+			case !ok && since.IsZero():
+				since = start
+			case ok && !since.IsZero():
+				r.longest = max(r.longest, time.Since(since))
+				since = time.Time{}
+			case ok:
+				r.longest = max(r.longest, time.Since(start))
+			}
+			if ok && stopping == nil {
+				done <- r
+				return
+			}
+		}
+	}()
+	return func() (time.Duration, map[string]int) { close(stop); r := <-done; return r.longest, r.failed }
+}
+
+// promoted waits until a majority of the Sentinels name addr (the cluster
+// file gives every Redis node a fixed address) the Redis
+// primary.
+func (s *stack) promoted(addr string) {
+	s.t.Helper()
+	var last []string
+	hermodtest.CheckFor(s.t, 2*time.Minute, 500*time.Millisecond, func() error {
+		last = last[:0]
+		agree := 0
+		for _, sentinel := range []string{"sentinel-1", "sentinel-2", "sentinel-3"} {
+			out, err := exec.Command("docker", "exec", s.container(sentinel, 0),
+				"redis-cli", "-p", "26379", "sentinel", "get-master-addr-by-name", "hermod").Output()
+			primary := strings.Fields(string(out))
+			if err == nil && len(primary) > 0 && primary[0] == addr {
+				agree++
+			}
+			last = append(last, fmt.Sprintf("%s: %q %v", sentinel, strings.Join(primary, ":"), err))
+		}
+		if agree < 2 {
+			return fmt.Errorf("%d Sentinels name %s the primary: %s", agree, addr, strings.Join(last, "; "))
+		}
+		return nil
+	})
+}
+
 // container is the id of a service's only (or i-th) container.
 func (s *stack) container(service string, i int) string {
 	s.t.Helper()
@@ -141,7 +231,8 @@ func (s *stack) deliveriesLeader() string {
 // replicas) started for real, with faults across containers while events
 // flow through the API at a steady rate: the node that leads the
 // deliveries stream killed and brought back, a node and then a deliverer
-// cut off the network and reconnected, Redis restarted, and every Hermod
+// cut off the network and reconnected, the Redis primary killed (its
+// Sentinels fail over to the replica) and brought back, and every Hermod
 // container restarted one at a time. Nothing accepted may be lost;
 // duplicates are counted; the longest stall of delivery after each fault
 // is reported.
@@ -152,8 +243,9 @@ func TestComposeCluster(t *testing.T) {
 	}
 	s := up(t, secret, []string{"compose.cluster.yaml"}, []string{"compose.ci.cluster.yaml"})
 	const path = "/fast/cluster"
-	s.call(http.MethodPost, "/api/v1/webhooks", map[string]any{"name": "cluster", "url": "http://receiver:9000" + path,
+	hook := s.call(http.MethodPost, "/api/v1/webhooks", map[string]any{"name": "cluster", "url": "http://receiver:9000" + path,
 		"event_types": []string{"deployment.*"}, "secret": secret}, http.StatusCreated)
+	hookID, _ := hook["id"].(string)
 
 	const rate = 50 // events per second, through the API
 	ctx, cancel := context.WithCancel(context.Background())
@@ -206,9 +298,14 @@ func TestComposeCluster(t *testing.T) {
 			docker(t, "network", "connect", network, id)
 			healthy(t, id)
 		}},
-		{"restart Redis", func() {
+		{"kill the Redis primary (the Sentinels fail over), bring it back", func() {
 			id := s.container("redis", 0)
-			docker(t, "restart", id)
+			down := s.watchAPI(hookID)
+			docker(t, "kill", id)
+			s.promoted(subnetPrefix + ".11") // redis-replica
+			longest, failed := down()
+			t.Logf("the Sentinels promoted redis-replica; the API did not answer 200 for at most %.1f s (failed answers: %v)", longest.Seconds(), failed)
+			docker(t, "start", id)
 			healthy(t, id)
 		}},
 		{"restart every Hermod container, one at a time", func() {

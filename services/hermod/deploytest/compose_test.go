@@ -27,7 +27,12 @@ import (
 	"github.com/hermodhq/hermod/shared/signing"
 )
 
-const subnet = "172.30.213.0/24"
+// The stack's network: the CI override gives it this subnet, and the
+// cluster file's fixed Redis and Sentinel addresses are in it.
+const (
+	subnetPrefix = "172.30.213"
+	subnet       = subnetPrefix + ".0/24"
+)
 
 // stack is one `docker compose` project of Hermod's stack.
 type stack struct {
@@ -88,6 +93,7 @@ func up(t *testing.T, secret string, files, ciFiles []string) *stack {
 		"HERMOD_CI_RECEIVER_PORT=" + recvPort,
 		"HERMOD_CI_RECEIVER_SECRET=" + secret,
 		"HERMOD_CI_SUBNET=" + subnet,
+		"HERMOD_CLUSTER_NET=" + subnetPrefix,
 		// The deliverers' SSRF guard allows the stack's own network only.
 		"HERMOD_DELIVERY_ALLOW_CIDRS=" + subnet,
 		"HERMOD_SHUTDOWN_TIMEOUT=10s",
@@ -109,7 +115,7 @@ func up(t *testing.T, secret string, files, ciFiles []string) *stack {
 	s.nats = "nats://hermod:" + natsPassword + "@127.0.0.1:" + natsPort
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := s.compose("--profile", "agent", "logs", "--no-color", "--tail", "40")
+			out, _ := s.compose("--profile", "agent", "logs", "--no-color", "--tail", "80")
 			t.Logf("--- compose logs ---\n%s", out)
 		}
 		if out, err := s.compose("--profile", "agent", "down", "--volumes", "--remove-orphans", "--timeout", "20"); err != nil {
