@@ -535,7 +535,7 @@ var bodyless = map[string]bool{
 	"POST /api/v1/webhooks/:id/pause": true, "POST /api/v1/webhooks/:id/resume": true,
 	"POST /api/v1/webhooks/:id/test": true, "POST /api/v1/deliveries/:id/retry": true,
 	"POST /api/v1/replays/:id/cancel": true,
-	"POST /api/v1/*": true, "PUT /api/v1/*": true, "PATCH /api/v1/*": true,
+	"POST /api/v1/*":                  true, "PUT /api/v1/*": true, "PATCH /api/v1/*": true,
 }
 
 // hostileAllocFactor bounds what handling one oversized or deeply nested

@@ -57,6 +57,7 @@ type Replayer struct {
 	step       int
 	owner      string
 	keep       time.Duration
+	poll       time.Duration // ReplayPoll (shorter in tests)
 	onFinished func(ReplayView)
 
 	wakeC   chan struct{}
@@ -71,7 +72,7 @@ func newReplayer(q requeuer, perSecond int, keep time.Duration, log zerolog.Logg
 	}
 	return &Replayer{q: q, log: log.With().Str("component", "replays").Logger(),
 		limiter: rate.NewLimiter(rate.Limit(perSecond), max(1, perSecond/50)),
-		step:    min(100, max(1, perSecond/10)), owner: uuid.NewString(), keep: keep,
+		step:    min(100, max(1, perSecond/10)), owner: uuid.NewString(), keep: keep, poll: ReplayPoll,
 		wakeC: make(chan struct{}, 1), running: map[string]bool{}}
 }
 
@@ -97,7 +98,7 @@ func (r *Replayer) finished(rp *store.Replay) {
 func (r *Replayer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	t := time.NewTicker(ReplayPoll)
+	t := time.NewTicker(r.poll)
 	defer t.Stop()
 	for {
 		r.claim(ctx, &wg)
