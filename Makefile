@@ -127,6 +127,7 @@ fuzz:
 	cd shared && $(FUZZ) '^FuzzVerify$$' ./signing
 	cd shared && $(FUZZ) '^FuzzCanonicalLabels$$' ./webhooks
 	cd services/api && $(FUZZ) '^FuzzDecodeEvent$$' .
+	cd services/api && $(FUZZ) '^FuzzParseReplay$$' .
 
 # Browser screenshots of the Webhooks page into docs/images (the README shows them).
 screenshots: build

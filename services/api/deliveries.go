@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -176,32 +174,12 @@ func (s *Server) retryDelivery(c echo.Context) error {
 	if err != nil {
 		return unavailable("redis", err)
 	}
-	// Publish first, then record. The other order (record pending, then
-	// publish) leaves a record that says pending with no message behind it
-	// when the publish fails, and every later retry is refused (409: not
-	// dead). Publishing first needs no rollback:
-	//   - the publish fails: nothing changed, the record is still dead and a
-	//     later retry starts over;
-	//   - the publish succeeds but the record is not written (Redis down):
-	//     the answer is 503, the message is delivered anyway and its outcome
-	//     (epoch+1, a later order than this pending) is recorded by the
-	//     recorder; a retry before that republishes with the same message id,
-	//     which the deliveries stream drops as a duplicate within
-	//     HERMOD_DEDUP_WINDOW, then records;
-	//   - an outcome of the new epoch recorded before this pending is never
-	//     overwritten by it (records only move forward).
-	meta := streams.Meta{DeliveryID: d.ID, WebhookID: d.WebhookID, EventID: d.EventID, EventType: d.EventType,
-		Epoch: d.Epoch + 1, CreatedAt: d.CreatedAt.UnixMilli()}
-	subject := streams.SubjectFor(w.ID, w.TargetLabels, w.Enabled)
-	if len(w.TargetLabels) == 0 && !w.Enabled {
-		meta.HeldSince = meta.CreatedAt
-	}
-	msgID := d.ID + ":retry:" + strconv.Itoa(meta.Epoch)
-	if _, err := s.js.PublishMsg(ctx, streams.NewMsg(subject, msgID, meta, payload)); err != nil {
-		return unavailable("nats", fmt.Errorf("publish retry of delivery %s: %w", d.ID, err))
-	}
-	if err := s.st.Requeue(ctx, d, s.opts.Limits); err != nil {
-		return unavailable("redis", err)
+	if err := s.requeuer().requeue(ctx, d, w, payload); err != nil {
+		var re *requeueError
+		if errors.As(err, &re) {
+			return unavailable(re.dep, err)
+		}
+		return internal(err)
 	}
 	return c.JSON(http.StatusAccepted, map[string]any{"id": d.ID, "status": streams.StatusPending})
 }

@@ -48,6 +48,7 @@ type hostile struct {
 	webhook string // a webhook's id
 	agent   string // an agent's id
 	dead    string // a dead delivery's id (retryable)
+	replay  string // a replay's id
 	cookie  string // a web session's cookie
 }
 
@@ -110,6 +111,16 @@ func startHostile(t *testing.T) *hostile {
 	if code, body := h.call("GET", "/api/v1/deliveries/"+h.dead, bearer(hostileKey), nil); code != http.StatusOK {
 		t.Fatalf("the dead delivery: %d %s", code, body)
 	}
+	code, body = h.call("POST", "/api/v1/webhooks/"+h.webhook+"/replay", bearer(hostileKey),
+		[]byte(`{"statuses":["dead"],"since":"2026-01-01T00:00:00Z","until":"2026-01-02T00:00:00Z"}`))
+	if code != http.StatusAccepted {
+		t.Fatalf("create replay: %d %s", code, body)
+	}
+	var rp ReplayView
+	if err := json.Unmarshal(body, &rp); err != nil {
+		t.Fatal(err)
+	}
+	h.replay = rp.ID
 	if h.cookie = signIn(t, s.Handler(), hostileKey); h.cookie == "" {
 		t.Fatal("sign-in refused")
 	}
@@ -215,6 +226,8 @@ func (h *hostile) concrete(r route) string {
 		p = strings.Replace(p, ":id", h.dead, 1)
 	case strings.HasPrefix(p, "/api/v1/agents/:id"):
 		p = strings.Replace(p, ":id", h.agent, 1)
+	case strings.HasPrefix(p, "/api/v1/replays/:id"):
+		p = strings.Replace(p, ":id", h.replay, 1)
 	case p == "/api/v1/*":
 		p = "/api/v1/no-such-route"
 	case p == "/static/*":
@@ -460,6 +473,13 @@ type badBodies struct{ wrongType, nul, crlf, hugeFloat, hugeInt string }
 // bodyCases lists, for every POST, PUT and PATCH API route that reads a
 // JSON body, its own hostile bodies (the generic ones apply to all).
 var bodyCases = map[string]badBodies{
+	"POST /api/v1/webhooks/:id/replay": {
+		wrongType: `{"statuses":"dead","since":"2026-01-01T00:00:00Z","until":"2026-01-02T00:00:00Z"}`,
+		nul:       `{"statuses":["dead\u0000"],"since":"2026-01-01T00:00:00Z","until":"2026-01-02T00:00:00Z"}`,
+		crlf:      `{"statuses":["dead"],"since":"2026-01-01T00:00:00Z\r\n","until":"2026-01-02T00:00:00Z"}`,
+		hugeFloat: `{"statuses":["dead"],"since":1e400,"until":"2026-01-02T00:00:00Z"}`,
+		hugeInt:   `{"statuses":["dead"],"since":"2026-01-01T00:00:00Z","until":99999999999999999999999}`,
+	},
 	"POST /api/v1/webhooks": {
 		wrongType: `{"name":"n","url":"https://example.test/h","event_types":"*"}`,
 		nul:       `{"name":"a\u0000b","url":"https://example.test/h","event_types":["*"]}`,
@@ -514,7 +534,8 @@ var bodyCases = map[string]badBodies{
 var bodyless = map[string]bool{
 	"POST /api/v1/webhooks/:id/pause": true, "POST /api/v1/webhooks/:id/resume": true,
 	"POST /api/v1/webhooks/:id/test": true, "POST /api/v1/deliveries/:id/retry": true,
-	"POST /api/v1/*": true, "PUT /api/v1/*": true, "PATCH /api/v1/*": true,
+	"POST /api/v1/replays/:id/cancel": true,
+	"POST /api/v1/*":                  true, "PUT /api/v1/*": true, "PATCH /api/v1/*": true,
 }
 
 // hostileAllocFactor bounds what handling one oversized or deeply nested

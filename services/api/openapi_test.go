@@ -368,6 +368,8 @@ func TestOpenAPISchemasMatchViews(t *testing.T) {
 		{reflect.TypeFor[Page[WebhookView]](), []string{"WebhookList"}},
 		{reflect.TypeFor[Page[DeliveryView]](), []string{"DeliveryList"}},
 		{reflect.TypeFor[Page[AgentView]](), []string{"AgentList"}},
+		{reflect.TypeFor[ReplayView](), []string{"Replay"}},
+		{reflect.TypeFor[Page[ReplayView]](), []string{"ReplayList"}},
 	}
 	for _, c := range cases {
 		props, required := map[string]bool{}, map[string]bool{}

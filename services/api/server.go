@@ -45,6 +45,7 @@ type Options struct {
 	AcquireTTL    time.Duration // ack wait of the label-set consumers
 	SessionTTL    time.Duration // web page sessions (default 12h)
 	SecureCookies bool          // always mark cookies Secure (else only behind TLS)
+	ReplayRate    int           // deliveries per second all replays of this process requeue (default 500)
 }
 
 // Server is the API server.
@@ -66,6 +67,7 @@ type Server struct {
 
 	notifier *index.Notifier
 	kicker   AgentKicker // nil: grant changes kick no connection
+	replayer *Replayer
 }
 
 // New builds the API. client makes the test endpoint's request; kicker
@@ -88,6 +90,7 @@ func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index
 		s.keyDigests = append(s.keyDigests, sha256.Sum256([]byte(k)))
 		s.keyIDs = append(s.keyIDs, keyID([]byte(k)))
 	}
+	s.replayer = newReplayer(s.requeuer(), opts.ReplayRate, s.replayKeep(), log)
 	e := echo.New()
 	// The client address in logs is the connection's: X-Forwarded-For is
 	// whatever the client says unless a trusted proxy set it.
@@ -119,6 +122,10 @@ func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index
 	v1.GET("/webhooks/:id/deliveries", s.listDeliveries)
 	v1.GET("/deliveries/:id", s.getDelivery)
 	v1.POST("/deliveries/:id/retry", s.retryDelivery)
+	v1.POST("/webhooks/:id/replay", s.createReplay)
+	v1.GET("/replays", s.listReplays)
+	v1.GET("/replays/:id", s.getReplay)
+	v1.POST("/replays/:id/cancel", s.cancelReplay)
 	v1.GET("/event-types", s.eventTypes)
 	v1.POST("/events", s.publishEvent)
 	v1.POST("/agents", s.createAgent)
@@ -131,6 +138,10 @@ func New(st *store.Store, nc *nats.Conn, js jetstream.JetStream, notifier *index
 	s.e = e
 	return s
 }
+
+// Replayer is the process's runner of bulk replays (run by the API's
+// lifecycle components).
+func (s *Server) Replayer() *Replayer { return s.replayer }
 
 // Handler returns the HTTP handler (for tests and embedding).
 func (s *Server) Handler() http.Handler { return s.e }

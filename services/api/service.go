@@ -44,6 +44,15 @@ type Config struct {
 	// SessionTTL and SecureCookies configure the Webhooks page's sessions.
 	SessionTTL    time.Duration
 	SecureCookies bool
+	// ReplayRate is how many deliveries per second the bulk replays of this
+	// process requeue, all together (HERMOD_REPLAY_RATE).
+	ReplayRate int
+}
+
+// ReadReplayRate reads HERMOD_REPLAY_RATE: deliveries per second an API
+// process replays (1-100000, default 500).
+func ReadReplayRate(r *envconfig.Reader) int {
+	return r.Int("HERMOD_REPLAY_RATE", DefaultReplayRate, 1, 100_000)
 }
 
 // ReadWeb reads the Webhooks page's settings: HERMOD_SESSION_TTL (how long a
@@ -96,6 +105,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c.CalloutSeed = r.Secret("HERMOD_AUTH_CALLOUT_SEED", "")
 	r.Check(c.CalloutSeed == "" || strings.HasPrefix(c.CalloutSeed, "SA"), "HERMOD_AUTH_CALLOUT_SEED", "must be an account seed (SA...)")
 	c.SessionTTL, c.SecureCookies = ReadWeb(r)
+	c.ReplayRate = ReadReplayRate(r)
 	c.SystemURL = r.URL("HERMOD_NATS_SYSTEM_URL", "")
 	r.Check(c.SystemURL == "" || validNATSURLs(c.SystemURL), "HERMOD_NATS_SYSTEM_URL",
 		"must be nats://user:password@host:port (a system-account user; several comma-separated)")
@@ -119,7 +129,7 @@ func Build(cfg Config, c *connect.Conns, kicker AgentKicker, health *ops.Health,
 	}
 	return New(c.Store, c.NC, c.JS, notifier, kicker, catalog.New(catalog.Default), client, health, m, log, Options{
 		AdminKeys: cfg.AdminKeys, MaxEventBytes: int64(cfg.MaxEventBytes), Version: version.Version, AcquireTTL: cfg.AcquireTTL,
-		SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies,
+		SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies, ReplayRate: cfg.ReplayRate,
 		Limits: store.Limits{Retention: cfg.Retention, HistoryLimit: cfg.HistoryLimit, PayloadTTL: cfg.Retention + cfg.MaxHold + 24*time.Hour},
 	}), nil
 }
@@ -191,6 +201,7 @@ func (p *Parts) Components() []lifecycle.Component {
 	return append([]lifecycle.Component{
 		{Name: "api", Server: true, Run: func(ctx context.Context) error { return p.Server.Serve(ctx, p.l) }},
 		{Name: "agent control", Run: p.ControlPlane.Serve},
+		{Name: "replays", Run: p.Server.Replayer().Run},
 	}, p.extra...)
 }
 

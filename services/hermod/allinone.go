@@ -61,6 +61,8 @@ type Config struct {
 	// SessionTTL and SecureCookies configure the Webhooks page (api.ReadWeb).
 	SessionTTL    time.Duration
 	SecureCookies bool
+	// ReplayRate is HERMOD_REPLAY_RATE (api.ReadReplayRate).
+	ReplayRate int
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -75,6 +77,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	}
 	c.AdminKeys = api.ParseAdminKeys(r, r.Secret("HERMOD_ADMIN_KEYS", ""))
 	c.SessionTTL, c.SecureCookies = api.ReadWeb(r)
+	c.ReplayRate = api.ReadReplayRate(r)
 	c.EncryptionKey = r.Secret("HERMOD_ENCRYPTION_KEY", "")
 	if c.EncryptionKey != "" {
 		_, err := encryption.ParseKey(c.EncryptionKey)
@@ -167,7 +170,8 @@ func Main(ctx context.Context, cfg Config, log zerolog.Logger, out io.Writer) er
 	rt := router.Build(c, ix, router.Config{Common: cfg.Common, Workers: cfg.RouterWorkers},
 		log.With().Str("component", "router").Logger(), m)
 	apiCfg := api.Config{Common: cfg.Common, Addr: cfg.APIAddr, AdminKeys: cfg.AdminKeys,
-		AllowCIDRs: allow, Box: box, SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies}
+		AllowCIDRs: allow, Box: box, SessionTTL: cfg.SessionTTL, SecureCookies: cfg.SecureCookies,
+		ReplayRate: cfg.ReplayRate}
 	apiParts, err := api.BuildParts(apiCfg, c, health, m, log.With().Str("component", "api").Logger())
 	if err != nil {
 		return err

@@ -383,6 +383,21 @@ func TestBrowserWebhooksPage(t *testing.T) {
 			return nil
 		})
 
+		// Replay the other two dead deliveries in bulk: the form (dead, the
+		// last day), then the progress, polled until the replay is done.
+		beforeReplay := sink.Count()
+		b.click("#detail-" + id + " .replay-open")
+		b.until(10*time.Second, "replay form", fmt.Sprintf(`!document.querySelector("#detail-%s .replay").hidden && document.getElementById("rp-since-%s").value !== "" && document.querySelector("#detail-%s input[name=replay-status][value=dead]").checked`, id, id, id))
+		b.click("#detail-" + id + " .replay-start")
+		b.until(30*time.Second, "replay done", fmt.Sprintf(`document.querySelector("#detail-%s .replay-state")?.textContent === "done" && document.querySelector("#detail-%s .replay-counts").textContent === "2 matched · 2 requeued · 0 skipped"`, id, id))
+		hermodtest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error { return sinkGot(sink, beforeReplay+2) })
+		hermodtest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+			if n := len(p.deliveries(id, "dead")); n != 0 {
+				return fmt.Errorf("%d deliveries still dead after the replay", n)
+			}
+			return nil
+		})
+
 		// Edit: the form opens filled in (the URL is never sent back, so it stays empty and unchanged).
 		b.click("#detail-" + id + " .edit")
 		b.until(10*time.Second, "edit form", `!document.getElementById("webhook-form-section").hidden && document.getElementById("f-name").value === "Deploy notifications" && document.getElementById("f-url").value === "" && document.getElementById("f-max_retries").value === "1" && document.querySelector('input[name=event_types][value="deployment.*"]').checked`)

@@ -613,16 +613,18 @@ func TestE2EConfigurationCheckedAndMasked(t *testing.T) {
 		names []string
 	}{
 		{"hermod-api", map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:1", "HERMOD_ACQUIRE_TTL": "soon",
-			"HERMOD_NATS_SYSTEM_URL": "http://sys:pw@127.0.0.1:1", "HERMOD_SESSION_TTL": "1s", "HERMOD_COOKIE_SECURE": "yes"},
+			"HERMOD_NATS_SYSTEM_URL": "http://sys:pw@127.0.0.1:1", "HERMOD_SESSION_TTL": "1s", "HERMOD_COOKIE_SECURE": "yes",
+			"HERMOD_REPLAY_RATE": "0"},
 			[]string{"HERMOD_REDIS_URL", "HERMOD_ADMIN_KEYS", "HERMOD_ENCRYPTION_KEY", "HERMOD_ACQUIRE_TTL", "HERMOD_NATS_SYSTEM_URL",
-				"HERMOD_SESSION_TTL", "HERMOD_COOKIE_SECURE"}},
+				"HERMOD_SESSION_TTL", "HERMOD_COOKIE_SECURE", "HERMOD_REPLAY_RATE"}},
 		{"hermod-router", map[string]string{"HERMOD_REDIS_URL": "redis-sentinel://:hunter2@127.0.0.1:1/0", "HERMOD_HISTORY_LIMIT": "0"},
 			[]string{"HERMOD_NATS_URL", "HERMOD_HISTORY_LIMIT", "HERMOD_REDIS_URL", "?master=<name>"}},
 		{"hermod-deliverer", map[string]string{"HERMOD_NATS_URL": "nats://127.0.0.1:1", "HERMOD_REDIS_URL": "redis://127.0.0.1:1",
 			"HERMOD_ENCRYPTION_KEY": "abc", "HERMOD_DELIVERY_ALLOW_CIDRS": "10.0.0.1", "HERMOD_DELIVERY_CONCURRENCY": "0"},
 			[]string{"HERMOD_ENCRYPTION_KEY", "HERMOD_DELIVERY_ALLOW_CIDRS", "HERMOD_DELIVERY_CONCURRENCY"}},
-		{"hermod", map[string]string{"HERMOD_LOG_LEVEL": "chatty", "HERMOD_NATS_LISTEN": "nowhere", "HERMOD_SESSION_TTL": "90d"},
-			[]string{"HERMOD_LOG_LEVEL", "HERMOD_NATS_LISTEN", "HERMOD_SESSION_TTL"}},
+		{"hermod", map[string]string{"HERMOD_LOG_LEVEL": "chatty", "HERMOD_NATS_LISTEN": "nowhere", "HERMOD_SESSION_TTL": "90d",
+			"HERMOD_REPLAY_RATE": "fast"},
+			[]string{"HERMOD_LOG_LEVEL", "HERMOD_NATS_LISTEN", "HERMOD_SESSION_TTL", "HERMOD_REPLAY_RATE"}},
 		{"hermod-agent", map[string]string{}, []string{"HERMOD_AGENT_ID", "HERMOD_NATS_URL"}},
 	} {
 		cmd := exec.Command(binPath(t, c.bin))

@@ -74,6 +74,7 @@ func configEnv(c allinone.Config) []string {
 		"HERMOD_ACQUIRE_TTL": c.AcquireTTL.String(), "HERMOD_RETENTION": c.Retention.String(),
 		"HERMOD_HISTORY_LIMIT": strconv.Itoa(c.HistoryLimit), "HERMOD_DEDUP_WINDOW": c.DedupWindow.String(),
 		"HERMOD_SESSION_TTL": c.SessionTTL.String(), "HERMOD_COOKIE_SECURE": strconv.FormatBool(c.SecureCookies),
+		"HERMOD_REPLAY_RATE": strconv.Itoa(c.ReplayRate),
 	}
 	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range env {
@@ -87,8 +88,13 @@ func configEnv(c allinone.Config) []string {
 
 func startPipeline(t *testing.T, mod func(c *allinone.Config)) *pipeline {
 	t.Helper()
-	ns := hermodtest.NATS(t)
-	rd := hermodtest.StartRedis(t)
+	return startPipelineOn(t, hermodtest.NATS(t), hermodtest.StartRedis(t), mod)
+}
+
+// startPipelineOn is startPipeline on a NATS server and a Redis already
+// running (another pipeline's, after it stopped: a restart).
+func startPipelineOn(t *testing.T, ns *server.Server, rd *hermodtest.Redis, mod func(c *allinone.Config)) *pipeline {
+	t.Helper()
 	port, err := hermodtest.FreePort()
 	if err != nil {
 		t.Fatal(err)

@@ -103,5 +103,6 @@ func exerciseStore(t *testing.T, rdb redis.UniversalClient) {
 	must("sweep", s.SweepIndexes(ctx, small.Retention))
 	_, _, err = s.DeliveryWebhook(ctx, d.ID)
 	must("delivery's webhook", err)
+	exerciseReplays(t, s, hooks[1], now)
 	must("delete webhook", s.DeleteWebhook(ctx, hooks[0]))
 }

@@ -165,3 +165,26 @@ func v1MinuteTarget(key string) (string, bool) {
 	}
 	return MinuteKey(rest[:i], m), true
 }
+
+// Replay keys: a bulk replay of a webhook's deliveries (replays.go). The
+// transition scripts touch a replay's record with its webhook's running
+// pointer and the set of running replays, and a replay is named by its id
+// alone, so every replay key carries one fixed tag, {replays}: they share a
+// slot (a few small keys per replay, kept for the retention).
+
+// ReplayTag is the hash tag of every replay key.
+const ReplayTag = "{replays}"
+
+// ReplayKey holds a replay (hash: its request, state, counts, position and lease).
+func ReplayKey(replayID string) string { return prefix + "rp:" + ReplayTag + ":" + replayID }
+
+// ReplayListKey is the zset of a webhook's replay ids by creation time (ms).
+func ReplayListKey(webhookID string) string { return prefix + "rpw:" + ReplayTag + ":" + webhookID }
+
+// ReplayRunningKey holds the id of a webhook's running replay (a string; at
+// most one runs per webhook).
+func ReplayRunningKey(webhookID string) string { return prefix + "rpr:" + ReplayTag + ":" + webhookID }
+
+// ReplaysActiveKey is the zset of running replay ids by creation time (ms):
+// what every API process looks through for a replay without a live lease.
+func ReplaysActiveKey() string { return prefix + "rpa:" + ReplayTag }

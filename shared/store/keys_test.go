@@ -29,6 +29,10 @@ func TestKeyNames(t *testing.T) {
 		{DeliveryKey(wh, d), "hermod:d:{" + wh + "}:" + d},
 		{AttemptsKey(wh, d), "hermod:da:{" + wh + "}:" + d},
 		{MinuteKey(wh, 28_333_333), "hermod:m:{" + wh + "}:28333333"},
+		{ReplayKey(d), "hermod:rp:{replays}:" + d},
+		{ReplayListKey(wh), "hermod:rpw:{replays}:" + wh},
+		{ReplayRunningKey(wh), "hermod:rpr:{replays}:" + wh},
+		{ReplaysActiveKey(), "hermod:rpa:{replays}"},
 		{v1DeliveryKey(d), "hermod:d:" + d},
 		{v1AttemptsKey(d), "hermod:da:" + d},
 	} {

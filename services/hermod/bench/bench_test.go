@@ -92,7 +92,10 @@ type env struct {
 
 func start(b *testing.B) *env { return startWith(b, hermodtest.StartRedis(b)) }
 
-func startWith(b *testing.B, rd *hermodtest.Redis) *env {
+func startWith(b *testing.B, rd *hermodtest.Redis) *env { return startConfigured(b, rd, nil) }
+
+// startConfigured is startWith with the configuration changed by mod.
+func startConfigured(b *testing.B, rd *hermodtest.Redis, mod func(c *allinone.Config)) *env {
 	port, _ := hermodtest.FreePort()
 	natsPort, _ := hermodtest.FreePort()
 	cfg, err := allinone.LoadConfig(envconfig.NewFrom(func(string) (string, bool) { return "", false }))
@@ -107,6 +110,9 @@ func startWith(b *testing.B, rd *hermodtest.Redis) *env {
 	cfg.Concurrency = 128
 	if v := os.Getenv("HERMOD_DELIVERY_CONCURRENCY"); v != "" {
 		cfg.Concurrency, _ = strconv.Atoi(v)
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &env{b: b, base: "http://" + cfg.APIAddr, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}},

@@ -351,9 +351,11 @@
             else result(w.id, false, 'This webhook no longer exists.');
           },
         }),
+        h('button', { type: 'button', class: 'replay-open', text: 'Replay…', 'aria-expanded': 'false', title: 'Requeue dead deliveries in bulk', onclick: () => openReplay(w.id) }),
         h('button', { type: 'button', class: 'danger delete', text: 'Delete', onclick: () => del(w.id) }),
       ),
       p.result,
+      replayBox(w.id, p),
       h('div', { class: 'panels' },
         h('section', { 'aria-label': 'Configuration' },
           h('h3', { text: 'Configuration' }), p.config,
@@ -751,6 +753,119 @@
       await loadDeliveries(id);
     } catch (err) {
       result(id, false, 'Retry refused: ' + err.message);
+    }
+  }
+
+  // ---------- replaying deliveries in bulk ----------
+
+  // localInput is d as a datetime-local input's value (local time, minutes).
+  function localInput(d) {
+    return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  }
+
+  function replayBox(id, p) {
+    p.rpSince = h('input', { type: 'datetime-local', id: 'rp-since-' + id, required: true });
+    p.rpUntil = h('input', { type: 'datetime-local', id: 'rp-until-' + id, required: true });
+    p.rpError = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    p.rpProgress = h('div', { class: 'replay-progress', role: 'status', 'aria-live': 'polite' });
+    const status = (value, label, checked, title) => h('label', { title },
+      h('input', { type: 'checkbox', name: 'replay-status', value, checked }), label);
+    p.replay = h('section', { class: 'replay card', 'aria-label': 'Replay deliveries', hidden: true },
+      h('h3', { text: 'Replay deliveries' }),
+      h('p', { class: 'muted small', text: 'Requeue every dead delivery created in the range, with a fresh attempt budget and the same webhook-id. Failed deliveries are still being retried: they are counted, never sent twice.' }),
+      h('form', { class: 'replay-form', onsubmit: (e) => { e.preventDefault(); startReplay(id); } },
+        h('fieldset', { class: 'replay-statuses' }, h('legend', { text: 'Statuses' }),
+          status('dead', 'dead', true), status('failed', 'failed (counted only)', false, 'Still retrying: counted as skipped')),
+        h('div', { class: 'field' }, h('label', { for: 'rp-since-' + id, text: 'Created from' }), p.rpSince),
+        h('div', { class: 'field' }, h('label', { for: 'rp-until-' + id, text: 'Created before' }), p.rpUntil),
+        h('button', { type: 'submit', class: 'primary replay-start', text: 'Start replay' })),
+      p.rpError, p.rpProgress);
+    return p.replay;
+  }
+
+  async function openReplay(id) {
+    const d = state.details.get(id);
+    if (!d) return;
+    const p = d.p;
+    const button = d.tr.querySelector('.replay-open');
+    if (!p.replay.hidden) {
+      p.replay.hidden = true;
+      button.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    const now = new Date();
+    if (!p.rpSince.value) p.rpSince.value = localInput(new Date(now.getTime() - 24 * 3600 * 1000));
+    if (!p.rpUntil.value) p.rpUntil.value = localInput(new Date(now.getTime() + 60 * 1000));
+    p.replay.hidden = false;
+    button.setAttribute('aria-expanded', 'true');
+    try {
+      const page = await api('GET', '/replays?limit=1&webhook_id=' + enc(id));
+      if (page.data.length) showReplay(id, page.data[0]);
+    } catch (err) {
+      result(id, false, 'Could not load the last replay: ' + err.message);
+    }
+  }
+
+  async function startReplay(id) {
+    const p = state.details.get(id).p;
+    p.rpError.hidden = true;
+    const statuses = [...p.replay.querySelectorAll('input[name=replay-status]:checked')].map((x) => x.value);
+    const since = new Date(p.rpSince.value), until = new Date(p.rpUntil.value);
+    if (!statuses.length || isNaN(since) || isNaN(until)) {
+      p.rpError.textContent = 'Choose at least one status and both times.';
+      p.rpError.hidden = false;
+      return;
+    }
+    try {
+      const r = await api('POST', '/webhooks/' + enc(id) + '/replay', { statuses, since: since.toISOString(), until: until.toISOString() });
+      showReplay(id, r);
+    } catch (err) {
+      if (err.status === 409 && err.details.replay_id) {
+        p.rpError.textContent = 'A replay of this webhook is already running: its progress is below.';
+        p.rpError.hidden = false;
+        try { showReplay(id, await api('GET', '/replays/' + enc(err.details.replay_id))); } catch (e) { /* shown above */ }
+        return;
+      }
+      p.rpError.textContent = 'Replay refused: ' + err.message;
+      p.rpError.hidden = false;
+    }
+  }
+
+  // showReplay draws a replay's progress and, while it runs, polls it.
+  function showReplay(id, r) {
+    const d = state.details.get(id);
+    if (!d) return;
+    d.replayId = r.id;
+    d.p.rpProgress.replaceChildren(
+      h('p', {}, 'Replay ', h('span', { class: 'badge replay-state ' + r.state, text: r.state }), ' ',
+        h('span', { class: 'replay-counts', text: r.matched + ' matched · ' + r.requeued + ' requeued · ' + r.skipped + ' skipped' })),
+      r.error ? h('p', { class: 'form-error', text: r.error }) : null,
+      r.state === 'running' ? h('button', { type: 'button', class: 'danger replay-cancel', text: 'Cancel replay', onclick: () => cancelReplay(id, r.id) }) : null);
+    clearTimeout(d.replayTimer);
+    if (r.state === 'running') {
+      d.replayTimer = setTimeout(() => pollReplay(id, r.id), 1000);
+    } else {
+      loadDeliveries(id);
+    }
+  }
+
+  async function pollReplay(id, replayId) {
+    const d = state.details.get(id);
+    if (!d || d.replayId !== replayId || !state.open.has(id)) return;
+    try {
+      showReplay(id, await api('GET', '/replays/' + enc(replayId)));
+    } catch (err) {
+      result(id, false, 'Could not follow the replay: ' + err.message);
+      d.replayTimer = setTimeout(() => pollReplay(id, replayId), 5000);
+    }
+  }
+
+  async function cancelReplay(id, replayId) {
+    try {
+      showReplay(id, await api('POST', '/replays/' + enc(replayId) + '/cancel'));
+    } catch (err) {
+      result(id, false, 'Cancel refused: ' + err.message);
+      try { showReplay(id, await api('GET', '/replays/' + enc(replayId))); } catch (e) { /* shown above */ }
     }
   }
 
