@@ -249,3 +249,101 @@ func TestE2EHermodctl(t *testing.T) {
 		t.Errorf("listen exited %d on SIGINT:\n%s", code, listen.stderr.String())
 	}
 }
+
+// A bulk replay driven from the command line against the real API: three
+// deliveries die at a receiver (hermodctl listen answering 500, no
+// retries); listen is started again answering 200; `hermodctl replays
+// start` follows the replay to its end, and each delivery arrives again,
+// verified, with the same delivery id (webhook-id) and is then a success.
+func TestE2EHermodctlReplay(t *testing.T) {
+	t.Parallel()
+	p := startPipeline(t, nil)
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "HERMODCTL_SERVER=" + p.Base, "HERMODCTL_API_KEY=" + testAdminKey}
+	addr := freeAddr(t)
+	var w struct {
+		ID string `json:"id"`
+	}
+	out := mustCtl(t, env, "webhooks", "create", "--name", "replayed", "--url", "http://"+addr+"/hook",
+		"--events", "stack.*", "--max-retries", "0", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &w); err != nil || w.ID == "" {
+		t.Fatalf("webhooks create -o json: %v %q", err, out)
+	}
+	failing := startCtl(t, "", env, binPath(t, "hermodctl"), "listen", "--webhook", w.ID, "--addr", addr, "--status", "500", "--quiet")
+	failing.waitReady(t)
+	since := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	for i := range 3 {
+		mustCtl(t, env, "events", "send", "stack.created", "--data", fmt.Sprintf(`{"stack_id":"s-%d"}`, i))
+	}
+	type delivery struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	var dead []delivery
+	hermodtest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		var page struct {
+			Data []delivery `json:"data"`
+		}
+		out := mustCtl(t, env, "deliveries", "list", w.ID, "--status", "dead", "-o", "json")
+		if err := json.Unmarshal([]byte(out), &page); err != nil {
+			return fmt.Errorf("deliveries list -o json: %w: %q", err, out)
+		}
+		if len(page.Data) != 3 {
+			return fmt.Errorf("%d dead deliveries, want 3", len(page.Data))
+		}
+		dead = page.Data
+		return nil
+	})
+	if code := failing.stop(t); code != 0 {
+		t.Fatalf("listen exited %d", code)
+	}
+
+	listen := startCtl(t, "", env, binPath(t, "hermodctl"), "listen", "--webhook", w.ID, "--addr", addr, "--quiet")
+	listen.waitReady(t)
+	until := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	out, errs, code := ctl(t, env, "replays", "start", w.ID, "--status", "dead", "--since", since, "--until", until, "--interval", "100ms")
+	if code != 0 || !regexp.MustCompile(`(?m)^state:\s+done$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^matched:\s+3$`).MatchString(out) || !regexp.MustCompile(`(?m)^requeued:\s+3$`).MatchString(out) ||
+		!regexp.MustCompile(`: done, matched 3, requeued 3, skipped 0`).MatchString(errs) {
+		t.Fatalf("replays start exited %d:\n%s%s", code, out, errs)
+	}
+	replayID := regexp.MustCompile(`(?m)^id:\s+(\S+)$`).FindStringSubmatch(out)
+	if replayID == nil {
+		t.Fatalf("replays start printed no id:\n%s", out)
+	}
+	hermodtest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		s := listen.stdout.String()
+		for _, d := range dead {
+			if n := strings.Count(s, "delivery="+d.ID+" webhook="+w.ID); n != 1 {
+				return fmt.Errorf("listen shows delivery %s %d times, want once:\n%s", d.ID, n, s)
+			}
+		}
+		if n := strings.Count(s, "  verified  -> 200"); n != 3 {
+			return fmt.Errorf("%d verified deliveries shown, want 3:\n%s", n, s)
+		}
+		return nil
+	})
+	hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		for _, d := range dead {
+			out := mustCtl(t, env, "deliveries", "get", d.ID)
+			if !regexp.MustCompile(`(?m)^status:\s+success$`).MatchString(out) {
+				return fmt.Errorf("delivery %s is not a success yet:\n%s", d.ID, out)
+			}
+		}
+		return nil
+	})
+	var list struct {
+		Data []struct {
+			ID       string `json:"id"`
+			State    string `json:"state"`
+			Requeued int    `json:"requeued"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(mustCtl(t, env, "replays", "list", "--webhook", w.ID, "-o", "json")), &list); err != nil ||
+		len(list.Data) != 1 || list.Data[0].ID != replayID[1] || list.Data[0].State != "done" || list.Data[0].Requeued != 3 {
+		t.Errorf("replays list -o json: %v %+v", err, list)
+	}
+	// A finished replay cannot be cancelled: the API's 409, exit 1.
+	if _, errs, code := ctl(t, env, "replays", "cancel", replayID[1]); code != 1 || !strings.Contains(errs, "HTTP 409") {
+		t.Errorf("replays cancel of a finished replay: exit %d %q", code, errs)
+	}
+}

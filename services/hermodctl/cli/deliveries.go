@@ -13,6 +13,9 @@ import (
 // deliveryStatuses are the statuses a delivery can be in.
 var deliveryStatuses = []string{"pending", "acquired", "success", "failed", "dead"}
 
+// replayStatuses are the statuses a replay takes.
+var replayStatuses = []string{"dead", "failed"}
+
 func validStatus(s string) bool {
 	for _, v := range deliveryStatuses {
 		if s == v {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -77,8 +78,8 @@ stops following, not the replay (see replays cancel).`,
 		Args: cobra.ExactArgs(1),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			for _, s := range statuses {
-				if !validStatus(s) {
-					return usagef("--status %q: want one of %s", s, join(deliveryStatuses))
+				if !slices.Contains(replayStatuses, s) {
+					return usagef("--status %q: want one of %s", s, join(replayStatuses))
 				}
 			}
 			now := time.Now()
@@ -127,7 +128,7 @@ stops following, not the replay (see replays cancel).`,
 			return replayOutcome(r)
 		}),
 	}
-	cmd.Flags().StringSliceVar(&statuses, "status", []string{"dead"}, "the statuses to replay: "+join(deliveryStatuses))
+	cmd.Flags().StringSliceVar(&statuses, "status", []string{"dead"}, "the statuses to replay: "+join(replayStatuses)+" (a failed delivery still has its next attempt waiting: it is counted, not sent again)")
 	cmd.Flags().StringVar(&since, "since", "", "only deliveries created at or after this: RFC 3339, or a duration before now (24h)")
 	cmd.Flags().StringVar(&until, "until", "", "only deliveries created before this: RFC 3339, or a duration before now")
 	cmd.Flags().BoolVar(&detach, "detach", false, "print the replay as started and return")
