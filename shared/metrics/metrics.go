@@ -235,3 +235,43 @@ func NewIndexUnconfirmed(r prometheus.Registerer) prometheus.Counter {
 	r.MustRegister(c)
 	return c
 }
+
+// Ops are the metrics of operational events (package opsevents).
+type Ops struct {
+	// Published counts operational events published, by type.
+	Published *prometheus.CounterVec
+	// Suppressed counts operational events not published, by type and
+	// reason: cooldown (a degradation within HERMOD_OPS_EVENTS_COOLDOWN of
+	// the last one told), dead_limit (over HERMOD_OPS_EVENTS_DEAD_LIMIT in
+	// the window; counted in the next one's "suppressed"), ops_delivery (a
+	// delivery of an operational event died: never told, so events cannot
+	// loop), publish_failed (JetStream did not take it).
+	Suppressed *prometheus.CounterVec
+}
+
+// NewOps creates the operational events' metrics and registers them on r.
+func NewOps(r prometheus.Registerer) *Ops {
+	m := &Ops{
+		Published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_ops_events_published_total",
+			Help: "Operational events (hermod.*) published, by type."}, []string{"type"}),
+		Suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_ops_events_suppressed_total",
+			Help: "Operational events not published (coalesced, over the limit, about an operational event's delivery, or failed), by type and reason."},
+			[]string{"type", "reason"}),
+	}
+	r.MustRegister(m.Published, m.Suppressed)
+	return m
+}
+
+// Publish counts one event of type t published.
+func (m *Ops) Publish(t string) {
+	if m != nil {
+		m.Published.WithLabelValues(t).Inc()
+	}
+}
+
+// Suppress counts one event of type t not published, for reason.
+func (m *Ops) Suppress(t, reason string) {
+	if m != nil {
+		m.Suppressed.WithLabelValues(t, reason).Inc()
+	}
+}

@@ -64,6 +64,15 @@ func AgentListKey() string { return prefix + "agents" }
 // value (never the value itself).
 func SessionKey(tokenHash string) string { return prefix + "session:" + tokenHash }
 
+// OpsWebhookKey holds what operational events last told about a webhook
+// (JSON, opsevents.WebhookState): its announced status, when it was last
+// announced degraded, and its delivery.dead budget.
+func OpsWebhookKey(webhookID string) string { return prefix + "ops:wh:" + webhookID }
+
+// OpsAgentKey holds what operational events last told about an agent
+// (JSON, opsevents.AgentState).
+func OpsAgentKey(agentID string) string { return prefix + "ops:agent:" + agentID }
+
 // WebhookTag is the hash tag shared by every key a script touches for one
 // webhook's deliveries (the key functions below spell it inline, so each
 // key is built with one allocation).

@@ -21,6 +21,8 @@ func TestKeyNames(t *testing.T) {
 		{AgentSeenKey("eu-1"), "hermod:agentseen:eu-1"},
 		{AgentListKey(), "hermod:agents"},
 		{SessionKey("ab12"), "hermod:session:ab12"},
+		{OpsWebhookKey(wh), "hermod:ops:wh:" + wh},
+		{OpsAgentKey("eu-1"), "hermod:ops:agent:eu-1"},
 		{WebhookTag(wh), "{" + wh + "}"},
 		{StatsKey(wh), "hermod:ws:{" + wh + "}"},
 		{DeliveryIndexKey(wh), "hermod:wd:{" + wh + "}"},
