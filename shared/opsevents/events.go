@@ -169,4 +169,4 @@ func (ReplayFinished) Type() string { return catalog.ReplayFinished }
 // its replay finished (the event tells of an operator's action, not of a
 // failure, and its delivery dying produces no event).
 func (ReplayFinished) AboutWebhook() string { return "" }
-func (e ReplayFinished) OpsEventID() string    { return derivedID("replay/" + e.ID + "/" + e.State) }
+func (e ReplayFinished) OpsEventID() string { return derivedID("replay/" + e.ID + "/" + e.State) }
