@@ -85,6 +85,12 @@ func decodeEvent(body []byte, cat *catalog.Catalog) (matching.Envelope, error) {
 	if req.EventType == nil {
 		return matching.Envelope{}, invalidField("event_type", "is required")
 	}
+	if catalog.IsOperational(*req.EventType) {
+		e := apiErr(http.StatusUnprocessableEntity, "reserved_event_type",
+			"event_type "+*req.EventType+" is of the hermod family: only Hermod publishes its operational events (subscribe to them with event_types [\"hermod.*\"])")
+		e.Details["field"] = "event_type"
+		return matching.Envelope{}, e
+	}
 	if !cat.Known(*req.EventType) || *req.EventType == catalog.TestEventType {
 		return matching.Envelope{}, invalidField("event_type", "is not a type of the catalogue (GET /api/v1/event-types)")
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/hermodhq/hermod/shared/lifecycle"
 	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/ops"
+	"github.com/hermodhq/hermod/shared/opsevents"
 	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/version"
 )
@@ -134,6 +135,7 @@ type Parts struct {
 	l            net.Listener
 	log          zerolog.Logger
 	extra        []lifecycle.Component
+	agents       *opsevents.AgentWatcher
 }
 
 // ExpectIndex makes changes wait for the webhook index id from the start
@@ -153,7 +155,12 @@ func BuildParts(cfg Config, c *connect.Conns, health *ops.Health, m *metrics.Met
 	if err != nil {
 		return nil, fmt.Errorf("HERMOD_API_ADDR %s: %w", cfg.Addr, err)
 	}
-	return &Parts{Server: srv, ControlPlane: cp, nc: c.NC, l: l, log: log}, nil
+	opsm := metrics.NewOps(m.Registry)
+	opsLog := log.With().Str("component", "opsevents").Logger()
+	agents := opsevents.NewAgentWatcher(c.Store, opsevents.NewPublisher(c.JS, opsm, opsLog),
+		opsevents.Policy{Cooldown: cfg.OpsCooldown, DeadLimit: cfg.OpsDeadLimit},
+		opsevents.AgentOptions{Every: controlplane.HeartbeatInterval, InactiveAfter: controlplane.InactiveAfter}, opsm, opsLog)
+	return &Parts{Server: srv, ControlPlane: cp, nc: c.NC, l: l, log: log, agents: agents}, nil
 }
 
 // Close closes the listener; the API stops listening when its component
@@ -191,6 +198,7 @@ func (p *Parts) Components() []lifecycle.Component {
 	return append([]lifecycle.Component{
 		{Name: "api", Server: true, Run: func(ctx context.Context) error { return p.Server.Serve(ctx, p.l) }},
 		{Name: "agent control", Run: p.ControlPlane.Serve},
+		{Name: "agent watch", Run: p.agents.Run},
 	}, p.extra...)
 }
 

@@ -6,6 +6,7 @@
 package metrics
 
 import (
+	"errors"
 	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -173,7 +174,9 @@ type Routing struct {
 	EventsRouted     prometheus.Counter
 	DeliveriesQueued prometheus.Counter
 	// EventsRefused counts events the router terminated without a
-	// delivery, by reason: too_large, not_an_envelope, delivery_copy.
+	// delivery, by reason: too_large, not_an_envelope, delivery_copy,
+	// reserved_family (a hermod.* event on a platform subject),
+	// not_operational (an operational subject carrying another type).
 	EventsRefused *prometheus.CounterVec
 }
 
@@ -249,7 +252,9 @@ type Ops struct {
 	Suppressed *prometheus.CounterVec
 }
 
-// NewOps creates the operational events' metrics and registers them on r.
+// NewOps creates the operational events' metrics and registers them on r;
+// when r has them already (the all-in-one: the router's recorder and the
+// API's agent watcher both tell), it returns those.
 func NewOps(r prometheus.Registerer) *Ops {
 	m := &Ops{
 		Published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_ops_events_published_total",
@@ -258,8 +263,23 @@ func NewOps(r prometheus.Registerer) *Ops {
 			Help: "Operational events not published (coalesced, over the limit, about an operational event's delivery, or failed), by type and reason."},
 			[]string{"type", "reason"}),
 	}
-	r.MustRegister(m.Published, m.Suppressed)
+	m.Published = registerOrGet(r, m.Published)
+	m.Suppressed = registerOrGet(r, m.Suppressed)
 	return m
+}
+
+// registerOrGet registers c on r, or returns the equal collector r has.
+func registerOrGet(r prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
+	if err := r.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+		panic(err) // a programming error, as MustRegister's
+	}
+	return c
 }
 
 // Publish counts one event of type t published.
