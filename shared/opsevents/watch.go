@@ -26,6 +26,7 @@ type StateStore interface {
 type WebhookStore interface {
 	StateStore
 	Stats(ctx context.Context, ids []string) (map[string]store.WebhookStats, error)
+	ClaimOps(ctx context.Context, keys []string, ttl time.Duration) ([]bool, error)
 }
 
 // Webhooks finds a webhook by id (the router's *index.Index).
@@ -96,9 +97,46 @@ func (w *WebhookWatcher) Recorded(ctx context.Context, b store.Batch) {
 	if len(ids) == 0 {
 		return
 	}
+	if err := w.claimDeaths(ctx, ids, seen); err != nil {
+		w.log.Warn().Err(err).Msg("deaths of a recorded batch not counted for operational events")
+		for _, id := range ids {
+			seen[id].deaths = nil
+		}
+	}
 	if err := w.check(ctx, ids, seen); err != nil {
 		w.log.Warn().Err(err).Int("webhooks", len(ids)).Msg("operational events of a recorded batch not checked")
 	}
+}
+
+// claimDeaths keeps of each webhook's deaths those counted now for the
+// first time (a batch recorded again, or by two recorders, counts its
+// deaths once).
+func (w *WebhookWatcher) claimDeaths(ctx context.Context, ids []string, seen map[string]*observed) error {
+	var keys []string
+	for _, id := range ids {
+		for _, o := range seen[id].deaths {
+			keys = append(keys, store.OpsDeadKey(o.DeliveryID, o.Epoch))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	first, err := w.st.ClaimOps(ctx, keys, 2*w.policy.Cooldown)
+	if err != nil {
+		return err
+	}
+	i := 0
+	for _, id := range ids {
+		kept := seen[id].deaths[:0]
+		for _, o := range seen[id].deaths {
+			if first[i] {
+				kept = append(kept, o)
+			}
+			i++
+		}
+		seen[id].deaths = kept
+	}
+	return nil
 }
 
 func (w *WebhookWatcher) check(ctx context.Context, ids []string, seen map[string]*observed) error {

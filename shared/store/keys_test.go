@@ -23,6 +23,7 @@ func TestKeyNames(t *testing.T) {
 		{SessionKey("ab12"), "hermod:session:ab12"},
 		{OpsWebhookKey(wh), "hermod:ops:wh:" + wh},
 		{OpsAgentKey("eu-1"), "hermod:ops:agent:eu-1"},
+		{OpsDeadKey(d, 2), "hermod:ops:dead:" + d + ":2"},
 		{WebhookTag(wh), "{" + wh + "}"},
 		{StatsKey(wh), "hermod:ws:{" + wh + "}"},
 		{DeliveryIndexKey(wh), "hermod:wd:{" + wh + "}"},

@@ -81,3 +81,24 @@ func (s *Store) AgentIDs(ctx context.Context) ([]string, error) {
 	}
 	return ids, nil
 }
+
+// ClaimOps sets each of keys that is not set yet (SET NX, expiring after
+// ttl) and says, per key, whether this call set it: of several processes
+// claiming one key, exactly one gets true.
+func (s *Store) ClaimOps(ctx context.Context, keys []string, ttl time.Duration) ([]bool, error) {
+	cmds := make([]*redis.BoolCmd, len(keys))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.SetNX(ctx, k, "1", ttl)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim ops keys: %w", err)
+	}
+	out := make([]bool, len(keys))
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
+}
