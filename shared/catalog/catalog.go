@@ -38,12 +38,12 @@ var Default = []EventType{
 	{"alert.triggered", "An alert fired"},
 	{"alert.resolved", "An alert resolved"},
 	{TestEventType, "Internal test event sent by the test endpoint"},
-	{WebhookDegraded, "Operational: a webhook turned degraded (its last 3 deliveries died, or its failure breaker opened)"},
-	{WebhookRecovered, "Operational: a degraded webhook delivered again"},
-	{DeliveryDead, "Operational: a delivery died (no attempt left, refused, abandoned or expired)"},
-	{AgentInactive, "Operational: an agent stopped sending heartbeats"},
-	{AgentActive, "Operational: an inactive agent sends heartbeats again"},
-	{ReplayFinished, "Operational: a bulk replay of deliveries finished"},
+	{WebhookDegraded, "Hermod: a webhook turned degraded (its last 3 deliveries died, or its breaker opened)"},
+	{WebhookRecovered, "Hermod: a degraded webhook delivers again"},
+	{DeliveryDead, "Hermod: a delivery died"},
+	{AgentInactive, "Hermod: an agent stopped sending heartbeats"},
+	{AgentActive, "Hermod: an inactive agent sends heartbeats again"},
+	{ReplayFinished, "Hermod: a replay of deliveries finished"},
 }
 
 // OpsFamily is the family of Hermod's own operational events. Only Hermod
