@@ -131,11 +131,15 @@ func Build(cfg Config, c *connect.Conns, kicker AgentKicker, health *ops.Health,
 type Parts struct {
 	Server       *Server
 	ControlPlane *controlplane.Server
-	nc           *nats.Conn
-	l            net.Listener
-	log          zerolog.Logger
-	extra        []lifecycle.Component
-	agents       *opsevents.AgentWatcher
+	// OpsEvents publishes operational events (hermod.*) from the API's
+	// side, counted in its metrics: the agent watcher's, and
+	// opsevents.ReplayFinished when a replay ends.
+	OpsEvents *opsevents.Publisher
+	nc        *nats.Conn
+	l         net.Listener
+	log       zerolog.Logger
+	extra     []lifecycle.Component
+	agents    *opsevents.AgentWatcher
 }
 
 // ExpectIndex makes changes wait for the webhook index id from the start
@@ -157,10 +161,11 @@ func BuildParts(cfg Config, c *connect.Conns, health *ops.Health, m *metrics.Met
 	}
 	opsm := metrics.NewOps(m.Registry)
 	opsLog := log.With().Str("component", "opsevents").Logger()
-	agents := opsevents.NewAgentWatcher(c.Store, opsevents.NewPublisher(c.JS, opsm, opsLog),
+	opsPub := opsevents.NewPublisher(c.JS, opsm, opsLog)
+	agents := opsevents.NewAgentWatcher(c.Store, opsPub,
 		opsevents.Policy{Cooldown: cfg.OpsCooldown, DeadLimit: cfg.OpsDeadLimit},
 		opsevents.AgentOptions{Every: controlplane.HeartbeatInterval, InactiveAfter: controlplane.InactiveAfter}, opsm, opsLog)
-	return &Parts{Server: srv, ControlPlane: cp, nc: c.NC, l: l, log: log, agents: agents}, nil
+	return &Parts{Server: srv, ControlPlane: cp, OpsEvents: opsPub, nc: c.NC, l: l, log: log, agents: agents}, nil
 }
 
 // Close closes the listener; the API stops listening when its component
