@@ -436,9 +436,18 @@ func (p *pipeline) inHand() error {
 
 // waitIdle waits until the pipeline has nothing in hand (see inHand): what
 // a sink has received by then is all it will receive for what was given.
+// Operational events go the other way (the recorder publishes them to the
+// events stream before it acks the outcome that caused them), so one found
+// between the check of the events and that of the results is found by a
+// second check: the pipeline is idle when two checks in a row say so.
 func (p *pipeline) waitIdle(timeout time.Duration) {
 	p.t.Helper()
-	hermodtest.CheckFor(p.t, timeout, 20*time.Millisecond, p.inHand)
+	hermodtest.CheckFor(p.t, timeout, 20*time.Millisecond, func() error {
+		if err := p.inHand(); err != nil {
+			return err
+		}
+		return p.inHand()
+	})
 }
 
 // consumer returns the info of a durable consumer of the deliveries stream.

@@ -168,3 +168,40 @@ func TestE2EOperationalEvents(t *testing.T) {
 		}
 	})
 }
+
+// Two broken webhooks subscribed to each other's news cannot feed each
+// other: A's deaths are told to B; B's deaths (deliveries of operational
+// events) are told to nobody; each is told degraded once; then the
+// pipeline is idle, with a fixed number of requests made.
+func TestE2EOperationalEventsDoNotLoop(t *testing.T) {
+	bothModes(t, func(t *testing.T) {
+		p := startPipeline(t, func(c *allinone.Config) { c.OpsCooldown = time.Hour })
+		sa, sb := hermodtest.NewSink(t), hermodtest.NewSink(t)
+		for _, s := range []*hermodtest.Sink{sa, sb} {
+			s.SetAnswer(func(int, *http.Request) int { return 410 })
+		}
+		a := p.createWebhook(map[string]any{"name": "a", "url": sa.URL, "event_types": []string{"alert.*", "hermod.*"}, "max_retries": 1})
+		b := p.createWebhook(map[string]any{"name": "b", "url": sb.URL, "event_types": []string{"hermod.*"}, "max_retries": 1})
+		for i := range 3 {
+			p.publish("alert.triggered", map[string]any{"alert_id": fmt.Sprintf("a-%d", i)})
+		}
+		p.waitWebhookStatus(a, "degraded", 20*time.Second)
+		p.waitWebhookStatus(b, "degraded", 20*time.Second)
+		p.waitIdle(20 * time.Second)
+		ga, gb := opsGot(sa), opsGot(sb)
+		// A: its 3 alerts and B's degradation. B: A's 3 deaths and A's degradation.
+		if len(ga["alert.triggered"]) != 3 || len(ga["hermod.webhook.degraded"]) != 1 || len(sa.Received()) != 4 {
+			t.Errorf("a received %d requests: %v", len(sa.Received()), ga)
+		}
+		if len(gb["hermod.delivery.dead"]) != 3 || len(gb["hermod.webhook.degraded"]) != 1 || len(sb.Received()) != 4 {
+			t.Errorf("b received %d requests: %v", len(sb.Received()), gb)
+		}
+		if d := ga["hermod.webhook.degraded"]; len(d) == 1 && d[0]["data"].(map[string]any)["webhook_id"] != b {
+			t.Errorf("a was told of %v", d[0]["data"])
+		}
+		m := p.metrics()
+		if v := metricValue(m, `hermod_ops_events_suppressed_total{reason="ops_delivery",type="hermod.delivery.dead"}`); v != 5 {
+			t.Errorf("deaths of operational events' deliveries not told: %v, want 5 (4 to b, 1 to a)\n%s", v, grepLines(m, "hermod_ops_events"))
+		}
+	})
+}
