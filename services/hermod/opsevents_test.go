@@ -15,6 +15,7 @@ import (
 
 	allinone "github.com/hermodhq/hermod/services/hermod"
 	"github.com/hermodhq/hermod/shared/hermodtest"
+	"github.com/hermodhq/hermod/shared/store"
 )
 
 // opsGot is what a sink received of each event type, with the bodies.
@@ -202,6 +203,47 @@ func TestE2EOperationalEventsDoNotLoop(t *testing.T) {
 		m := p.metrics()
 		if v := metricValue(m, `hermod_ops_events_suppressed_total{reason="ops_delivery",type="hermod.delivery.dead"}`); v != 5 {
 			t.Errorf("deaths of operational events' deliveries not told: %v, want 5 (4 to b, 1 to a)\n%s", v, grepLines(m, "hermod_ops_events"))
+		}
+	})
+}
+
+// The API's agent watcher tells an agent going quiet and coming back. The
+// heartbeats are written as the control plane writes them (the agent's
+// own heartbeat runs every 10 s; INACTIVE takes 30 s without one).
+func TestE2EOperationalAgentEvents(t *testing.T) {
+	bothModes(t, func(t *testing.T) {
+		p := startPipeline(t, nil)
+		watch := hermodtest.NewSink(t)
+		p.createWebhook(map[string]any{"name": "agents", "url": watch.URL, "event_types": []string{"hermod.agent.inactive", "hermod.agent.active"}})
+		p.registerAgent("eu-quiet", "env:production")
+		st := store.New(p.Redis.Client(t), nil)
+		ctx := t.Context()
+		if err := st.AgentSeen(ctx, "eu-quiet", "1.0", 0, time.Now().Add(-time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		hermodtest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+			if n := len(opsGot(watch)["hermod.agent.inactive"]); n != 1 {
+				return fmt.Errorf("%d agent.inactive events", n)
+			}
+			return nil
+		})
+		if err := st.AgentSeen(ctx, "eu-quiet", "1.0", 0, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		hermodtest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+			if n := len(opsGot(watch)["hermod.agent.active"]); n != 1 {
+				return fmt.Errorf("%d agent.active events", n)
+			}
+			return nil
+		})
+		got := opsGot(watch)
+		in := got["hermod.agent.inactive"][0]["data"].(map[string]any)
+		back := got["hermod.agent.active"][0]["data"].(map[string]any)
+		if in["agent_id"] != "eu-quiet" || fmt.Sprint(in["labels"]) != "[env:production]" || back["agent_id"] != "eu-quiet" || back["inactive_since"] == nil {
+			t.Errorf("inactive %v, active %v", in, back)
+		}
+		if n := len(got["hermod.agent.inactive"]); n != 1 {
+			t.Errorf("%d agent.inactive events, want 1", n)
 		}
 	})
 }
