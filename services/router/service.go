@@ -38,9 +38,11 @@ func Limits(c envconfig.Common) store.Limits {
 	return store.Limits{Retention: c.Retention, HistoryLimit: c.HistoryLimit, PayloadTTL: c.Retention + c.MaxHold + 24*time.Hour}
 }
 
-// OpsPolicy is the operational events' policy of the configuration.
+// OpsPolicy is the operational events' policy of the configuration: a
+// death's mark lives twice the cooldown, never longer than the retention
+// (nothing of a delivery outlives its record).
 func OpsPolicy(c envconfig.Common) opsevents.Policy {
-	return opsevents.Policy{Cooldown: c.OpsCooldown, DeadLimit: c.OpsDeadLimit}
+	return opsevents.Policy{Cooldown: c.OpsCooldown, DeadLimit: c.OpsDeadLimit, DeadMarkTTL: min(2*c.OpsCooldown, c.Retention)}
 }
 
 // SweepEvery is how often the recorder removes expired deliveries from the

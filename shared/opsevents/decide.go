@@ -15,10 +15,15 @@ type Policy struct {
 	// hermod.delivery.dead events one webhook may produce per Cooldown
 	// window; the deaths over it are counted in the next one's Suppressed.
 	DeadLimit int
+	// DeadMarkTTL is how long a death stays marked as counted (a batch
+	// recorded again within it counts it once): twice Cooldown when zero;
+	// the router keeps it within HERMOD_RETENTION, so nothing of a delivery
+	// outlives its record.
+	DeadMarkTTL time.Duration
 }
 
 // DefaultPolicy is the policy of the defaults.
-var DefaultPolicy = Policy{Cooldown: 5 * time.Minute, DeadLimit: 10}
+var DefaultPolicy = Policy{Cooldown: 5 * time.Minute, DeadLimit: 10, DeadMarkTTL: 10 * time.Minute}
 
 func (p Policy) withDefaults() Policy {
 	if p.Cooldown <= 0 {
@@ -26,6 +31,9 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.DeadLimit <= 0 {
 		p.DeadLimit = DefaultPolicy.DeadLimit
+	}
+	if p.DeadMarkTTL <= 0 {
+		p.DeadMarkTTL = 2 * p.Cooldown
 	}
 	return p
 }

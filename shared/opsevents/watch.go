@@ -121,7 +121,7 @@ func (w *WebhookWatcher) claimDeaths(ctx context.Context, ids []string, seen map
 	if len(keys) == 0 {
 		return nil
 	}
-	first, err := w.st.ClaimOps(ctx, keys, 2*w.policy.Cooldown)
+	first, err := w.st.ClaimOps(ctx, keys, w.policy.DeadMarkTTL)
 	if err != nil {
 		return err
 	}
