@@ -57,7 +57,7 @@ func agentView(a *store.Agent, now time.Time) AgentView {
 		ver := a.Version
 		v.Version = &ver
 	}
-	if !a.LastSeenAt.IsZero() && now.Sub(a.LastSeenAt) < 3*controlplane.HeartbeatInterval {
+	if !a.LastSeenAt.IsZero() && now.Sub(a.LastSeenAt) < controlplane.InactiveAfter {
 		v.Status = "ACTIVE"
 	}
 	return v

@@ -35,6 +35,9 @@ func (s *Server) publishEvent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := publishable(env.EventType); err != nil {
+		return err
+	}
 	payload, err := json.Marshal(env)
 	if err != nil {
 		return err
@@ -55,6 +58,18 @@ func (s *Server) publishEvent(c echo.Context) error {
 		return unavailable("nats", err)
 	}
 	return c.JSON(http.StatusAccepted, map[string]any{"id": env.ID, "duplicate": ack.Duplicate})
+}
+
+// publishable refuses the hermod family: only Hermod publishes its
+// operational events (the router drops them from platform subjects too).
+func publishable(eventType string) error {
+	if !catalog.IsOperational(eventType) {
+		return nil
+	}
+	e := apiErr(http.StatusUnprocessableEntity, "reserved_event_type",
+		"event_type "+eventType+" is of the hermod family: only Hermod publishes its operational events (subscribe to them with event_types [\"hermod.*\"])")
+	e.Details["field"] = "event_type"
+	return e
 }
 
 // decodeEvent checks an event body and makes its envelope (a new id when

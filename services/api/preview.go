@@ -14,6 +14,7 @@ import (
 	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/formats"
 	"github.com/hermodhq/hermod/shared/matching"
+	"github.com/hermodhq/hermod/shared/opsevents"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
 
@@ -216,6 +217,10 @@ func sampleData(t string) json.RawMessage {
 	data := map[string]any{family + "_id": family + "-123", "name": "example-" + family, "message": "This is a sample " + t + " event."}
 	if t == catalog.TestEventType {
 		data = map[string]any{"message": "This is a test event from Hermod."}
+	}
+	if ex := opsevents.Example(t); ex != nil {
+		b, _ := json.Marshal(ex) // plain fields: cannot fail
+		return b
 	}
 	b, _ := json.Marshal(data) // strings only: cannot fail
 	return b

@@ -23,6 +23,7 @@ import (
 	"github.com/hermodhq/hermod/shared/lifecycle"
 	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/ops"
+	"github.com/hermodhq/hermod/shared/opsevents"
 	"github.com/hermodhq/hermod/shared/store"
 	"github.com/hermodhq/hermod/shared/version"
 )
@@ -140,10 +141,15 @@ func Build(cfg Config, c *connect.Conns, kicker AgentKicker, health *ops.Health,
 type Parts struct {
 	Server       *Server
 	ControlPlane *controlplane.Server
-	nc           *nats.Conn
-	l            net.Listener
-	log          zerolog.Logger
-	extra        []lifecycle.Component
+	// OpsEvents publishes operational events (hermod.*) from the API's
+	// side, counted in its metrics: the agent watcher's, and
+	// opsevents.ReplayFinished when a replay ends.
+	OpsEvents *opsevents.Publisher
+	nc        *nats.Conn
+	l         net.Listener
+	log       zerolog.Logger
+	extra     []lifecycle.Component
+	agents    *opsevents.AgentWatcher
 }
 
 // ExpectIndex makes changes wait for the webhook index id from the start
@@ -163,7 +169,32 @@ func BuildParts(cfg Config, c *connect.Conns, health *ops.Health, m *metrics.Met
 	if err != nil {
 		return nil, fmt.Errorf("HERMOD_API_ADDR %s: %w", cfg.Addr, err)
 	}
-	return &Parts{Server: srv, ControlPlane: cp, nc: c.NC, l: l, log: log}, nil
+	opsm := metrics.NewOps(m.Registry)
+	opsLog := log.With().Str("component", "opsevents").Logger()
+	opsPub := opsevents.NewPublisher(c.JS, opsm, opsLog)
+	agents := opsevents.NewAgentWatcher(c.Store, opsPub,
+		opsevents.Policy{Cooldown: cfg.OpsCooldown, DeadLimit: cfg.OpsDeadLimit},
+		opsevents.AgentOptions{Every: controlplane.HeartbeatInterval, InactiveAfter: controlplane.InactiveAfter}, opsm, opsLog)
+	srv.Replayer().OnFinished(func(v ReplayView) { publishReplayFinished(opsPub, v) })
+	return &Parts{Server: srv, ControlPlane: cp, OpsEvents: opsPub, nc: c.NC, l: l, log: log, agents: agents}, nil
+}
+
+// publishReplayFinished tells hermod.replay.finished for a replay that
+// reached a final state. The publisher logs and counts a failure; the
+// replay itself is recorded either way.
+func publishReplayFinished(pub *opsevents.Publisher, v ReplayView) {
+	msg := fmt.Sprintf("%d of %d deliveries sent again", v.Requeued, v.Matched)
+	if v.Skipped > 0 {
+		msg += fmt.Sprintf(", %d skipped", v.Skipped)
+	}
+	switch {
+	case v.State == "cancelled":
+		msg = "cancelled: " + msg
+	case v.Error != nil:
+		msg = *v.Error + "; " + msg
+	}
+	_ = pub.Publish(context.Background(), opsevents.ReplayFinished{ID: v.ID, WebhookID: v.WebhookID, State: v.State,
+		Matched: int(v.Matched), Requeued: int(v.Requeued), Skipped: int(v.Skipped), Message: msg})
 }
 
 // Close closes the listener; the API stops listening when its component
@@ -202,6 +233,7 @@ func (p *Parts) Components() []lifecycle.Component {
 		{Name: "api", Server: true, Run: func(ctx context.Context) error { return p.Server.Serve(ctx, p.l) }},
 		{Name: "agent control", Run: p.ControlPlane.Serve},
 		{Name: "replays", Run: p.Server.Replayer().Run},
+		{Name: "agent watch", Run: p.agents.Run},
 	}, p.extra...)
 }
 

@@ -28,8 +28,9 @@ import (
 // than the history limit and no attempt history more than its attempts;
 // the dead-letter stream holds only the dead letters of about a retention.
 // After each wave every delivery record, attempt history, delivery pointer
-// and index is gone, the dead-letter stream is empty, and the only keys
-// left are the webhooks, their statistics and minute buckets, and the
+// and index (and each death's operational-events mark) is gone, the
+// dead-letter stream is empty, and the only keys left are the webhooks,
+// their statistics, minute buckets and operational-events state, and the
 // event payloads (kept retention + max hold + 1 day); after the second
 // wave Redis's memory is where the first left it plus the second's
 // payloads. The bytes per retained delivery and per dead letter are logged.
@@ -132,6 +133,7 @@ func TestBoundedUnderLoad(t *testing.T) {
 		for _, k := range scanKeys(t, rdb, "*") {
 			switch {
 			case strings.HasPrefix(k, "hermod:e:"), strings.HasPrefix(k, "hermod:wh:"), strings.HasPrefix(k, "hermod:ws:"),
+				strings.HasPrefix(k, "hermod:ops:wh:"), // what operational events last told of the webhook
 				strings.HasPrefix(k, "hermod:m:"), k == "hermod:whs", k == "hermod:whver", k == "hermod:keycheck", k == "hermod:layout":
 			default:
 				t.Errorf("key %s left after the retention", k)
@@ -229,7 +231,7 @@ func TestBoundedUnderAFailingEndpointWithItsBreaker(t *testing.T) {
 func allExpire(t *testing.T, p *pipeline, rdb *redis.Client) {
 	t.Helper()
 	hermodtest.CheckFor(t, 2*time.Minute, 200*time.Millisecond, func() error {
-		for _, pattern := range []string{"hermod:d:*", "hermod:da:*", "hermod:dw:*", "hermod:wd:*", "hermod:wt:*"} {
+		for _, pattern := range []string{"hermod:d:*", "hermod:da:*", "hermod:dw:*", "hermod:wd:*", "hermod:wt:*", "hermod:ops:dead:*"} {
 			if keys := scanKeys(t, rdb, pattern); len(keys) > 0 {
 				return fmt.Errorf("%d keys %s left, e.g. %s; %s", len(keys), pattern, keys[0], explain(t, rdb, keys))
 			}

@@ -250,6 +250,9 @@ func TestBrowserWebhooksPage(t *testing.T) {
 		// on the Preview button; nothing is sent or saved.
 		b.click("#add-webhook")
 		b.until(10*time.Second, "event types loaded", `document.querySelectorAll('input[name=event_types]').length > 10`)
+		// Hermod's own operational events are offered like any family.
+		b.until(10*time.Second, "the operational family offered",
+			`document.querySelector('input[name=event_types][value="hermod.*"]')?.parentElement.textContent === "hermod.* (operational)" && !!document.querySelector('input[name=event_types][value="hermod.delivery.dead"]')`)
 		b.run("choose a template", js(`document.getElementById("f-format").value = "template"; document.getElementById("f-format").dispatchEvent(new Event("change"))`),
 			chromedp.Click(chromedp.CSS(`input[name=event_types][value="deployment.*"]`)),
 			chromedp.SendKeys(chromedp.CSS("#f-template"), `{said: .data.message, type: .event_type}`))

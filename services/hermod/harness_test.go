@@ -75,6 +75,7 @@ func configEnv(c allinone.Config) []string {
 		"HERMOD_HISTORY_LIMIT": strconv.Itoa(c.HistoryLimit), "HERMOD_DEDUP_WINDOW": c.DedupWindow.String(),
 		"HERMOD_SESSION_TTL": c.SessionTTL.String(), "HERMOD_COOKIE_SECURE": strconv.FormatBool(c.SecureCookies),
 		"HERMOD_REPLAY_RATE": strconv.Itoa(c.ReplayRate),
+		"HERMOD_OPS_EVENTS_COOLDOWN": c.OpsCooldown.String(), "HERMOD_OPS_EVENTS_DEAD_LIMIT": strconv.Itoa(c.OpsDeadLimit),
 	}
 	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range env {
@@ -441,9 +442,18 @@ func (p *pipeline) inHand() error {
 
 // waitIdle waits until the pipeline has nothing in hand (see inHand): what
 // a sink has received by then is all it will receive for what was given.
+// Operational events go the other way (the recorder publishes them to the
+// events stream before it acks the outcome that caused them), so one found
+// between the check of the events and that of the results is found by a
+// second check: the pipeline is idle when two checks in a row say so.
 func (p *pipeline) waitIdle(timeout time.Duration) {
 	p.t.Helper()
-	hermodtest.CheckFor(p.t, timeout, 20*time.Millisecond, p.inHand)
+	hermodtest.CheckFor(p.t, timeout, 20*time.Millisecond, func() error {
+		if err := p.inHand(); err != nil {
+			return err
+		}
+		return p.inHand()
+	})
 }
 
 // consumer returns the info of a durable consumer of the deliveries stream.

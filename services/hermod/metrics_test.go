@@ -48,8 +48,14 @@ func TestE2EMetricsPerBinary(t *testing.T) {
 	var router string
 	hermodtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		_, router = httpGet("http://" + routerOps + "/metrics")
-		if !regexp.MustCompile(`(?m)^hermod_events_routed_total 2$`).MatchString(router) {
-			return fmt.Errorf("routed events: %q, want 2", grepLines(router, "hermod_events_routed_total"))
+		// The open breaker made the webhook degraded: the router's recorder
+		// told it (an operational event, routed like the two published).
+		told := metricValue(router, `hermod_ops_events_published_total{type="hermod.webhook.degraded"}`)
+		if told != 1 {
+			return fmt.Errorf("operational events told: %q, want one degraded", grepLines(router, "hermod_ops_events"))
+		}
+		if !regexp.MustCompile(`(?m)^hermod_events_routed_total 3$`).MatchString(router) {
+			return fmt.Errorf("routed events: %q, want 3 (2 published, 1 operational)", grepLines(router, "hermod_events_routed_total"))
 		}
 		return nil
 	})

@@ -1,6 +1,7 @@
 package allinone_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -85,6 +86,9 @@ func replayedOnce(t *testing.T, s *hermodtest.Sink, before int, dead map[string]
 func TestReplayDeliversDeadDeliveriesOnce(t *testing.T) {
 	bothModes(t, func(t *testing.T) {
 		p := startPipeline(t, noBreaker)
+		// An operator's webhook told when a replay finishes.
+		told := hermodtest.NewSink(t)
+		p.createWebhook(map[string]any{"name": "replay news", "url": told.URL, "event_types": []string{"hermod.replay.finished"}})
 		const n = 12
 		wh, s, fixed, dead, since := dyingWebhook(t, p, n)
 		fixed.Store(true)
@@ -92,6 +96,16 @@ func TestReplayDeliversDeadDeliveriesOnce(t *testing.T) {
 		r := p.waitReplay(id, "done", 30*time.Second)
 		if r["matched"].(float64) != n || r["requeued"].(float64) != n || r["skipped"].(float64) != 0 || r["finished_at"] == nil {
 			t.Errorf("replay %v, want %d matched and requeued", r, n)
+		}
+		hermodtest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error { return sinkGotExactly(told, 1) })
+		var ev struct {
+			EventType string         `json:"event_type"`
+			Data      map[string]any `json:"data"`
+		}
+		if err := json.Unmarshal(told.Received()[0].Body, &ev); err != nil || ev.EventType != "hermod.replay.finished" ||
+			ev.Data["id"] != id || ev.Data["webhook_id"] != wh || ev.Data["state"] != "done" ||
+			ev.Data["requeued"] != float64(n) || ev.Data["message"] != fmt.Sprintf("%d of %d deliveries sent again", n, n) {
+			t.Errorf("hermod.replay.finished: %v %s", err, told.Received()[0].Body)
 		}
 		for _, d := range p.waitStatus(wh, "success", n, 30*time.Second) {
 			if !dead[d["id"].(string)] {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
+	"github.com/hermodhq/hermod/shared/envconfig"
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/matching"
 	"github.com/hermodhq/hermod/shared/metrics"
@@ -89,5 +90,21 @@ func TestRouterRefusesOversizedEventsFromJetStream(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(m.EventsRefused.WithLabelValues("too_large")); n != 1 {
 		t.Errorf("refused %v events, want 1 (a refused event must not come back)", n)
+	}
+}
+
+// A death's operational-events mark lives twice the cooldown, never longer
+// than the retention.
+func TestOpsPolicy(t *testing.T) {
+	for _, c := range []struct {
+		cooldown, retention, want time.Duration
+	}{
+		{5 * time.Minute, 72 * time.Hour, 10 * time.Minute},
+		{5 * time.Minute, 2 * time.Second, 2 * time.Second},
+	} {
+		p := OpsPolicy(envconfig.Common{OpsCooldown: c.cooldown, OpsDeadLimit: 3, Retention: c.retention})
+		if p.DeadMarkTTL != c.want || p.Cooldown != c.cooldown || p.DeadLimit != 3 {
+			t.Errorf("cooldown %s retention %s: %+v, want mark TTL %s", c.cooldown, c.retention, p, c.want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/matching"
 	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/streams"
@@ -213,7 +215,15 @@ func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.
 		return buf
 	}
 	ev.OnFilterError = r.filterError
+	about, ok := r.opsCheck(msg, ev.Type)
+	if !ok {
+		_ = msg.Term()
+		return buf
+	}
 	matched := r.ix.Set().Match(ev, buf)
+	if about != "" {
+		matched = slices.DeleteFunc(matched, func(w *webhooks.Webhook) bool { return w.ID == about })
+	}
 	enq, err := r.enqueue(ev, body, matched)
 	if err != nil {
 		r.log.Warn().Err(err).Str("event_id", ev.ID).Msg("enqueue failed; the event will be redelivered")
@@ -232,6 +242,31 @@ func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.
 	}
 	r.m.Routed(len(enq.Deliveries))
 	return matched
+}
+
+// opsCheck keeps the operational family Hermod's own: an event of it is
+// taken only from streams.OpsEventSubject of its type, and such a subject
+// carries nothing else. It returns the webhook the operational event is
+// about (streams.HdrAboutWebhook, trusted on those subjects only), which
+// never receives it; ok false refuses the event (logged and counted).
+func (r *Router) opsCheck(msg jetstream.Msg, eventType string) (about string, ok bool) {
+	subject := msg.Subject()
+	onOps := streams.IsOpsEventSubject(subject)
+	switch {
+	case !onOps && catalog.IsOperational(eventType):
+		r.log.Warn().Str("subject", subject).Str("event_type", eventType).
+			Msg("dropping an operational event (hermod.*) published on a platform subject: only Hermod publishes that family")
+		r.m.Refused("reserved_family")
+		return "", false
+	case onOps && (!catalog.IsOperational(eventType) || subject != streams.OpsEventSubject(eventType)):
+		r.log.Warn().Str("subject", subject).Str("event_type", eventType).
+			Msg("dropping an event whose type does not match its operational subject")
+		r.m.Refused("not_operational")
+		return "", false
+	case onOps:
+		return msg.Headers().Get(streams.HdrAboutWebhook), true
+	}
+	return "", true
 }
 
 // enqueue publishes one delivery of the event per matched webhook, on the

@@ -473,3 +473,64 @@ func TestFilterLogIsRateLimited(t *testing.T) {
 		t.Errorf("after the interval: allow = %v, %d held back; want true, 5", ok, skipped)
 	}
 }
+
+// The operational family is Hermod's own: on a platform subject it is
+// terminated and counted; an operational subject carries only its own
+// type; and an operational event never goes to the webhook it is about.
+func TestRouterOperationalEvents(t *testing.T) {
+	opsHook := func(id string) *webhooks.Webhook {
+		return &webhooks.Webhook{ID: id, Enabled: true, EventTypes: []string{"hermod.*", "deployment.*"}}
+	}
+	const dead = `{"id":"ev-ops","event_type":"hermod.delivery.dead","data":{"webhook_id":"w-a"}}`
+	t.Run("refused on a platform subject", func(t *testing.T) {
+		b := newBundle(t, opsHook("w-a"))
+		b.r.m = metrics.NewRouting(prometheus.NewRegistry())
+		b.r.handle(b.event(dead, nil), nil) // on deployment.applied
+		if got := b.j.All(); !slices.Equal(got, []string{"term"}) || len(b.pub.Published()) != 0 {
+			t.Fatalf("journal %v, published %d: want a term and nothing", got, len(b.pub.Published()))
+		}
+		if n := testutil.ToFloat64(b.r.m.EventsRefused.WithLabelValues("reserved_family")); n != 1 {
+			t.Errorf("hermod_events_refused_total{reason=reserved_family} = %v", n)
+		}
+	})
+	t.Run("an operational subject carries only its type", func(t *testing.T) {
+		b := newBundle(t, opsHook("w-a"))
+		b.r.m = metrics.NewRouting(prometheus.NewRegistry())
+		for _, m := range []*hermodtest.FakeMsg{
+			{J: b.j, Subj: streams.OpsEventSubject("hermod.webhook.degraded"), Header: nats.Header{}, Body: []byte(dead)},
+			{J: b.j, Subj: streams.OpsEventSubject("deployment.applied"), Header: nats.Header{}, Body: []byte(event)},
+		} {
+			b.r.handle(m, nil)
+		}
+		if got := b.j.All(); !slices.Equal(got, []string{"term", "term"}) {
+			t.Fatalf("journal %v, want two terms", got)
+		}
+		if n := testutil.ToFloat64(b.r.m.EventsRefused.WithLabelValues("not_operational")); n != 2 {
+			t.Errorf("hermod_events_refused_total{reason=not_operational} = %v", n)
+		}
+	})
+	t.Run("never to the webhook it is about", func(t *testing.T) {
+		b := newBundle(t, opsHook("w-a"), opsHook("w-b"))
+		m := &hermodtest.FakeMsg{J: b.j, Subj: streams.OpsEventSubject("hermod.delivery.dead"),
+			Header: nats.Header{streams.HdrAboutWebhook: {"w-a"}}, Body: []byte(dead)}
+		done := make(chan struct{})
+		go func() { defer close(done); b.r.handle(m, nil) }()
+		hermodtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+			b.pub.AckAll()
+			if !slices.Contains(b.j.All(), "ack") {
+				return fmt.Errorf("journal %v: not acked yet", b.j.All())
+			}
+			return nil
+		})
+		<-done
+		var to []string
+		for _, p := range b.pub.Published() {
+			if p.Subject != streams.EnqueuedSubject {
+				to = append(to, streams.SubjectWebhookID(p.Subject))
+			}
+		}
+		if !slices.Equal(to, []string{"w-b"}) {
+			t.Errorf("delivered to %v, want only w-b", to)
+		}
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/hermodhq/hermod/shared/lifecycle"
 	"github.com/hermodhq/hermod/shared/metrics"
 	"github.com/hermodhq/hermod/shared/ops"
+	"github.com/hermodhq/hermod/shared/opsevents"
 	"github.com/hermodhq/hermod/shared/recorder"
 	"github.com/hermodhq/hermod/shared/store"
 )
@@ -37,6 +38,13 @@ func Limits(c envconfig.Common) store.Limits {
 	return store.Limits{Retention: c.Retention, HistoryLimit: c.HistoryLimit, PayloadTTL: c.Retention + c.MaxHold + 24*time.Hour}
 }
 
+// OpsPolicy is the operational events' policy of the configuration: a
+// death's mark lives twice the cooldown, never longer than the retention
+// (nothing of a delivery outlives its record).
+func OpsPolicy(c envconfig.Common) opsevents.Policy {
+	return opsevents.Policy{Cooldown: c.OpsCooldown, DeadLimit: c.OpsDeadLimit, DeadMarkTTL: min(2*c.OpsCooldown, c.Retention)}
+}
+
 // SweepEvery is how often the recorder removes expired deliveries from the
 // indexes: every minute, or every quarter of the retention when that is
 // shorter, so an index holds the ids of at most retention × 1.25 (plus one
@@ -56,10 +64,13 @@ type Parts struct {
 // against ix, with their metrics registered on m.
 func Build(c *connect.Conns, ix *index.Index, cfg Config, log zerolog.Logger, m *metrics.Metrics) *Parts {
 	rec := metrics.NewRecording(m.Registry)
+	opsm := metrics.NewOps(m.Registry)
+	opsLog := log.With().Str("component", "opsevents").Logger()
+	watcher := opsevents.NewWebhookWatcher(c.Store, ix, opsevents.NewPublisher(c.JS, opsm, opsLog), OpsPolicy(cfg.Common), opsm, opsLog)
 	return &Parts{
 		Router: New(c.JS, ix, log, metrics.NewRouting(m.Registry), Options{Workers: cfg.Workers, MaxEventBytes: cfg.MaxEventBytes}),
 		Recorder: recorder.New(c.JS, c.Store, log, recorder.Options{Limits: Limits(cfg.Common), OnError: rec.Error, Sweep: SweepEvery(cfg.Retention),
-			Agents: recorder.StoreAgents(c.Store, recorder.IndexLabels(ix))}),
+			Agents: recorder.StoreAgents(c.Store, recorder.IndexLabels(ix)), Recorded: watcher.Recorded}),
 	}
 }
 

@@ -38,7 +38,33 @@ var Default = []EventType{
 	{"alert.triggered", "An alert fired"},
 	{"alert.resolved", "An alert resolved"},
 	{TestEventType, "Internal test event sent by the test endpoint"},
+	{WebhookDegraded, "Hermod: a webhook turned degraded (its last 3 deliveries died, or its breaker opened)"},
+	{WebhookRecovered, "Hermod: a degraded webhook delivers again"},
+	{DeliveryDead, "Hermod: a delivery died"},
+	{AgentInactive, "Hermod: an agent stopped sending heartbeats"},
+	{AgentActive, "Hermod: an inactive agent sends heartbeats again"},
+	{ReplayFinished, "Hermod: a replay of deliveries finished"},
 }
+
+// OpsFamily is the family of Hermod's own operational events. Only Hermod
+// publishes them (on its own subjects, see streams.OpsEventSubject): the
+// API and the router refuse them from the platform.
+const OpsFamily = "hermod"
+
+// Operational event types (family OpsFamily); docs/api.md, section
+// "Operational events", describes their data.
+const (
+	WebhookDegraded  = "hermod.webhook.degraded"
+	WebhookRecovered = "hermod.webhook.recovered"
+	DeliveryDead     = "hermod.delivery.dead"
+	AgentInactive    = "hermod.agent.inactive"
+	AgentActive      = "hermod.agent.active"
+	ReplayFinished   = "hermod.replay.finished"
+)
+
+// IsOperational reports whether t is of Hermod's own family (known or
+// not): the platform may never publish such an event.
+func IsOperational(t string) bool { return strings.HasPrefix(t, OpsFamily+".") }
 
 // Catalog is an immutable set of event types.
 type Catalog struct {
@@ -86,12 +112,14 @@ func (c *Catalog) Families() []string {
 	return out
 }
 
-// StreamSubjects returns the subjects the event stream captures: one
-// "family.>" per family except the internal "webhook" family.
+// StreamSubjects returns the platform subjects the event stream captures:
+// one "family.>" per family except the internal "webhook" family and
+// Hermod's own OpsFamily, whose events travel on Hermod's subjects (the
+// stream adds those itself, see streams.EnsureStreams).
 func (c *Catalog) StreamSubjects() []string {
 	var out []string
 	for _, f := range c.Families() {
-		if f == "webhook" {
+		if f == "webhook" || f == OpsFamily {
 			continue
 		}
 		out = append(out, f+".>")

@@ -63,6 +63,8 @@ func TestDefaultCatalogue(t *testing.T) {
 		"agent.registered", "agent.deregistered", "stack.created", "stack.deleted",
 		"instance.crash", "instance.started", "instance.stopped", "cluster.created", "cluster.degraded",
 		"alert.triggered", "alert.resolved", "webhook.test",
+		"hermod.webhook.degraded", "hermod.webhook.recovered", "hermod.delivery.dead",
+		"hermod.agent.inactive", "hermod.agent.active", "hermod.replay.finished",
 	}
 	var got []string
 	for _, et := range c.Types() {
@@ -85,7 +87,7 @@ func TestDefaultCatalogue(t *testing.T) {
 			t.Errorf("Known(%q) = true; patterns are not types", p)
 		}
 	}
-	wantFams := []string{"agent", "alert", "cluster", "deployment", "instance", "stack", "webhook", "workorder"}
+	wantFams := []string{"agent", "alert", "cluster", "deployment", "hermod", "instance", "stack", "webhook", "workorder"}
 	if got := c.Families(); !reflect.DeepEqual(got, wantFams) {
 		t.Errorf("Families = %v, want %v", got, wantFams)
 	}
@@ -101,6 +103,7 @@ func TestStreamSubjectsTable(t *testing.T) {
 		{"only the webhook family", []catalog.EventType{{Type: "webhook.test"}}, nil},
 		{"custom, sorted, deduplicated", []catalog.EventType{{Type: "z.one"}, {Type: "a.one"}, {Type: "z.two"}, {Type: catalog.TestEventType}}, []string{"a.>", "z.>"}},
 		{"empty", nil, nil},
+		{"the operational family is never a platform subject", []catalog.EventType{{Type: catalog.DeliveryDead}, {Type: "a.one"}}, []string{"a.>"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := catalog.New(tc.types).StreamSubjects()
@@ -125,5 +128,28 @@ func TestCustomCatalogue(t *testing.T) {
 		if got := c.ValidPattern(p); got != want {
 			t.Errorf("ValidPattern(%q) = %v, want %v", p, got, want)
 		}
+	}
+}
+
+// The operational family: its types are in the default catalogue, may be
+// subscribed to like any other, and are told apart from platform types.
+func TestOperationalFamily(t *testing.T) {
+	c := catalog.New(catalog.Default)
+	for _, typ := range []string{catalog.WebhookDegraded, catalog.WebhookRecovered, catalog.DeliveryDead,
+		catalog.AgentInactive, catalog.AgentActive, catalog.ReplayFinished} {
+		if !c.Known(typ) || !catalog.IsOperational(typ) {
+			t.Errorf("%s: known %v, operational %v", typ, c.Known(typ), catalog.IsOperational(typ))
+		}
+	}
+	if !c.ValidPattern("hermod.*") {
+		t.Error("hermod.* is not a valid pattern")
+	}
+	for _, typ := range []string{"agent.registered", "hermodx.a", "hermod", "webhook.test"} {
+		if catalog.IsOperational(typ) {
+			t.Errorf("%s taken for an operational type", typ)
+		}
+	}
+	if !catalog.IsOperational("hermod.anything.else") {
+		t.Error("an unknown hermod.* type must be reserved too")
 	}
 }

@@ -26,6 +26,13 @@ type Common struct {
 	// (with room for headers), and the size above which the router refuses
 	// an event published straight to JetStream.
 	MaxEventBytes int
+	// OpsCooldown (HERMOD_OPS_EVENTS_COOLDOWN) and OpsDeadLimit
+	// (HERMOD_OPS_EVENTS_DEAD_LIMIT) bound operational events: one
+	// hermod.webhook.degraded (hermod.agent.inactive) per webhook (agent)
+	// per cooldown, and at most OpsDeadLimit hermod.delivery.dead per
+	// webhook per cooldown window.
+	OpsCooldown  time.Duration
+	OpsDeadLimit int
 }
 
 // StreamSettings are the stream settings every service applies at start
@@ -89,6 +96,8 @@ func ReadCommon(r *Reader, required bool) Common {
 	c.AcquireTTL = r.Duration("HERMOD_ACQUIRE_TTL", 60*time.Second, time.Second, time.Hour)
 	c.StreamReplicas = r.Int("HERMOD_STREAM_REPLICAS", 1, 1, 5)
 	c.MaxEventBytes = r.Int("HERMOD_MAX_EVENT_BYTES", 256<<10, 1024, 8<<20)
+	c.OpsCooldown = r.Duration("HERMOD_OPS_EVENTS_COOLDOWN", 5*time.Minute, time.Second, 24*time.Hour)
+	c.OpsDeadLimit = r.Int("HERMOD_OPS_EVENTS_DEAD_LIMIT", 10, 1, 10000)
 	return c
 }
 

@@ -356,6 +356,10 @@ func TestCommonValuesNamed(t *testing.T) {
 		{"HERMOD_MAX_HOLD", "soon"},
 		{"HERMOD_ACQUIRE_TTL", "2h"},
 		{"HERMOD_STREAM_REPLICAS", "7"},
+		{"HERMOD_OPS_EVENTS_COOLDOWN", "500ms"},
+		{"HERMOD_OPS_EVENTS_COOLDOWN", "48h"},
+		{"HERMOD_OPS_EVENTS_DEAD_LIMIT", "0"},
+		{"HERMOD_OPS_EVENTS_DEAD_LIMIT", "many"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := reader(map[string]string{c.name: c.value, "HERMOD_NATS_URL": "nats://n", "HERMOD_REDIS_URL": "redis://r"})
@@ -373,7 +377,7 @@ func TestCommonValuesNamed(t *testing.T) {
 	}
 	want := envconfig.Common{LogLevel: "info", ShutdownTimeout: 30 * time.Second, DedupWindow: 30 * time.Minute,
 		Retention: 72 * time.Hour, HistoryLimit: 10000, MaxHold: 7 * 24 * time.Hour, AcquireTTL: 60 * time.Second, StreamReplicas: 1,
-		MaxEventBytes: 256 << 10}
+		MaxEventBytes: 256 << 10, OpsCooldown: 5 * time.Minute, OpsDeadLimit: 10}
 	if c != want {
 		t.Errorf("defaults %+v, want %+v", c, want)
 	}

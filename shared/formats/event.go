@@ -55,35 +55,81 @@ func parseEvent(body []byte) (*event, error) {
 	return ev, nil
 }
 
-// Pairs: an event that resolves what an earlier one opened, and the data
+// pair is an event that resolves what an earlier one opened, and the data
 // field that identifies what they are about. A resolving event closes the
 // PagerDuty incident (same dedup key) and the Alertmanager alert (same
 // labels, with endsAt) its opener created.
-var pairs = map[string]struct {
+type pair struct {
 	opener, resolver, key string
-}{
-	"alert":     {"alert.triggered", "alert.resolved", "alert_id"},
-	"instance":  {"instance.crash", "instance.started", "instance_id"},
-	"workorder": {"workorder.failed", "workorder.completed", "workorder_id"},
-	"cluster":   {"cluster.degraded", "", "cluster_id"},
+	// subject names what an operational pair is about ("webhook").
+	subject string
+}
+
+// pairs of the platform's families, one per family.
+var pairs = map[string]pair{
+	"alert":     {"alert.triggered", "alert.resolved", "alert_id", ""},
+	"instance":  {"instance.crash", "instance.started", "instance_id", ""},
+	"workorder": {"workorder.failed", "workorder.completed", "workorder_id", ""},
+	"cluster":   {"cluster.degraded", "", "cluster_id", ""},
+}
+
+// opsPairs: Hermod's operational family holds several subjects (webhooks,
+// agents, replays), so its pairs go by type. A webhook's degradation and
+// its deliveries' deaths share the key webhook_id: one PagerDuty incident
+// per webhook, resolved when it recovers.
+var opsPairs = map[string]pair{
+	catalog.WebhookDegraded:  {catalog.WebhookDegraded, catalog.WebhookRecovered, "webhook_id", "webhook"},
+	catalog.WebhookRecovered: {catalog.WebhookDegraded, catalog.WebhookRecovered, "webhook_id", "webhook"},
+	catalog.DeliveryDead:     {catalog.WebhookDegraded, "", "webhook_id", "webhook"},
+	catalog.AgentInactive:    {catalog.AgentInactive, catalog.AgentActive, "agent_id", "agent"},
+	catalog.AgentActive:      {catalog.AgentInactive, catalog.AgentActive, "agent_id", "agent"},
+	catalog.ReplayFinished:   {catalog.ReplayFinished, "", "id", "replay"},
+}
+
+// pair is ev's pair, if it has one.
+func (ev *event) pair() (pair, bool) {
+	if p, ok := opsPairs[ev.Type]; ok {
+		return p, true
+	}
+	p, ok := pairs[ev.Family]
+	return p, ok
 }
 
 // resolves says whether ev resolves what its pair's opener opened.
 func (ev *event) resolves() bool {
-	p, ok := pairs[ev.Family]
+	p, ok := ev.pair()
 	return ok && p.resolver != "" && ev.Type == p.resolver
 }
 
-// key is the value identifying what ev is about: the pair's id field, or
-// the family's "<family>_id", or the event id.
+// idField is the data field naming what ev is about: its pair's key, or
+// "<family>_id".
+func (ev *event) idField() string {
+	if p, ok := ev.pair(); ok {
+		return p.key
+	}
+	return ev.Family + "_id"
+}
+
+// subject names what ev is about in keys and summaries: its family, or
+// its pair's subject for an operational event ("webhook").
+func (ev *event) subject() string {
+	if p, ok := ev.pair(); ok && p.subject != "" {
+		return p.subject
+	}
+	return ev.Family
+}
+
+// key is the value identifying what ev is about: field's value (default
+// the id field), prefixed by the family ("alert:a-1"; for an operational
+// event "hermod.webhook:<id>"), or the event id.
 func (ev *event) key(field string) string {
 	if field == "" {
-		field = ev.Family + "_id"
-		if p, ok := pairs[ev.Family]; ok {
-			field = p.key
-		}
+		field = ev.idField()
 	}
 	if v := ev.str(field); v != "" {
+		if s := ev.subject(); s != ev.Family {
+			return ev.Family + "." + s + ":" + v
+		}
 		return ev.Family + ":" + v
 	}
 	return ev.ID
@@ -130,9 +176,8 @@ func (ev *event) summary() string {
 	}
 	var b strings.Builder
 	b.WriteString(what)
-	idField := ev.Family + "_id"
-	if id := ev.str(idField); id != "" {
-		b.WriteString(": " + ev.Family + " " + id)
+	if id := ev.str(ev.idField()); id != "" {
+		b.WriteString(": " + ev.subject() + " " + id)
 	}
 	if _, name := ev.first(nameFields); name != "" {
 		b.WriteString(" (" + name + ")")
@@ -165,7 +210,7 @@ type field struct{ Name, Value string }
 // fields are the data fields the summary did not already say, sorted by
 // name; objects and arrays as compact JSON.
 func (ev *event) fields() []field {
-	used := map[string]bool{ev.Family + "_id": true}
+	used := map[string]bool{ev.idField(): true}
 	for _, fs := range [][]string{nameFields, statusFields, messageFields, linkFields} {
 		if f, _ := ev.first(fs); f != "" {
 			used[f] = true
@@ -209,9 +254,10 @@ func (ev *event) severity(m map[string]string) string {
 		return s
 	}
 	switch {
-	case strings.HasSuffix(ev.Type, ".failed"), ev.Type == "instance.crash", ev.Type == "alert.triggered":
+	case strings.HasSuffix(ev.Type, ".failed"), ev.Type == "instance.crash", ev.Type == "alert.triggered",
+		ev.Type == catalog.DeliveryDead:
 		return "error"
-	case strings.HasSuffix(ev.Type, ".degraded"):
+	case strings.HasSuffix(ev.Type, ".degraded"), ev.Type == catalog.AgentInactive:
 		return "warning"
 	}
 	return "info"

@@ -162,16 +162,16 @@ func (r *Renderer) canResolve(ev *event) error {
 	case PagerDuty:
 		f := r.opts.DedupField
 		if f == "" {
-			f = pairs[ev.Family].key
+			f = ev.idField()
 		}
 		fields = []string{f}
 	case Alertmanager:
-		fields = append([]string{pairs[ev.Family].key}, r.opts.LabelFields...)
+		fields = append([]string{ev.idField()}, r.opts.LabelFields...)
 	}
 	for i, f := range fields {
 		if ev.str(f) == "" {
 			e := &MissingFieldError{Field: f, Message: fmt.Sprintf("%s cannot resolve what %s opened: the event has no data field %q",
-				ev.Type, pairs[ev.Family].opener, f)}
+				ev.Type, opener(ev), f)}
 			switch {
 			case r.name == PagerDuty && r.opts.DedupField != "":
 				e.Option = "format_options.dedup_field"
@@ -332,4 +332,10 @@ func isAlnum(s string) bool {
 		}
 	}
 	return true
+}
+
+// opener is the type of the event ev resolves.
+func opener(ev *event) string {
+	p, _ := ev.pair()
+	return p.opener
 }

@@ -159,8 +159,8 @@ func TestSummary(t *testing.T) {
 func TestEveryFormatRendersEveryEventType(t *testing.T) {
 	long := strings.Repeat("long message ", 400)
 	for _, et := range catalog.Default {
-		fam, _, _ := strings.Cut(et.Type, ".")
-		body := envelope(t, et.Type, map[string]any{fam + "_id": "x-1", "name": "n", "message": long, "count": 3})
+		tev := testEvent(et.Type)
+		body := envelope(t, et.Type, map[string]any{tev.idField(): "x-1", "name": "n", "message": long, "count": 3})
 		t.Run(et.Type, func(t *testing.T) {
 			s := render(t, Slack, nil, body)
 			if txt, _ := s["text"].(string); txt == "" || len(txt) > 3000 || len(s["blocks"].([]any)) > 50 {
@@ -185,7 +185,7 @@ func TestEveryFormatRendersEveryEventType(t *testing.T) {
 			}
 			am := render(t, Alertmanager, nil, body)["list"].([]any)
 			a := am[0].(map[string]any)
-			if len(am) != 1 || a["labels"].(map[string]any)["alertname"] != "hermod_"+fam || (a["startsAt"] == nil) == (a["endsAt"] == nil) {
+			if len(am) != 1 || a["labels"].(map[string]any)["alertname"] != "hermod_"+tev.subject() || (a["startsAt"] == nil) == (a["endsAt"] == nil) {
 				t.Errorf("alertmanager: %v", am)
 			}
 			tm := render(t, Teams, nil, body)
@@ -307,5 +307,47 @@ func TestRedacted(t *testing.T) {
 	o := Options{RoutingKey: routingKey, Source: "prod"}
 	if r := o.Redacted(); r.RoutingKey != "" || r.Source != "prod" {
 		t.Errorf("redacted %+v", r)
+	}
+}
+
+// testEvent is an event of type typ without data.
+func testEvent(typ string) *event {
+	ev := &event{Type: typ, Data: map[string]any{}}
+	ev.Family, _, _ = strings.Cut(typ, ".")
+	return ev
+}
+
+// Operational events render sensibly: a Slack text naming the webhook and
+// what happened, a PagerDuty incident per webhook (its degradation and its
+// deliveries' deaths) that its recovery resolves, per agent likewise.
+func TestOperationalEvents(t *testing.T) {
+	degraded := envelope(t, "hermod.webhook.degraded", map[string]any{"webhook_id": "w-1", "name": "orders",
+		"url_redacted": "https://receiver.example", "reason": "dead_streak", "message": "its last 3 finished deliveries died"})
+	s := render(t, Slack, nil, degraded)
+	if txt := s["text"].(string); txt != "Hermod: a webhook turned degraded (its last 3 deliveries died, or its breaker opened): webhook w-1 (orders): its last 3 finished deliveries died" {
+		t.Errorf("slack text %q", txt)
+	}
+	o := &Options{RoutingKey: routingKey}
+	pd := render(t, PagerDuty, o, degraded)
+	dead := render(t, PagerDuty, o, envelope(t, "hermod.delivery.dead", map[string]any{"webhook_id": "w-1", "delivery_id": "d-1"}))
+	rec := render(t, PagerDuty, o, envelope(t, "hermod.webhook.recovered", map[string]any{"webhook_id": "w-1"}))
+	other := render(t, PagerDuty, o, envelope(t, "hermod.webhook.degraded", map[string]any{"webhook_id": "w-2"}))
+	if pd["dedup_key"] != "hermod.webhook:w-1" || dead["dedup_key"] != pd["dedup_key"] || rec["dedup_key"] != pd["dedup_key"] ||
+		other["dedup_key"] == pd["dedup_key"] {
+		t.Errorf("dedup keys %v %v %v %v", pd["dedup_key"], dead["dedup_key"], rec["dedup_key"], other["dedup_key"])
+	}
+	if pd["event_action"] != "trigger" || dead["event_action"] != "trigger" || rec["event_action"] != "resolve" {
+		t.Errorf("actions %v %v %v", pd["event_action"], dead["event_action"], rec["event_action"])
+	}
+	if sev := dead["payload"].(map[string]any)["severity"]; sev != "error" {
+		t.Errorf("delivery.dead severity %v", sev)
+	}
+	if sev := pd["payload"].(map[string]any)["severity"]; sev != "warning" {
+		t.Errorf("degraded severity %v", sev)
+	}
+	in := render(t, PagerDuty, o, envelope(t, "hermod.agent.inactive", map[string]any{"agent_id": "eu-1"}))
+	back := render(t, PagerDuty, o, envelope(t, "hermod.agent.active", map[string]any{"agent_id": "eu-1"}))
+	if in["dedup_key"] != "hermod.agent:eu-1" || back["dedup_key"] != in["dedup_key"] || back["event_action"] != "resolve" {
+		t.Errorf("agent pair %v / %v", in, back)
 	}
 }

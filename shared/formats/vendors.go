@@ -111,15 +111,13 @@ func cutMarkdown(s string, n int) string {
 }
 
 // alertmanagerAlerts is an Alertmanager API v2 alerts body (a list of one
-// alert). Its identifying labels are alertname (hermod_<family>), the pair's
+// alert). Its identifying labels are alertname (hermod_<family>; for an
+// operational event hermod_webhook or hermod_agent), the pair's
 // id field, label_fields and the fixed labels, so a resolving event, which
 // sends the same labels with endsAt now, resolves the alert.
 func alertmanagerAlerts(ev *event, o Options, now time.Time) []any {
-	labels := map[string]string{"alertname": "hermod_" + labelSafe(ev.Family)}
-	idField := ev.Family + "_id"
-	if p, ok := pairs[ev.Family]; ok {
-		idField = p.key
-	}
+	labels := map[string]string{"alertname": "hermod_" + labelSafe(ev.subject())}
+	idField := ev.idField()
 	if v := ev.str(idField); v != "" {
 		labels[labelSafe(idField)] = v
 	}
@@ -147,7 +145,7 @@ func alertmanagerAlerts(ev *event, o Options, now time.Time) []any {
 	// is the opener's.
 	sev := ev
 	if ev.resolves() {
-		sev = &event{Type: pairs[ev.Family].opener, Family: ev.Family}
+		sev = &event{Type: opener(ev), Family: ev.Family}
 	}
 	labels["severity"] = sev.severity(o.Severity)
 	at := ev.time(now).UTC().Format(time.RFC3339Nano)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/filterexpr"
 	"github.com/hermodhq/hermod/shared/webhooks"
 )
@@ -104,8 +105,11 @@ func scalar(r *json.RawMessage) *string {
 }
 
 // TypeMatches reports whether pattern (type, "family.*" or "*") matches t.
+// "*" is every platform type: Hermod's own operational family (catalog.
+// OpsFamily) is matched only by its name ("hermod.*" or a hermod type), so
+// a webhook subscribed to everything does not start receiving them.
 func TypeMatches(pattern, t string) bool {
-	if pattern == "*" || pattern == t {
+	if pattern == t || pattern == "*" && !catalog.IsOperational(t) {
 		return true
 	}
 	if fam, ok := strings.CutSuffix(pattern, ".*"); ok {
@@ -168,7 +172,8 @@ func LookupOnly(ws []*webhooks.Webhook) *Set {
 // expression of each webhook whose expression did not change, so an
 // expression is compiled once per change of its webhook, never per event.
 // Each webhook is placed so that it matches a type at most once: "*" wins
-// over a family, a family over its exact types.
+// over a family, a family over its exact types. "*" does not cover the
+// operational family (see TypeMatches).
 func Rebuild(prev *Set, ws []*webhooks.Webhook) *Set {
 	s := &Set{exact: map[string][]*webhooks.Webhook{}, family: map[string][]*webhooks.Webhook{},
 		byID: make(map[string]*webhooks.Webhook, len(ws)), progs: map[string]*filterexpr.Program{}}
@@ -184,16 +189,19 @@ func Rebuild(prev *Set, ws []*webhooks.Webhook) *Set {
 				fams[fam] = true
 			}
 		}
+		// "*" covers every platform type; the operational family is
+		// indexed apart, when named, beside it.
 		if star {
 			s.all = append(s.all, w)
-			continue
 		}
 		for f := range fams {
-			s.family[f] = append(s.family[f], w)
+			if !star || f == catalog.OpsFamily {
+				s.family[f] = append(s.family[f], w)
+			}
 		}
 		seen := map[string]bool{}
 		for _, p := range w.EventTypes {
-			if strings.HasSuffix(p, ".*") || seen[p] {
+			if strings.HasSuffix(p, ".*") || seen[p] || p == "*" || star && !catalog.IsOperational(p) {
 				continue
 			}
 			seen[p] = true
@@ -284,6 +292,8 @@ func (s *Set) Match(e *Event, out []*webhooks.Webhook) []*webhooks.Webhook {
 	if fam, _, ok := strings.Cut(e.Type, "."); ok {
 		add(s.family[fam])
 	}
-	add(s.all)
+	if !catalog.IsOperational(e.Type) {
+		add(s.all)
+	}
 	return out
 }

@@ -146,6 +146,9 @@ func TestBuildMatchTable(t *testing.T) {
 		{ID: "filtered in", EventTypes: []string{"deployment.*"}, Filters: &webhooks.Filters{AgentID: sp("7")}},
 		{ID: "filtered out", EventTypes: []string{"*"}, Filters: &webhooks.Filters{AgentID: sp("8")}},
 		{ID: "label filtered", EventTypes: []string{"deployment.applied"}, Filters: &webhooks.Filters{Labels: map[string]string{"env": "prod"}}},
+		{ID: "ops", EventTypes: []string{"hermod.*"}},
+		{ID: "star+ops", EventTypes: []string{"*", "hermod.*"}},
+		{ID: "star+ops exact", EventTypes: []string{"*", "hermod.delivery.dead", "hermod.delivery.dead"}},
 	}
 	s := matching.Build(ws)
 	if s.Len() != len(ws) {
@@ -165,16 +168,19 @@ func TestBuildMatchTable(t *testing.T) {
 	}{
 		{`{"event_type":"deployment.applied","data":{"agent_id":7},"labels":{"env":"prod"}}`, []string{
 			"exact", "exact other family + family", "exact+family", "family+exact", "filtered in", "label filtered",
-			"star", "star+exact+family", "two exacts", "two families"}},
+			"star", "star+exact+family", "star+ops", "star+ops exact", "two exacts", "two families"}},
 		{`{"event_type":"deployment.applied","data":{"agent_id":"9"}}`, []string{
 			"exact", "exact other family + family", "exact+family", "family+exact",
-			"star", "star+exact+family", "two exacts", "two families"}},
+			"star", "star+exact+family", "star+ops", "star+ops exact", "two exacts", "two families"}},
 		{`{"event_type":"deployment.failed"}`, []string{
-			"exact other family + family", "exact+family", "family+exact", "star", "star+exact+family", "two exacts", "two families"}},
+			"exact other family + family", "exact+family", "family+exact", "star", "star+exact+family", "star+ops", "star+ops exact", "two exacts", "two families"}},
 		{`{"event_type":"instance.crash","data":{"agent_id":"8"}}`, []string{
-			"exact other family + family", "filtered out", "other family", "star", "star+exact+family", "two families"}},
-		{`{"event_type":"stack.created"}`, []string{"star", "star+exact+family"}},
-		{`{"event_type":"webhook.test"}`, []string{"star", "star+exact+family"}},
+			"exact other family + family", "filtered out", "other family", "star", "star+exact+family", "star+ops", "star+ops exact", "two families"}},
+		{`{"event_type":"stack.created"}`, []string{"star", "star+exact+family", "star+ops", "star+ops exact"}},
+		{`{"event_type":"webhook.test"}`, []string{"star", "star+exact+family", "star+ops", "star+ops exact"}},
+		// Operational events: "*" does not cover them, only their name does.
+		{`{"event_type":"hermod.delivery.dead"}`, []string{"ops", "star+ops", "star+ops exact"}},
+		{`{"event_type":"hermod.webhook.degraded"}`, []string{"ops", "star+ops"}},
 	} {
 		_, ev, err := matching.ParseEnvelope([]byte(c.envelope))
 		if err != nil {
@@ -203,7 +209,7 @@ func TestBuildMatchTable(t *testing.T) {
 	// Match appends to out.
 	prefix := []*webhooks.Webhook{{ID: "already"}}
 	_, ev, _ := matching.ParseEnvelope([]byte(`{"event_type":"stack.created"}`))
-	if out := s.Match(ev, prefix); len(out) != 3 || out[0].ID != "already" {
+	if out := s.Match(ev, prefix); len(out) != 5 || out[0].ID != "already" {
 		t.Errorf("Match did not append: %v", ids(out))
 	}
 	if got := matching.Build(nil).Match(ev, nil); len(got) != 0 {

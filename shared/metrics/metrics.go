@@ -6,6 +6,7 @@
 package metrics
 
 import (
+	"errors"
 	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -173,7 +174,9 @@ type Routing struct {
 	EventsRouted     prometheus.Counter
 	DeliveriesQueued prometheus.Counter
 	// EventsRefused counts events the router terminated without a
-	// delivery, by reason: too_large, not_an_envelope, delivery_copy.
+	// delivery, by reason: too_large, not_an_envelope, delivery_copy,
+	// reserved_family (a hermod.* event on a platform subject),
+	// not_operational (an operational subject carrying another type).
 	EventsRefused *prometheus.CounterVec
 	// FilterErrors counts filter expressions that gave no answer for an
 	// event (the webhook did not match it), by reason: missing_field,
@@ -254,4 +257,61 @@ func NewIndexUnconfirmed(r prometheus.Registerer) prometheus.Counter {
 		Help: "Webhook changes that some webhook index did not confirm within the wait (they apply within the index's version poll)."})
 	r.MustRegister(c)
 	return c
+}
+
+// Ops are the metrics of operational events (package opsevents).
+type Ops struct {
+	// Published counts operational events published, by type.
+	Published *prometheus.CounterVec
+	// Suppressed counts operational events not published, by type and
+	// reason: cooldown (a degradation within HERMOD_OPS_EVENTS_COOLDOWN of
+	// the last one told), dead_limit (over HERMOD_OPS_EVENTS_DEAD_LIMIT in
+	// the window; counted in the next one's "suppressed"), ops_delivery (a
+	// delivery of an operational event died: never told, so events cannot
+	// loop), publish_failed (JetStream did not take it).
+	Suppressed *prometheus.CounterVec
+}
+
+// NewOps creates the operational events' metrics and registers them on r;
+// when r has them already (the all-in-one: the router's recorder and the
+// API's agent watcher both tell), it returns those.
+func NewOps(r prometheus.Registerer) *Ops {
+	m := &Ops{
+		Published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_ops_events_published_total",
+			Help: "Operational events (hermod.*) published, by type."}, []string{"type"}),
+		Suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hermod_ops_events_suppressed_total",
+			Help: "Operational events not published (coalesced, over the limit, about an operational event's delivery, or failed), by type and reason."},
+			[]string{"type", "reason"}),
+	}
+	m.Published = registerOrGet(r, m.Published)
+	m.Suppressed = registerOrGet(r, m.Suppressed)
+	return m
+}
+
+// registerOrGet registers c on r, or returns the equal collector r has.
+func registerOrGet(r prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
+	if err := r.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+		panic(err) // a programming error, as MustRegister's
+	}
+	return c
+}
+
+// Publish counts one event of type t published.
+func (m *Ops) Publish(t string) {
+	if m != nil {
+		m.Published.WithLabelValues(t).Inc()
+	}
+}
+
+// Suppress counts one event of type t not published, for reason.
+func (m *Ops) Suppress(t, reason string) {
+	if m != nil {
+		m.Suppressed.WithLabelValues(t, reason).Inc()
+	}
 }

@@ -49,6 +49,9 @@ type Options struct {
 	// Agents checks the results agents publish on their own subjects;
 	// without it such results are refused.
 	Agents AgentChecker
+	// Recorded, when set, is given each batch once Redis took it, before
+	// its messages are acked (the operational events' webhook watcher).
+	Recorded func(ctx context.Context, b store.Batch)
 }
 
 // AgentChecker answers what the recorder needs to know before it believes
@@ -160,6 +163,11 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 	}
 	if !r.apply(stop, batch, b) {
 		return
+	}
+	if r.opts.Recorded != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		r.opts.Recorded(ctx, b)
+		cancel()
 	}
 	for _, m := range batch {
 		if !slices.Contains(later, m) {

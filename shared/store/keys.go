@@ -64,6 +64,22 @@ func AgentListKey() string { return prefix + "agents" }
 // value (never the value itself).
 func SessionKey(tokenHash string) string { return prefix + "session:" + tokenHash }
 
+// OpsWebhookKey holds what operational events last told about a webhook
+// (JSON, opsevents.WebhookState): its announced status, when it was last
+// announced degraded, and its delivery.dead budget.
+func OpsWebhookKey(webhookID string) string { return prefix + "ops:wh:" + webhookID }
+
+// OpsAgentKey holds what operational events last told about an agent
+// (JSON, opsevents.AgentState).
+func OpsAgentKey(agentID string) string { return prefix + "ops:agent:" + agentID }
+
+// OpsDeadKey marks that the death of a delivery (in one epoch) was counted
+// by the operational events (a string, set once): a batch recorded again
+// never counts it twice.
+func OpsDeadKey(deliveryID string, epoch int) string {
+	return prefix + "ops:dead:" + deliveryID + ":" + strconv.Itoa(epoch)
+}
+
 // WebhookTag is the hash tag shared by every key a script touches for one
 // webhook's deliveries (the key functions below spell it inline, so each
 // key is built with one allocation).

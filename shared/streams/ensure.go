@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,10 +27,10 @@ func EnsureStreams(ctx context.Context, js StreamMaker, s Settings) error {
 		return errors.New("ensure streams: no event subjects")
 	}
 	cfgs := []jetstream.StreamConfig{
-		{Name: EventsStream, Subjects: s.Subjects, Retention: jetstream.WorkQueuePolicy,
+		{Name: EventsStream, Subjects: append(slices.Clip(s.Subjects), OpsEventPrefix+">"), Retention: jetstream.WorkQueuePolicy,
 			Duplicates: s.DedupWindow, MaxAge: 7 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: s.Replicas,
 			MaxMsgSize:  int32(MaxEnvelopeBytes(s.MaxEventBytes) + EventHeaderAllowance),
-			Description: "platform events, consumed by the router"},
+			Description: "platform events and Hermod's operational events, consumed by the router"},
 		{Name: DeliveriesStream, Subjects: []string{DeliverPrefix + ">", DelayPrefix + ">", AgentPrefix + ">"},
 			Retention: jetstream.WorkQueuePolicy, Duplicates: s.DedupWindow, Storage: jetstream.FileStorage, Replicas: s.Replicas,
 			Description: "deliveries ready (dlv), waiting for a due time (delay), for agents (agentq)"},

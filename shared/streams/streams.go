@@ -46,7 +46,20 @@ const (
 	DeadPrefix    = "hermod.dead."
 	// ChangesSubject carries webhook change notices (core NATS) to the indexes.
 	ChangesSubject = "hermod.changes.webhooks"
+	// OpsEventPrefix + <event type>: Hermod's own operational events
+	// (family "hermod"), captured by the event stream beside the platform's
+	// subjects. Only Hermod publishes here; the router trusts the
+	// operational family, and HdrAboutWebhook, on these subjects alone.
+	OpsEventPrefix = "hermod.opsevt."
 )
+
+// OpsEventSubject is where Hermod publishes its operational event of
+// eventType ("hermod.webhook.degraded" → "hermod.opsevt.hermod.webhook.degraded").
+func OpsEventSubject(eventType string) string { return OpsEventPrefix + eventType }
+
+// IsOpsEventSubject says whether subject is one of Hermod's operational
+// event subjects.
+func IsOpsEventSubject(subject string) bool { return strings.HasPrefix(subject, OpsEventPrefix) }
 
 // Headers of a delivery message.
 const (
@@ -65,6 +78,10 @@ const (
 	// Headers of a dead letter.
 	HdrReason = "Hermod-Reason" // why it died (a streams.Reason)
 	HdrError  = "Hermod-Error"  // the last error
+	// HdrAboutWebhook, on an operational event (an OpsEventSubject only),
+	// names the webhook the event is about: the router never delivers the
+	// event to that webhook.
+	HdrAboutWebhook = "Hermod-About-Webhook"
 )
 
 // Settings of the streams and consumers that depend on configuration.

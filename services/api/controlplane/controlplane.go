@@ -29,6 +29,9 @@ import (
 // answer); 3 missed is INACTIVE.
 const HeartbeatInterval = 10 * time.Second
 
+// InactiveAfter is how long without a heartbeat makes an agent INACTIVE.
+const InactiveAfter = 3 * HeartbeatInterval
+
 // QueueGroup is the queue group of every control plane replica.
 const QueueGroup = "hermod-control"
 

@@ -886,9 +886,13 @@
     }
     const opt = (value, label, cls, title) => h('label', { class: cls, title },
       h('input', { type: 'checkbox', name: 'event_types', value }), label);
-    const items = [opt('*', 'All events (*)', 'family', 'Every event type, including ones added later')];
+    const items = [opt('*', 'All events (*)', 'family',
+      "Every platform event type, including ones added later (Hermod's own hermod.* events only when chosen below)")];
     for (const [fam, types] of families) {
-      items.push(opt(fam + '.*', fam + '.*', 'family', 'Every ' + fam + ' event'));
+      items.push(fam === 'hermod'
+        ? opt('hermod.*', 'hermod.* (operational)', 'family',
+          "Hermod's own operational events: a webhook degraded or recovered, a delivery died, an agent inactive or back, a replay finished")
+        : opt(fam + '.*', fam + '.*', 'family', 'Every ' + fam + ' event'));
       for (const t of types) items.push(opt(t.type, t.type, '', t.description));
     }
     box.replaceChildren(...items);
