@@ -101,7 +101,8 @@ func TestComposeConfigFacts(t *testing.T) {
 // TestComposeConfig: compose.yaml as users run it.
 func TestComposeConfig(t *testing.T) {
 	base, _, f := composeSetup(t)
-	reportProblems(t, audit(base, f))
+	probs, _ := audit(base, f)
+	reportProblems(t, probs)
 
 	p := model(t, base, f)
 	for _, s := range []string{"nats", "redis", "api", "router", "deliverer", "agent"} {
@@ -112,9 +113,6 @@ func TestComposeConfig(t *testing.T) {
 	if !slices.ContainsFunc(p.Services["api"].Ports, func(port composePort) bool { return port.Target == 8080 }) {
 		t.Errorf("compose.yaml: the api does not publish container port 8080")
 	}
-	if n := countServices(p, func(s composeService) bool { return imageIs(s, "nats") }); n != 1 {
-		t.Errorf("compose.yaml: %d NATS servers, want 1", n)
-	}
 }
 
 // TestComposeConfigCluster: compose.yaml with compose.cluster.yaml merged
@@ -122,7 +120,8 @@ func TestComposeConfig(t *testing.T) {
 // Sentinels, and every Hermod service told about all of them.
 func TestComposeConfigCluster(t *testing.T) {
 	_, cluster, f := composeSetup(t)
-	reportProblems(t, audit(cluster, f))
+	probs, _ := audit(cluster, f)
+	reportProblems(t, probs)
 
 	p := model(t, cluster, f)
 	var nodes, sentinels []string
@@ -154,8 +153,8 @@ func TestComposeConfigCluster(t *testing.T) {
 }
 
 // TestComposeConfigEnvExample: .env.example lists nothing stale, the keys
-// and the variables nats.conf reads are left for the operator to fill in,
-// and Compose refuses to start without any of them.
+// are left for the operator to fill in, and Compose refuses to start
+// without any of them.
 func TestComposeConfigEnvExample(t *testing.T) {
 	base, cluster, f := composeSetup(t)
 	used := map[string]bool{}
@@ -169,14 +168,46 @@ func TestComposeConfigEnvExample(t *testing.T) {
 		}
 	}
 	reportProblems(t, staleEnvExample(f, used))
-	keys := append(slices.Clone(secretEnv), f.NATSConfVars...)
-	for _, k := range keys {
+	checkFillIn(t, f, secretEnv)
+	for _, c := range []composeFiles{base, cluster} {
+		reportProblems(t, checkRequired(c, f, secretEnv))
+	}
+}
+
+// checkFillIn: each of names is an empty NAME= line of .env.example, for
+// the operator to fill in.
+func checkFillIn(t *testing.T, f composeFacts, names []string) {
+	t.Helper()
+	for _, k := range names {
 		if e, ok := f.EnvExample[k]; !ok || e.Commented || e.Value != "" {
 			t.Errorf(".env.example: %s should be an empty NAME= line for the operator to fill in, got %+v", k, e)
 		}
 	}
-	for _, c := range []composeFiles{base, cluster} {
-		reportProblems(t, checkRequired(c, f, keys))
+}
+
+// TestComposeNATSAuth: every NATS server of both ways to run the files
+// loads nats.conf and gets each variable it reads from .env (an empty
+// NAME= line there, and Compose refuses to start without it); api, router
+// and deliverer connect to every server as the services' user, hermod-api
+// also as the system account's user, with the callout seed; the agent
+// brings no credentials.
+func TestComposeNATSAuth(t *testing.T) {
+	base, cluster, f := composeSetup(t)
+	checkFillIn(t, f, f.NATSConfVars)
+	for _, c := range []struct {
+		composeFiles
+		servers int
+	}{{base, 1}, {cluster, 3}} {
+		vars := exampleValues(f.EnvExample, false)
+		p, err := decodeProject(c.composeFiles, vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := countServices(p, func(s composeService) bool { return imageIs(s, "nats") }); n != c.servers {
+			t.Errorf("%s: %d NATS servers, want %d", c.Name, n, c.servers)
+		}
+		reportProblems(t, checkNATSAuth(c.Name, c.Dir, p, f, vars))
+		reportProblems(t, checkRequired(c.composeFiles, f, f.NATSConfVars))
 	}
 }
 
@@ -192,16 +223,6 @@ func staleEnvExample(f composeFacts, used map[string]bool) []string {
 	return probs
 }
 
-func countServices(p composeProject, match func(composeService) bool) int {
-	n := 0
-	for _, s := range p.Services {
-		if match(s) {
-			n++
-		}
-	}
-	return n
-}
-
 // TestComposeConfigCatchesProblems proves the rules are not vacuous: the
 // shipped files with a mistake merged over them (an override file, as
 // Compose merges it), made in a copy of compose.yaml, or made in
@@ -209,7 +230,11 @@ func countServices(p composeProject, match func(composeService) bool) int {
 func TestComposeConfigCatchesProblems(t *testing.T) {
 	base, cluster, facts := composeSetup(t)
 	for _, c := range []composeFiles{base, cluster} {
-		if probs := audit(c, facts); len(probs) != 0 {
+		probs, models := audit(c, facts)
+		for _, m := range models {
+			probs = append(probs, checkNATSAuth(c.Name, c.Dir, m.Project, facts, m.Vars)...)
+		}
+		if len(probs) != 0 {
 			t.Fatalf("the shipped files have problems; the self-test needs them clean:\n%s", strings.Join(probs, "\n"))
 		}
 	}
@@ -355,6 +380,11 @@ services:
 			want: []string{`service router: HERMOD_NATS_URL "nats://nats:4222" does not connect as hermod`,
 				"service api: HERMOD_NATS_SYSTEM_URL", "does not connect as sys",
 				"service agent: HERMOD_NATS_URL", "has credentials"}},
+		{name: "no callout seed", override: `
+services:
+  api:
+    environment: {HERMOD_AUTH_CALLOUT_SEED: !reset null}`,
+			want: []string{`service api: HERMOD_AUTH_CALLOUT_SEED="", not the seed from .env`}},
 		{name: "URLs and dependencies", override: `
 services:
   router:
@@ -411,7 +441,11 @@ services:
 			if c.facts != nil {
 				c.facts(&f)
 			}
-			probs := append(audit(files, f), checkRequired(files, f, c.required)...)
+			probs, models := audit(files, f)
+			for _, m := range models {
+				probs = append(probs, checkNATSAuth(files.Name, files.Dir, m.Project, f, m.Vars)...)
+			}
+			probs = append(probs, checkRequired(files, f, c.required)...)
 			t.Logf("reported:\n%s", strings.Join(probs, "\n"))
 			for _, w := range c.want {
 				if !slices.ContainsFunc(probs, func(p string) bool { return strings.Contains(p, w) }) {

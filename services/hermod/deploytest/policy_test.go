@@ -172,21 +172,26 @@ func exampleValues(ex map[string]envExampleVar, shown bool) map[string]string {
 // ---------------------------------------------------------------------------
 // The rules.
 
+// composeModel is one normalized model and the values it was made with.
+type composeModel struct {
+	Project composeProject
+	Vars    map[string]string
+}
+
 // audit runs `docker compose config` on the files twice, with the values
 // .env.example sets and with the defaults it shows as well, and returns
-// every problem the rules find in either model. The two models must be the
-// same (the defaults .env.example shows are the files' defaults), and every
-// variable the files use is listed in .env.example.
-func audit(c composeFiles, f composeFacts) []string {
-	var probs []string
+// every problem checkProject finds in either model, and the models. The two
+// must be the same (the defaults .env.example shows are the files'
+// defaults), and every variable the files use is listed in .env.example.
+func audit(c composeFiles, f composeFacts) (probs []string, models []composeModel) {
 	add := func(format string, a ...any) { probs = append(probs, c.Name+": "+fmt.Sprintf(format, a...)) }
-	var models [2]any
+	var raw [2]any
 	for i, label := range []string{"the values .env.example sets", "the defaults .env.example shows"} {
 		vars := exampleValues(f.EnvExample, i == 1)
 		out, warnings, err := c.config(vars, "--format", "json")
 		if err != nil {
 			add("with %s (a variable the files require must be an uncommented NAME= line there): %v", label, err)
-			return probs
+			return probs, models
 		}
 		if warnings != "" {
 			add("docker compose config warns: %s", warnings)
@@ -194,15 +199,16 @@ func audit(c composeFiles, f composeFacts) []string {
 		var p composeProject
 		if err := json.Unmarshal(out, &p); err != nil {
 			add("the model docker compose config printed: %v", err)
-			return probs
+			return probs, models
 		}
-		if err := json.Unmarshal(out, &models[i]); err != nil {
+		if err := json.Unmarshal(out, &raw[i]); err != nil {
 			add("the model docker compose config printed: %v", err)
-			return probs
+			return probs, models
 		}
-		probs = append(probs, checkProject(c.Name, c.Dir, p, f, vars)...)
+		probs = append(probs, checkProject(c.Name, p, f, vars)...)
+		models = append(models, composeModel{p, vars})
 	}
-	for _, d := range diffModels("", models[0], models[1]) {
+	for _, d := range diffModels("", raw[0], raw[1]) {
 		add("%s is %s with the files' defaults but %s with the defaults .env.example shows", d.path, d.a, d.b)
 	}
 
@@ -223,7 +229,7 @@ func audit(c composeFiles, f composeFacts) []string {
 		}
 	}
 	slices.Sort(probs)
-	return slices.Compact(probs)
+	return slices.Compact(probs), models
 }
 
 // decodeProject runs docker compose config with vars and decodes the model.
@@ -314,7 +320,7 @@ func diffModels(path string, a, b any) []modelDiff {
 
 // checkProject applies the rules to one normalized model; vars are the
 // values it was made with.
-func checkProject(file, dir string, p composeProject, f composeFacts, vars map[string]string) []string {
+func checkProject(file string, p composeProject, f composeFacts, vars map[string]string) []string {
 	var probs []string
 	add := func(format string, a ...any) { probs = append(probs, file+": "+fmt.Sprintf(format, a...)) }
 
@@ -331,13 +337,12 @@ func checkProject(file, dir string, p composeProject, f composeFacts, vars map[s
 		}
 	}
 	names := sortedKeys(p.Services)
-	natsServers := 0
 	serverNames := map[string]string{}
 	for _, sname := range names {
 		s := p.Services[sname]
 		sadd := func(format string, a ...any) { add("service %s: "+format, append([]any{sname}, a...)...) }
 		if s.isHermod(sname) {
-			checkHermodService(s, sname, f, vars, p, hosts, sadd)
+			checkHermodService(s, sname, f, vars, hosts, sadd)
 		} else {
 			// Any HERMOD_* variable is still one some binary reads.
 			for _, k := range sortedKeys(s.Environment) {
@@ -352,9 +357,7 @@ func checkProject(file, dir string, p composeProject, f composeFacts, vars map[s
 		case imageIs(s, "redis"):
 			checkRedis(s, sadd)
 		case imageIs(s, "nats"):
-			natsServers++
 			checkNATS(s, hosts, serverNames, sname, sadd)
-			checkNATSServerAuth(s, dir, f, vars, sadd)
 		}
 		if (imageIs(s, "redis") || imageIs(s, "nats")) && !s.hasHealthcheck() {
 			sadd("has no healthcheck (the Hermod services wait for it with condition: service_healthy)")
@@ -384,15 +387,31 @@ func checkProject(file, dir string, p composeProject, f composeFacts, vars map[s
 		}
 	}
 
-	// NATS: the services connect to every server as the services' user,
-	// hermod-api also as the system account's user; the agent brings no
-	// credentials (it authenticates with its id and token through the
-	// callout).
-	for _, sname := range names {
+	slices.Sort(probs)
+	return slices.Compact(probs)
+}
+
+// checkNATSAuth: every NATS server loads nats.conf and gets the variables
+// it reads from .env; the services connect to every server as the
+// services' user, hermod-api also as the system account's user; the agent
+// brings no credentials (it authenticates with its id and token through
+// hermod-api's auth callout).
+func checkNATSAuth(file, dir string, p composeProject, f composeFacts, vars map[string]string) []string {
+	var probs []string
+	natsServers := countServices(p, func(s composeService) bool { return imageIs(s, "nats") })
+	for _, sname := range sortedKeys(p.Services) {
 		s := p.Services[sname]
-		sadd := func(format string, a ...any) { add("service %s: "+format, append([]any{sname}, a...)...) }
+		sadd := func(format string, a ...any) {
+			probs = append(probs, file+": service "+sname+": "+fmt.Sprintf(format, a...))
+		}
+		if imageIs(s, "nats") {
+			checkNATSServerAuth(s, dir, f, vars, sadd)
+		}
 		switch s.binary(sname) {
 		case "hermod-api":
+			if got := s.Environment["HERMOD_AUTH_CALLOUT_SEED"]; got != vars["HERMOD_AUTH_CALLOUT_SEED"] {
+				sadd("HERMOD_AUTH_CALLOUT_SEED=%q, not the seed from .env (hermod-api is the auth callout for agents)", got)
+			}
 			checkServiceUser(s.Environment, "HERMOD_NATS_SYSTEM_URL", "sys", vars["NATS_SYSTEM_PASSWORD"], natsServers, sadd)
 			fallthrough
 		case "hermod-router", "hermod-deliverer":
@@ -407,8 +426,8 @@ func checkProject(file, dir string, p composeProject, f composeFacts, vars map[s
 	return slices.Compact(probs)
 }
 
-func checkHermodService(s composeService, sname string, f composeFacts, vars map[string]string, p composeProject,
-	hosts map[string]string, sadd func(string, ...any)) {
+func checkHermodService(s composeService, sname string, f composeFacts, vars map[string]string, hosts map[string]string,
+	sadd func(string, ...any)) {
 	bin := s.binary(sname)
 	read, known := f.Binaries[bin]
 	switch {
@@ -552,6 +571,16 @@ func checkNATS(s composeService, hosts, serverNames map[string]string, sname str
 			sadd("routes to %q, which is no service or alias", h)
 		}
 	}
+}
+
+func countServices(p composeProject, match func(composeService) bool) int {
+	n := 0
+	for _, s := range p.Services {
+		if match(s) {
+			n++
+		}
+	}
+	return n
 }
 
 // natsConfPath is where the Compose files mount nats.conf in the container.
