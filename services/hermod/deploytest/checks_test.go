@@ -324,7 +324,8 @@ services:
 			want: []string{`services.deliverer.environment.HERMOD_SHUTDOWN_TIMEOUT is "20s" with the files' defaults but "30s"`}},
 		{name: "required variable commented out in .env.example", facts: func(f *composeFacts) {
 			f.EnvExample["NATS_SYSTEM_PASSWORD"] = envExampleVar{Commented: true}
-		}, want: []string{"required variable NATS_SYSTEM_PASSWORD is missing a value"}},
+		}, want: []string{"requires ${NATS_SYSTEM_PASSWORD}, which .env.example shows only commented out",
+			"required variable NATS_SYSTEM_PASSWORD is missing a value"}},
 		{name: "healthcheck of another binary", override: `
 services:
   deliverer:

@@ -185,33 +185,6 @@ type composeModel struct {
 // defaults), and every variable the files use is listed in .env.example.
 func audit(c composeFiles, f composeFacts) (probs []string, models []composeModel) {
 	add := func(format string, a ...any) { probs = append(probs, c.Name+": "+fmt.Sprintf(format, a...)) }
-	var raw [2]any
-	for i, label := range []string{"the values .env.example sets", "the defaults .env.example shows"} {
-		vars := exampleValues(f.EnvExample, i == 1)
-		out, warnings, err := c.config(vars, "--format", "json")
-		if err != nil {
-			add("with %s (a variable the files require must be an uncommented NAME= line there): %v", label, err)
-			return probs, models
-		}
-		if warnings != "" {
-			add("docker compose config warns: %s", warnings)
-		}
-		var p composeProject
-		if err := json.Unmarshal(out, &p); err != nil {
-			add("the model docker compose config printed: %v", err)
-			return probs, models
-		}
-		if err := json.Unmarshal(out, &raw[i]); err != nil {
-			add("the model docker compose config printed: %v", err)
-			return probs, models
-		}
-		probs = append(probs, checkProject(c.Name, p, f, vars)...)
-		models = append(models, composeModel{p, vars})
-	}
-	for _, d := range diffModels("", raw[0], raw[1]) {
-		add("%s is %s with the files' defaults but %s with the defaults .env.example shows", d.path, d.a, d.b)
-	}
-
 	used, err := composeVariables(c)
 	if err != nil {
 		add("%v", err)
@@ -228,6 +201,36 @@ func audit(c composeFiles, f composeFacts) (probs []string, models []composeMode
 			add("defaults ${%s} to %q, but .env.example shows the default %q", name, v.DefaultValue, ex.Value)
 		}
 	}
+
+	var raw [2]any
+	for i, label := range []string{"the values .env.example sets", "the defaults .env.example shows"} {
+		vars := exampleValues(f.EnvExample, i == 1)
+		out, warnings, err := c.config(vars, "--format", "json")
+		if err != nil {
+			add("with %s (a variable the files require must be an uncommented NAME= line there): %v", label, err)
+			break
+		}
+		if warnings != "" {
+			add("docker compose config warns: %s", warnings)
+		}
+		var p composeProject
+		if err := json.Unmarshal(out, &p); err != nil {
+			add("the model docker compose config printed: %v", err)
+			break
+		}
+		if err := json.Unmarshal(out, &raw[i]); err != nil {
+			add("the model docker compose config printed: %v", err)
+			break
+		}
+		probs = append(probs, checkProject(c.Name, p, f, vars)...)
+		models = append(models, composeModel{p, vars})
+	}
+	if len(models) == 2 { // else a run failed, reported above
+		for _, d := range diffModels("", raw[0], raw[1]) {
+			add("%s is %s with the files' defaults but %s with the defaults .env.example shows", d.path, d.a, d.b)
+		}
+	}
+
 	slices.Sort(probs)
 	return slices.Compact(probs), models
 }
