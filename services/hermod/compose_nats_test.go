@@ -1,16 +1,15 @@
 package allinone_test
 
 // deploy/compose/nats.conf: the accounts and the auth callout of the shipped
-// configuration. The Compose files are checked against it, and a real
-// nats-server is started from it (the configuration parser of the server
-// the tests embed), with hermod-api as its callout.
+// configuration. A real nats-server is started from it (the configuration
+// parser of the server the tests embed), with hermod-api as its callout.
+// How the Compose files use it is checked in deploytest (make test-compose),
+// where `docker compose config` reads them.
 
 import (
 	"context"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,122 +17,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
-	"gopkg.in/yaml.v3"
 
 	"github.com/hermodhq/hermod/shared/agentauth"
 	"github.com/hermodhq/hermod/shared/hermodtest"
 	"github.com/hermodhq/hermod/shared/streams"
 )
-
-// natsConfPath is where the Compose files mount nats.conf in the container.
-const natsConfPath = "/etc/nats/hermod.conf"
-
-var (
-	confVarRe = regexp.MustCompile(`\$([A-Za-z_][A-Za-z0-9_]*)`)
-	// A $ inside a quoted string is text (a subject such as "$SYS.REQ..."), not a variable.
-	confQuotedRe = regexp.MustCompile(`"[^"]*"`)
-)
-
-// natsConfVars lists the $VARIABLES nats.conf reads from the environment.
-func natsConfVars(t *testing.T, root string) []string {
-	t.Helper()
-	src := string(readComposeFile(t, root, "nats.conf"))
-	var out []string
-	for _, line := range strings.Split(src, "\n") {
-		if i := strings.Index(line, "#"); i >= 0 {
-			line = line[:i]
-		}
-		for _, m := range confVarRe.FindAllStringSubmatch(confQuotedRe.ReplaceAllString(line, ""), -1) {
-			if !slices.Contains(out, m[1]) {
-				out = append(out, m[1])
-			}
-		}
-	}
-	if len(out) == 0 {
-		t.Fatal("nats.conf reads no $VARIABLE: the passwords and the callout issuer should come from .env")
-	}
-	return out
-}
-
-// TestComposeNATSAuth: every NATS server of both Compose files loads
-// nats.conf and gets the variables it reads (required, from .env); the
-// services connect as the services' user, hermod-api is the auth callout
-// with a system-account connection, and the agent goes through the callout.
-func TestComposeNATSAuth(t *testing.T) {
-	root := repoRoot(t)
-	f := loadComposeFacts(t, root)
-	vars := natsConfVars(t, root)
-	for _, v := range vars {
-		if e, ok := f.EnvExample[v]; !ok || e.Commented || e.Value != "" {
-			t.Errorf(".env.example: %s (read by nats.conf) should be an empty NAME= line for the operator to fill in, got %+v", v, e)
-		}
-	}
-	for _, name := range []string{"compose.yaml", "compose.cluster.yaml"} {
-		var doc composeDoc
-		if err := yaml.Unmarshal(readComposeFile(t, root, name), &doc); err != nil {
-			t.Fatal(err)
-		}
-		nodes := 0
-		for sname, s := range doc.Services {
-			if !imageIs(s, "nats") && !(name == "compose.cluster.yaml" && sname == "nats") {
-				continue
-			}
-			nodes++
-			if c, ok := flagValue(s.Command, "-c", "--config", "-config"); !ok || c != natsConfPath {
-				t.Errorf("%s: service %s does not load %s (-c)", name, sname, natsConfPath)
-			}
-			if !slices.ContainsFunc(s.mounts(), func(m mount) bool { return m.Source == "./nats.conf" && m.Target == natsConfPath }) {
-				t.Errorf("%s: service %s does not mount ./nats.conf at %s", name, sname, natsConfPath)
-			}
-			for _, v := range vars {
-				if !requiredInterpolation(s.Environment[v], v) {
-					t.Errorf("%s: service %s: %s=%q, want ${%s:?message} (nats.conf reads it)", name, sname, v, s.Environment[v], v)
-				}
-			}
-		}
-		if want := map[string]int{"compose.yaml": 1, "compose.cluster.yaml": 3}[name]; nodes != want {
-			t.Errorf("%s: %d NATS servers, want %d", name, nodes, want)
-		}
-		services := map[string]composeService{}
-		for sname, s := range doc.Services {
-			services[sname] = s
-		}
-		if name == "compose.yaml" {
-			// The anchored settings are merged into each service.
-			for _, sname := range []string{"api", "router", "deliverer"} {
-				checkServiceUser(t, name, sname, services[sname].Environment["HERMOD_NATS_URL"], "hermod", "NATS_HERMOD_PASSWORD", 1)
-			}
-			api := services["api"].Environment
-			if !requiredInterpolation(api["HERMOD_AUTH_CALLOUT_SEED"], "HERMOD_AUTH_CALLOUT_SEED") {
-				t.Errorf("%s: the api's HERMOD_AUTH_CALLOUT_SEED is %q, want ${HERMOD_AUTH_CALLOUT_SEED:?message}", name, api["HERMOD_AUTH_CALLOUT_SEED"])
-			}
-			checkServiceUser(t, name, "api", api["HERMOD_NATS_SYSTEM_URL"], "sys", "NATS_SYSTEM_PASSWORD", 1)
-			if u := services["agent"].Environment["HERMOD_NATS_URL"]; strings.Contains(u, "@") {
-				t.Errorf("%s: the agent's HERMOD_NATS_URL %q has credentials: it must authenticate with its id and token through the callout", name, u)
-			}
-		} else {
-			for _, sname := range []string{"api", "router", "deliverer"} {
-				checkServiceUser(t, name, sname, services[sname].Environment["HERMOD_NATS_URL"], "hermod", "NATS_HERMOD_PASSWORD", 3)
-			}
-			checkServiceUser(t, name, "api", services["api"].Environment["HERMOD_NATS_SYSTEM_URL"], "sys", "NATS_SYSTEM_PASSWORD", 3)
-		}
-	}
-}
-
-// checkServiceUser: url names n servers, each as user with the password
-// ${passVar:?...}.
-func checkServiceUser(t *testing.T, file, service, url, user, passVar string, n int) {
-	t.Helper()
-	parts := strings.Split(url, ",")
-	if len(parts) != n {
-		t.Errorf("%s: service %s: %q names %d servers, want %d", file, service, url, len(parts), n)
-	}
-	for _, p := range parts {
-		if !strings.HasPrefix(p, "nats://"+user+":${"+passVar+":?") {
-			t.Errorf("%s: service %s: %q does not connect as %s with ${%s:?...}", file, service, p, user, passVar)
-		}
-	}
-}
 
 // calloutKey runs `hermod-api callout-key` and returns the two values it prints.
 func calloutKey(t *testing.T) (seed, issuer string) {
@@ -164,7 +52,10 @@ func calloutKey(t *testing.T) (seed, issuer string) {
 // grant's permissions and delivers, an unknown agent is refused, and a
 // revoked one is kicked through the system account.
 func TestComposeNATSConfigWithCallout(t *testing.T) {
-	root := repoRoot(t)
+	root, err := hermodtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	seed, issuer := calloutKey(t)
 	const hermodPW, sysPW = "pw_hermod0123456789abcdef", "pw_sys0123456789abcdef"
 	t.Setenv("NATS_HERMOD_PASSWORD", hermodPW)
