@@ -74,7 +74,7 @@ func configEnv(c allinone.Config) []string {
 		"HERMOD_ACQUIRE_TTL": c.AcquireTTL.String(), "HERMOD_RETENTION": c.Retention.String(),
 		"HERMOD_HISTORY_LIMIT": strconv.Itoa(c.HistoryLimit), "HERMOD_DEDUP_WINDOW": c.DedupWindow.String(),
 		"HERMOD_SESSION_TTL": c.SessionTTL.String(), "HERMOD_COOKIE_SECURE": strconv.FormatBool(c.SecureCookies),
-		"HERMOD_REPLAY_RATE": strconv.Itoa(c.ReplayRate),
+		"HERMOD_REPLAY_RATE":         strconv.Itoa(c.ReplayRate),
 		"HERMOD_OPS_EVENTS_COOLDOWN": c.OpsCooldown.String(), "HERMOD_OPS_EVENTS_DEAD_LIMIT": strconv.Itoa(c.OpsDeadLimit),
 	}
 	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
