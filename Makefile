@@ -11,7 +11,7 @@ GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 GOBIN_DIR = $(or $(shell go env GOBIN),$(firstword $(subst :, ,$(shell go env GOPATH)))/bin)
 STATICCHECK ?= $(GOBIN_DIR)/staticcheck
 
-.PHONY: build run test test-faults test-short lint bench bench-external bench-filters fuzz screenshots clean tools images test-compose compose-plugin helm test-helm
+.PHONY: build run test test-faults test-short lint bench bench-external bench-filters fuzz screenshots clean tools images test-compose compose-plugin helm test-helm promtool test-monitoring
 
 # A real Alertmanager for the end-to-end test of the alertmanager format
 # (built from its Go module; newer versions embed a UI bundle the module
@@ -71,6 +71,23 @@ helm:
 # sets, every object decoded strictly into the Kubernetes API types and checked.
 test-helm: helm
 	cd deploy/helm/chartcheck && HERMOD_HELM='$(HELM)' go test -race -count=1 -tags helm ./...
+
+# promtool for checking the alert rules, built once from its Go module into a
+# cache directory named for its version, like helm above.
+PROMTOOL_VERSION ?= v0.316.0
+PROMTOOL_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hermod/promtool-$(PROMTOOL_VERSION)
+PROMTOOL = $(PROMTOOL_DIR)/promtool
+
+promtool:
+	@test -x '$(PROMTOOL)' || GOBIN='$(PROMTOOL_DIR)' go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+# The alert rules (deploy/monitoring): promtool checks their syntax and
+# expressions, then runs their unit tests (input series, expected alerts).
+# That every metric they and the dashboard use exists is a test of make test
+# (services/hermod, TestE2EMonitoringMetricsExported).
+test-monitoring: promtool
+	'$(PROMTOOL)' check rules deploy/monitoring/hermod.rules.yaml
+	cd deploy/monitoring && '$(PROMTOOL)' test rules hermod.rules.test.yaml
 
 # Every test of every module (the end-to-end tests build the binaries first).
 test: build tools
