@@ -270,6 +270,10 @@ type Ops struct {
 	// delivery of an operational event died: never told, so events cannot
 	// loop), publish_failed (JetStream did not take it).
 	Suppressed *prometheus.CounterVec
+	// Agents is the number of registered agents by status (active,
+	// inactive, never_seen), as the API's agent watcher last counted them
+	// (every heartbeat interval). Every API replica counts the same.
+	Agents *prometheus.GaugeVec
 }
 
 // NewOps creates the operational events' metrics and registers them on r;
@@ -283,17 +287,29 @@ func NewOps(r prometheus.Registerer) *Ops {
 			Help: "Operational events not published (coalesced, over the limit, about an operational event's delivery, or failed), by type and reason."},
 			[]string{"type", "reason"}),
 	}
+	m.Agents = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hermod_agents",
+		Help: "Registered agents by status: active (a heartbeat within 3 intervals), inactive, never_seen."}, []string{"status"})
 	m.Published = registerOrGet(r, m.Published)
 	m.Suppressed = registerOrGet(r, m.Suppressed)
+	m.Agents = registerOrGet(r, m.Agents)
 	return m
 }
 
+// SetAgents sets the agents' count by status.
+func (m *Ops) SetAgents(active, inactive, neverSeen int) {
+	if m != nil {
+		m.Agents.WithLabelValues("active").Set(float64(active))
+		m.Agents.WithLabelValues("inactive").Set(float64(inactive))
+		m.Agents.WithLabelValues("never_seen").Set(float64(neverSeen))
+	}
+}
+
 // registerOrGet registers c on r, or returns the equal collector r has.
-func registerOrGet(r prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
+func registerOrGet[C prometheus.Collector](r prometheus.Registerer, c C) C {
 	if err := r.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			if existing, ok := are.ExistingCollector.(C); ok {
 				return existing
 			}
 		}

@@ -66,8 +66,12 @@ func (a *AgentWatcher) Run(ctx context.Context) error {
 // Check looks at every agent once and tells the changes.
 func (a *AgentWatcher) Check(ctx context.Context) error {
 	ids, err := a.st.AgentIDs(ctx)
-	if err != nil || len(ids) == 0 {
+	if err != nil {
 		return err
+	}
+	if len(ids) == 0 {
+		a.m.SetAgents(0, 0, 0)
+		return nil
 	}
 	keys := make([]string, len(ids))
 	for i, id := range ids {
@@ -78,6 +82,12 @@ func (a *AgentWatcher) Check(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	var nActive, nInactive, nNever int
+	defer func() {
+		if len(errs) == 0 {
+			a.m.SetAgents(nActive, nInactive, nNever)
+		}
+	}()
 	for i, id := range ids {
 		ag, err := a.st.GetAgent(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -90,6 +100,14 @@ func (a *AgentWatcher) Check(ctx context.Context) error {
 		now := a.now()
 		seen := !ag.LastSeenAt.IsZero()
 		active := seen && now.Sub(ag.LastSeenAt) < a.opts.InactiveAfter
+		switch {
+		case active:
+			nActive++
+		case seen:
+			nInactive++
+		default:
+			nNever++
+		}
 		told := decodeAgent(states[keys[i]])
 		if _, t, changed := a.policy.DecideAgent(told, active, seen, now); !changed {
 			if t == Coalesced {

@@ -290,7 +290,17 @@ func TestAgentWatcher(t *testing.T) {
 	if err := r.st.AgentSeen(ctx, "eu-1", "1.0", 0, clk.now()); err != nil {
 		t.Fatal(err)
 	}
+	// The agents by status, as the gauge says after each look.
+	agents := func(active, inactive, never float64) {
+		t.Helper()
+		for status, want := range map[string]float64{"active": active, "inactive": inactive, "never_seen": never} {
+			if n := testutil.ToFloat64(r.m.Agents.WithLabelValues(status)); n != want {
+				t.Errorf("hermod_agents{status=%q} = %v, want %v", status, n, want)
+			}
+		}
+	}
 	check()
+	agents(1, 0, 1)
 	clk.add(10 * time.Second)
 	check()
 	if evs := r.events(t); len(evs) != 0 {
@@ -299,6 +309,7 @@ func TestAgentWatcher(t *testing.T) {
 	clk.add(31 * time.Second)
 	check()
 	check()
+	agents(0, 1, 1)
 	evs := r.events(t)
 	if len(evs) != 1 || evs[0].Env.EventType != catalog.AgentInactive || evs[0].Env.Data["agent_id"] != "eu-1" ||
 		evs[0].Env.Data["last_seen_at"] == nil || evs[0].About != "" {
@@ -313,6 +324,7 @@ func TestAgentWatcher(t *testing.T) {
 	if len(evs) != 2 || evs[1].Env.EventType != catalog.AgentActive || evs[1].Env.Data["inactive_since"] == nil {
 		t.Fatalf("events %v, want agent.active last", evs)
 	}
+	agents(1, 0, 1)
 }
 
 // ReplayFinished is published like every operational event, for whoever
