@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/hermodhq/hermod/shared/catalog"
 	"github.com/hermodhq/hermod/shared/version"
 )
 
@@ -292,6 +293,17 @@ func NewOps(r prometheus.Registerer) *Ops {
 	m.Published = registerOrGet(r, m.Published)
 	m.Suppressed = registerOrGet(r, m.Suppressed)
 	m.Agents = registerOrGet(r, m.Agents)
+	// Every series that can be counted exists from the start, at 0, so a
+	// rate or an increase sees the first one.
+	for _, t := range []string{catalog.WebhookDegraded, catalog.WebhookRecovered, catalog.DeliveryDead,
+		catalog.AgentInactive, catalog.AgentActive, catalog.ReplayFinished} {
+		m.Published.WithLabelValues(t)
+		m.Suppressed.WithLabelValues(t, "publish_failed")
+	}
+	m.Suppressed.WithLabelValues(catalog.WebhookDegraded, "cooldown")
+	m.Suppressed.WithLabelValues(catalog.AgentInactive, "cooldown")
+	m.Suppressed.WithLabelValues(catalog.DeliveryDead, "dead_limit")
+	m.Suppressed.WithLabelValues(catalog.DeliveryDead, "ops_delivery")
 	return m
 }
 
