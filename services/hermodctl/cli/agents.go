@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 
@@ -83,37 +84,24 @@ func (a *app) agentsGet() *cobra.Command {
 }
 
 func (a *app) agentsCreate() *cobra.Command {
-	var labels []string
-	cmd := &cobra.Command{
-		Use:     "create AGENT_ID --label LABEL...",
-		Short:   "Register an agent granted labels; prints its token once",
-		Example: "  hermodctl agents create edge-1 --label eu-west --label gpu",
-		Args:    cobra.ExactArgs(1),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if len(labels) == 0 {
-				return usagef("at least one --label is required")
-			}
-			c, err := a.api()
-			if err != nil {
-				return err
-			}
-			ag, raw, err := c.CreateAgent(cmd.Context(), args[0], labels)
-			if err != nil {
-				return err
-			}
-			return a.agent(ag, raw)
-		}),
-	}
-	cmd.Flags().StringSliceVarP(&labels, "label", "l", nil, "a label granted (comma-separated or repeated)")
-	return cmd
+	return a.agentGrant("create AGENT_ID --label LABEL...", "Register an agent granted labels; prints its token once",
+		"  hermodctl agents create edge-1 --label eu-west --label gpu", (*apiclient.Client).CreateAgent)
 }
 
 func (a *app) agentsUpdate() *cobra.Command {
+	return a.agentGrant("update AGENT_ID --label LABEL...", "Replace an agent's grant (applies without restarting it)",
+		"  hermodctl agents update edge-1 --label eu-west", (*apiclient.Client).UpdateAgent)
+}
+
+// agentGrant is a command that sends an agent's id and its granted labels
+// (create and update) and prints the agent the API answers.
+func (a *app) agentGrant(use, short, example string,
+	call func(*apiclient.Client, context.Context, string, []string) (apiclient.Agent, apiclient.Raw, error)) *cobra.Command {
 	var labels []string
 	cmd := &cobra.Command{
-		Use:     "update AGENT_ID --label LABEL...",
-		Short:   "Replace an agent's grant (applies without restarting it)",
-		Example: "  hermodctl agents update edge-1 --label eu-west",
+		Use:     use,
+		Short:   short,
+		Example: example,
 		Args:    cobra.ExactArgs(1),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			if len(labels) == 0 {
@@ -123,7 +111,7 @@ func (a *app) agentsUpdate() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ag, raw, err := c.UpdateAgent(cmd.Context(), args[0], labels)
+			ag, raw, err := call(c, cmd.Context(), args[0], labels)
 			if err != nil {
 				return err
 			}
