@@ -652,10 +652,16 @@ func TestE2EConfigurationCheckedAndMasked(t *testing.T) {
 	addr := freeAddr(t)
 	api := startProc(t, "hermod-api", map[string]string{"HERMOD_NATS_URL": ns.ClientURL(), "HERMOD_REDIS_URL": rd.URL(),
 		"HERMOD_ENCRYPTION_KEY": testEncKey, "HERMOD_ADMIN_KEYS": testAdminKey, "HERMOD_API_ADDR": addr,
-		"HERMOD_NATS_SYSTEM_URL": "nats://sys:sys-s3cret-pw@" + ns.Addr().String()})
+		"HERMOD_NATS_SYSTEM_URL": "nats://sys:sys-s3cret-pw@" + ns.Addr().String(),
+		// Not read by hermod-api: a typo, and a deliverer's variable.
+		"HERMOD_REPLAY_RAET": "100", "HERMOD_DELIVERY_CONCURRENCY": "8"})
 	waitReady(t, api, "http://"+addr+"/readyz")
 	b, _ := os.ReadFile(api.log)
 	logs := string(b)
+	if !strings.Contains(logs, `"variables":["HERMOD_DELIVERY_CONCURRENCY","HERMOD_REPLAY_RAET"]`) ||
+		!strings.Contains(logs, "are not read by hermod-api") {
+		t.Errorf("the variables hermod-api does not read are not reported:\n%s", tail(logs, 2000))
+	}
 	if !strings.Contains(logs, `"effective configuration"`) || !strings.Contains(logs, `"HERMOD_ENCRYPTION_KEY":"****"`) ||
 		!strings.Contains(logs, `"HERMOD_ADMIN_KEYS":"****"`) || !strings.Contains(logs, `"HERMOD_NATS_SYSTEM_URL":"nats://sys:****@`) {
 		t.Errorf("effective configuration not printed masked:\n%s", tail(logs, 2000))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -210,4 +211,20 @@ func maskOne(u string) string {
 		tail = path + "?" + strings.Join(params, "&")
 	}
 	return u[:scheme+3] + authority + tail
+}
+
+// Unknown lists, sorted, the HERMOD_* variables of environ ("NAME=value"
+// lines, as os.Environ gives them) that the reader did not read: a typo,
+// or a variable meant for another Hermod program. They are reported, not
+// refused, so one environment may serve several programs.
+func (r *Reader) Unknown(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if _, read := r.seen[name]; strings.HasPrefix(name, "HERMOD_") && !read {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
 }

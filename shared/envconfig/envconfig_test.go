@@ -2,6 +2,7 @@ package envconfig_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -412,5 +413,21 @@ func TestAllowCIDRsTable(t *testing.T) {
 				t.Errorf("error %v does not name HERMOD_DELIVERY_ALLOW_CIDRS", r.Err())
 			}
 		})
+	}
+}
+
+// Variables a program does not read are listed, once each, sorted; only
+// the HERMOD_ prefix counts, and a variable read with its default is known.
+func TestUnknown(t *testing.T) {
+	r := reader(map[string]string{"HERMOD_NATS_URL": "nats://x"})
+	r.String("HERMOD_NATS_URL", "")
+	r.Int("HERMOD_HISTORY_LIMIT", 10, 0, 100)
+	environ := []string{"PATH=/bin", "HERMOD_NATS_URL=nats://x", "HERMOD_HISTROY_LIMIT=5", "HERMOD_HISTORY_LIMIT=",
+		"HERMOD_DELIVERY_CONCURRENCY=8", "HERMODCTL_SERVER=http://x", "HERMOD_HISTROY_LIMIT=6", "NOT_HERMOD_X=1"}
+	if got, want := r.Unknown(environ), []string{"HERMOD_DELIVERY_CONCURRENCY", "HERMOD_HISTROY_LIMIT"}; !slices.Equal(got, want) {
+		t.Errorf("Unknown = %v, want %v", got, want)
+	}
+	if got := r.Unknown([]string{"HERMOD_NATS_URL=a"}); len(got) != 0 {
+		t.Errorf("Unknown of read variables = %v", got)
 	}
 }

@@ -67,6 +67,10 @@ func Main[C any](p Program[C]) {
 		os.Exit(2)
 	}
 	logging.Config(log, r.Effective())
+	if unknown := r.Unknown(os.Environ()); len(unknown) > 0 {
+		log.Warn().Strs("variables", unknown).Msg("these HERMOD_* variables are not read by " + p.Name +
+			" (a typo, or meant for another Hermod program?); see docs/configuration.md")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err = p.Run(ctx, cfg, log, os.Stdout)
 	stop()
