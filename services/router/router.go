@@ -92,6 +92,9 @@ type Router struct {
 	// enqueue record message (0: no limit). See limits.
 	eventLimit, recordLimit int
 	filterLog               filterLog
+	// onFilterError is filterError as a func value, made once: a method
+	// value taken per event would allocate per event.
+	onFilterError func(*webhooks.Webhook, string, error)
 }
 
 // filterLogInterval is the least time between two log lines about filter
@@ -133,6 +136,7 @@ func New(js jetstream.JetStream, ix Matcher, log zerolog.Logger, m *metrics.Rout
 		opts.Workers = 8
 	}
 	r := &Router{js: js, pub: js, ix: ix, log: log, m: m, opts: opts}
+	r.onFilterError = r.filterError
 	var maxPayload int64
 	if nc := js.Conn(); nc != nil {
 		maxPayload = nc.MaxPayload()
@@ -214,7 +218,7 @@ func (r *Router) handle(msg jetstream.Msg, buf []*webhooks.Webhook) []*webhooks.
 		_ = msg.Term()
 		return buf
 	}
-	ev.OnFilterError = r.filterError
+	ev.OnFilterError = r.onFilterError
 	about, ok := r.opsCheck(msg, ev.Type)
 	if !ok {
 		_ = msg.Term()

@@ -41,7 +41,9 @@ func newBundle(t *testing.T, hooks ...*webhooks.Webhook) *bundle {
 	pub := &hermodtest.FakePub{J: j}
 	rs := newRecords(pub, 0)
 	t.Cleanup(rs.close)
-	return &bundle{j: j, pub: pub, r: &Router{pub: pub, records: rs, ix: fixedSet{matching.Build(hooks)}, log: zerolog.Nop()}}
+	r := &Router{pub: pub, records: rs, ix: fixedSet{matching.Build(hooks)}, log: zerolog.Nop()}
+	r.onFilterError = r.filterError
+	return &bundle{j: j, pub: pub, r: r}
 }
 
 func (b *bundle) event(body string, h nats.Header) *hermodtest.FakeMsg {

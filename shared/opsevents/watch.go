@@ -55,14 +55,16 @@ func NewWebhookWatcher(st WebhookStore, hooks Webhooks, pub *Publisher, policy P
 
 // observed is what one batch says of one webhook.
 type observed struct {
-	deaths []streams.Outcome
+	deaths  []streams.Outcome
+	breaker bool // a breaker report of the webhook is in the batch
 }
 
 // Recorded looks at a batch the recorder wrote: for every webhook with a
 // finished delivery or a breaker report in it, whether its status changed,
 // and for each delivery that died, whether to tell it. Nothing it does
-// holds the batch back beyond a Redis round trip (two when something
-// changed) and the rare publish; a failure is logged (the event is lost,
+// holds the batch back beyond a Redis round trip (the state last told;
+// the statistics too only for webhooks with a death, a breaker report, or
+// told degraded: successes alone change nothing else) and the rare publish; a failure is logged (the event is lost,
 // the recording never is).
 func (w *WebhookWatcher) Recorded(ctx context.Context, b store.Batch) {
 	seen := map[string]*observed{}
@@ -92,7 +94,7 @@ func (w *WebhookWatcher) Recorded(ctx context.Context, b store.Batch) {
 		}
 	}
 	for _, br := range b.Breakers {
-		touch(br.WebhookID)
+		touch(br.WebhookID).breaker = true
 	}
 	if len(ids) == 0 {
 		return
@@ -140,10 +142,6 @@ func (w *WebhookWatcher) claimDeaths(ctx context.Context, ids []string, seen map
 }
 
 func (w *WebhookWatcher) check(ctx context.Context, ids []string, seen map[string]*observed) error {
-	stats, err := w.st.Stats(ctx, ids)
-	if err != nil {
-		return err
-	}
 	keys := make([]string, len(ids))
 	for i, id := range ids {
 		keys[i] = store.OpsWebhookKey(id)
@@ -152,15 +150,37 @@ func (w *WebhookWatcher) check(ctx context.Context, ids []string, seen map[strin
 	if err != nil {
 		return err
 	}
+	// Successes alone can only recover a webhook told degraded: the
+	// statistics are read for the others only when the batch holds a
+	// death or a breaker report of theirs (the common batch, successes of
+	// healthy webhooks, costs one round trip).
+	told := make([]WebhookState, len(ids))
+	var need []string
+	for i, id := range ids {
+		told[i] = decodeWebhook(states[keys[i]])
+		if o := seen[id]; told[i].Degraded || len(o.deaths) > 0 || o.breaker {
+			need = append(need, id)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	stats, err := w.st.Stats(ctx, need)
+	if err != nil {
+		return err
+	}
 	now := w.now()
 	var errs []error
 	for i, id := range ids {
+		st, ok := stats[id]
+		if !ok {
+			continue // nothing in the batch can change what was told
+		}
 		wh, ok := w.hooks.Get(id)
 		if !ok {
 			continue // deleted: nobody to tell about
 		}
-		st := stats[id]
-		told := decodeWebhook(states[keys[i]])
+		told := told[i]
 		// A paused webhook shows as paused, never degraded: its status
 		// stays as told until it is enabled again and delivers.
 		degraded := told.Degraded
