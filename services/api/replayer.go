@@ -257,8 +257,8 @@ func (x *replayRun) loop(ctx context.Context) (store.ReplayState, string) {
 				return x.failed(ctx, "redis", err)
 			}
 			for _, d := range ds {
-				if err := x.r.limiter.Wait(ctx); err != nil {
-					return x.failed(ctx, "", err)
+				if x.r.limiter.Wait(ctx) != nil {
+					return "", "" // Wait fails only when ctx ends: stopping
 				}
 				x.done.Matched++
 				requeued, err := x.one(ctx, d, w)
@@ -355,7 +355,7 @@ func (x *replayRun) one(ctx context.Context, d *store.Delivery, w *webhooks.Webh
 // webhookTakes says whether w, as it is now, would take delivery d: it
 // subscribes to d's event type and sends to the same target labels.
 func webhookTakes(w *webhooks.Webhook, d *store.Delivery) bool {
-	if !slices.Equal(w.TargetLabels, d.TargetLabels) && len(w.TargetLabels)+len(d.TargetLabels) > 0 {
+	if !slices.Equal(w.TargetLabels, d.TargetLabels) {
 		return false
 	}
 	return slices.ContainsFunc(w.EventTypes, func(p string) bool { return matching.TypeMatches(p, d.EventType) })

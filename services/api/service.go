@@ -188,7 +188,7 @@ func publishReplayFinished(pub *opsevents.Publisher, v ReplayView) {
 		msg += fmt.Sprintf(", %d skipped", v.Skipped)
 	}
 	switch {
-	case v.State == "cancelled":
+	case v.State == string(store.ReplayCancelled):
 		msg = "cancelled: " + msg
 	case v.Error != nil:
 		msg = *v.Error + "; " + msg

@@ -452,6 +452,11 @@ func (p *pipeline) waitIdle(timeout time.Duration) {
 		if err := p.inHand(); err != nil {
 			return err
 		}
+		// The operational events' watcher works beside the recorder: a
+		// batch it still holds may yet publish an event.
+		if v := metricValue(p.metrics(), "hermod_ops_events_queued"); v != 0 {
+			return fmt.Errorf("%v recorded batches wait for the operational events' watcher", v)
+		}
 		return p.inHand()
 	})
 }

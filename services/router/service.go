@@ -58,6 +58,9 @@ func SweepEvery(retention time.Duration) time.Duration {
 type Parts struct {
 	Router   *Router
 	Recorder *recorder.Recorder
+	// Watcher tells operational events of the batches the recorder wrote,
+	// beside it (the recorder's acks never wait for it).
+	Watcher *opsevents.WebhookWatcher
 }
 
 // Build makes the router and the recorder on c, the router matching
@@ -70,13 +73,15 @@ func Build(c *connect.Conns, ix *index.Index, cfg Config, log zerolog.Logger, m 
 	return &Parts{
 		Router: New(c.JS, ix, log, metrics.NewRouting(m.Registry), Options{Workers: cfg.Workers, MaxEventBytes: cfg.MaxEventBytes}),
 		Recorder: recorder.New(c.JS, c.Store, log, recorder.Options{Limits: Limits(cfg.Common), OnError: rec.Error, Sweep: SweepEvery(cfg.Retention),
-			Agents: recorder.StoreAgents(c.Store, recorder.IndexLabels(ix)), Recorded: watcher.Recorded}),
+			Agents: recorder.StoreAgents(c.Store, recorder.IndexLabels(ix)), Recorded: watcher.Enqueue}),
+		Watcher: watcher,
 	}
 }
 
 // Components are the router's and recorder's lifecycle components.
 func (p *Parts) Components() []lifecycle.Component {
-	return []lifecycle.Component{{Name: "router", Run: p.Router.Run}, {Name: "recorder", Run: p.Recorder.Run}}
+	return []lifecycle.Component{{Name: "router", Run: p.Router.Run}, {Name: "recorder", Run: p.Recorder.Run},
+		{Name: "operational events", Run: p.Watcher.Run}}
 }
 
 // Main runs the router and the recorder until ctx ends.

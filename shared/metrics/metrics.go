@@ -275,6 +275,9 @@ type Ops struct {
 	// inactive, never_seen), as the API's agent watcher last counted them
 	// (every heartbeat interval). Every API replica counts the same.
 	Agents *prometheus.GaugeVec
+	// Queued is the number of recorded batches waiting for the
+	// operational events' watcher (at most opsevents.QueueSize).
+	Queued prometheus.Gauge
 }
 
 // NewOps creates the operational events' metrics and registers them on r;
@@ -293,6 +296,8 @@ func NewOps(r prometheus.Registerer) *Ops {
 	m.Published = registerOrGet(r, m.Published)
 	m.Suppressed = registerOrGet(r, m.Suppressed)
 	m.Agents = registerOrGet(r, m.Agents)
+	m.Queued = registerOrGet(r, prometheus.NewGauge(prometheus.GaugeOpts{Name: "hermod_ops_events_queued",
+		Help: "Recorded batches waiting for the operational events' watcher."}))
 	// Every series that can be counted exists from the start, at 0, so a
 	// rate or an increase sees the first one.
 	for _, t := range []string{catalog.WebhookDegraded, catalog.WebhookRecovered, catalog.DeliveryDead,
@@ -305,6 +310,13 @@ func NewOps(r prometheus.Registerer) *Ops {
 	m.Suppressed.WithLabelValues(catalog.DeliveryDead, "dead_limit")
 	m.Suppressed.WithLabelValues(catalog.DeliveryDead, "ops_delivery")
 	return m
+}
+
+// Queue adds d to the batches waiting for the watcher.
+func (m *Ops) Queue(d float64) {
+	if m != nil {
+		m.Queued.Add(d)
+	}
 }
 
 // SetAgents sets the agents' count by status.

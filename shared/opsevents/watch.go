@@ -46,26 +46,65 @@ type WebhookWatcher struct {
 	m      *metrics.Ops
 	log    zerolog.Logger
 	now    func() time.Time
+	queue  chan store.Batch
 }
+
+// QueueSize is how many recorded batches wait for the watcher at most;
+// a batch that finds the queue full is not looked at (counted).
+const QueueSize = 256
 
 // NewWebhookWatcher makes the watcher.
 func NewWebhookWatcher(st WebhookStore, hooks Webhooks, pub *Publisher, policy Policy, m *metrics.Ops, log zerolog.Logger) *WebhookWatcher {
-	return &WebhookWatcher{st: st, hooks: hooks, pub: pub, policy: policy.withDefaults(), m: m, log: log, now: time.Now}
+	return &WebhookWatcher{st: st, hooks: hooks, pub: pub, policy: policy.withDefaults(), m: m, log: log, now: time.Now,
+		queue: make(chan store.Batch, QueueSize)}
+}
+
+// Enqueue hands a batch the recorder wrote to Run, never waiting: the
+// recorder acks its results without waiting for Redis reads or publishes
+// of operational events. A batch that finds the queue full is dropped and
+// counted (reason queue_full): its events are lost, the recording never is.
+func (w *WebhookWatcher) Enqueue(b store.Batch) {
+	select {
+	case w.queue <- b:
+		w.m.Queue(1)
+	default:
+		w.m.Suppress(QueueFullType, "queue_full")
+	}
+}
+
+// QueueFullType is the type label of batches dropped whole (reason
+// queue_full): they may have held any webhook event.
+const QueueFullType = "hermod.webhook.*"
+
+// Run looks at the enqueued batches, one after the other, until ctx ends.
+func (w *WebhookWatcher) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case b := <-w.queue:
+			w.Recorded(ctx, b)
+			w.m.Queue(-1)
+		}
+	}
 }
 
 // observed is what one batch says of one webhook.
 type observed struct {
-	deaths  []streams.Outcome
-	breaker bool // a breaker report of the webhook is in the batch
+	deaths []streams.Outcome
+	// worse: a death (told or not) or a breaker report of the webhook is
+	// in the batch, so it may have turned degraded.
+	worse bool
 }
 
 // Recorded looks at a batch the recorder wrote: for every webhook with a
 // finished delivery or a breaker report in it, whether its status changed,
-// and for each delivery that died, whether to tell it. Nothing it does
-// holds the batch back beyond a Redis round trip (the state last told;
-// the statistics too only for webhooks with a death, a breaker report, or
-// told degraded: successes alone change nothing else) and the rare publish; a failure is logged (the event is lost,
-// the recording never is).
+// and for each delivery that died, whether to tell it. It runs beside the
+// recorder (Run), never in its ack path. A batch of successes of webhooks
+// not told degraded costs one Redis round trip (the state told); the
+// statistics are read only where a death, a breaker report or a degraded
+// state can change something. A failure is logged (the event is lost, the
+// recording never is).
 func (w *WebhookWatcher) Recorded(ctx context.Context, b store.Batch) {
 	seen := map[string]*observed{}
 	var ids []string
@@ -84,6 +123,7 @@ func (w *WebhookWatcher) Recorded(ctx context.Context, b store.Batch) {
 			touch(o.WebhookID)
 		case streams.StatusDead:
 			ob := touch(o.WebhookID)
+			ob.worse = true
 			if catalog.IsOperational(o.EventType) {
 				// Never an event about an operational event's delivery:
 				// two webhooks failing each other's events cannot loop.
@@ -94,7 +134,7 @@ func (w *WebhookWatcher) Recorded(ctx context.Context, b store.Batch) {
 		}
 	}
 	for _, br := range b.Breakers {
-		touch(br.WebhookID).breaker = true
+		touch(br.WebhookID).worse = true
 	}
 	if len(ids) == 0 {
 		return
@@ -152,13 +192,14 @@ func (w *WebhookWatcher) check(ctx context.Context, ids []string, seen map[strin
 	}
 	// Successes alone can only recover a webhook told degraded: the
 	// statistics are read for the others only when the batch holds a
-	// death or a breaker report of theirs (the common batch, successes of
-	// healthy webhooks, costs one round trip).
+	// death (an operational event's too) or a breaker report of theirs
+	// (the common batch, successes of healthy webhooks, costs one round
+	// trip).
 	told := make([]WebhookState, len(ids))
 	var need []string
 	for i, id := range ids {
 		told[i] = decodeWebhook(states[keys[i]])
-		if o := seen[id]; told[i].Degraded || len(o.deaths) > 0 || o.breaker {
+		if told[i].Degraded || seen[id].worse {
 			need = append(need, id)
 		}
 	}

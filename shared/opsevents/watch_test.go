@@ -344,3 +344,29 @@ func TestPublishReplayFinished(t *testing.T) {
 		t.Fatalf("events %v", evs)
 	}
 }
+
+// The recorder never waits for the watcher: batches beyond the queue are
+// dropped and counted; Run then looks at those queued, in order.
+func TestWebhookWatcherQueue(t *testing.T) {
+	r := newRig(t)
+	w := NewWebhookWatcher(r.st, nil, NewPublisher(r.js, r.m, zerolog.Nop()), DefaultPolicy, r.m, zerolog.Nop())
+	for range QueueSize + 3 {
+		w.Enqueue(store.Batch{}) // returns at once, queue full or not
+	}
+	if n := testutil.ToFloat64(r.m.Suppressed.WithLabelValues(QueueFullType, "queue_full")); n != 3 {
+		t.Errorf("queue_full = %v, want 3", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	hermodtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := len(w.queue); n != 0 {
+			return fmt.Errorf("%d batches still queued", n)
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}

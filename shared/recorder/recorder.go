@@ -50,8 +50,9 @@ type Options struct {
 	// without it such results are refused.
 	Agents AgentChecker
 	// Recorded, when set, is given each batch once Redis took it, before
-	// its messages are acked (the operational events' webhook watcher).
-	Recorded func(ctx context.Context, b store.Batch)
+	// its messages are acked (the operational events' watcher's Enqueue).
+	// It must not block: the acks wait for it.
+	Recorded func(b store.Batch)
 }
 
 // AgentChecker answers what the recorder needs to know before it believes
@@ -165,9 +166,7 @@ func (r *Recorder) write(stop context.Context, batch []jetstream.Msg) {
 		return
 	}
 	if r.opts.Recorded != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		r.opts.Recorded(ctx, b)
-		cancel()
+		r.opts.Recorded(b)
 	}
 	for _, m := range batch {
 		if !slices.Contains(later, m) {

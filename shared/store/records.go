@@ -557,9 +557,9 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, []Attemp
 			hist = append(hist, e)
 		}
 	}
-	payload, err := s.rdb.Get(ctx, EventKey(d.EventID)).Bytes()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, nil, nil, fmt.Errorf("get payload %s: %w", d.EventID, err)
+	payload, err := s.Payload(ctx, d.EventID)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	return d, hist, payload, nil
 }
